@@ -1,0 +1,56 @@
+"""The typer application and the one error boundary every command goes through."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from reporter.errors import EXIT_SOFTWARE, ReporterError
+
+# Diagnostics and progress go to stderr; stdout is reserved for results.
+err_console = Console(stderr=True)
+out_console = Console()
+
+app = typer.Typer(
+    name="spine-report",
+    help="Draft structured lumbar spine MRI reports (preliminary AI drafts, not for clinical use).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"spine-report: error: {message}", markup=False, highlight=False)
+    return typer.Exit(code=code)
+
+
+def guarded(fn: F) -> F:
+    """Turn our exceptions into one stderr line and their exit code; anything else is a bug (70)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ReporterError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(code=0) from None
+        except Exception as exc:  # the boundary: never a traceback for the user
+            raise fail(
+                f"internal error ({type(exc).__name__}: {exc}); please report it", EXIT_SOFTWARE
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
