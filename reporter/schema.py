@@ -7,6 +7,7 @@ duplicate or out-of-order levels are rejected with a message that names the fiel
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Generic, Literal, TypeVar, get_args
 
@@ -64,7 +65,7 @@ def lumbar_levels(n_lumbar: int = 5, include_t12: bool = True) -> list[str]:
     if n_lumbar not in (4, 5, 6):
         raise ValueError(f"Argument 'n_lumbar' must be 4, 5 or 6, not {n_lumbar!r}.")
     names = ["T12"] + [f"L{i}" for i in range(1, n_lumbar + 1)] + ["S1"]
-    levels = [level_name(a, b) for a, b in zip(names[:-1], names[1:], strict=True)]
+    levels = [level_name(a, b) for a, b in itertools.pairwise(names)]
     return levels if include_t12 else levels[1:]
 
 
@@ -181,7 +182,7 @@ class StudyFindings(BaseModel):
             if lf.level in seen:
                 raise ValueError(f"levels[{i}].level: duplicate level {lf.level!r}")
             seen.add(lf.level)
-            upper, lower = split_level(lf.level)
+            upper, _lower = split_level(lf.level)
             rank = VERTEBRAE.index(upper)
             if rank <= last_upper:
                 raise ValueError(
@@ -202,11 +203,12 @@ class StudyFindings(BaseModel):
 # Field names of LevelFindings that are statements, in the order reports and the decoder use.
 LEVEL_FIELDS: tuple[str, ...] = tuple(f for f in LevelFindings.model_fields if f != "level")
 
+
 # What each field may say, for decoders and converters (driven by the pydantic annotations).
 def field_values(field: str) -> tuple[Any, ...]:
     ann = LevelFindings.model_fields[field].annotation
     value_ann = ann.model_fields["value"].annotation  # type: ignore[union-attr]
-    inner = [a for a in get_args(value_ann) if a is not type(None)][0]
+    inner = next(a for a in get_args(value_ann) if a is not type(None))
     if inner is bool:
         return (False, True)
     return get_args(inner)
