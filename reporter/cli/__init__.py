@@ -10,6 +10,7 @@ from reporter.cli import (  # noqa: F401  (imported for their @app.command regis
     cmd_eval,
     cmd_foundation,
     cmd_report,
+    cmd_segmenter,
     cmd_synth,
     cmd_vlm,
 )
