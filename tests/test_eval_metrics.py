@@ -144,19 +144,21 @@ def test_rsna_loss_rejects_an_unknown_label():
 
 
 def test_hallucination_rates_follow_the_architecture_definitions():
-    positives = [
-        StatementOutcome(hallucinated=True, flagged=True, rendered=False),
-        StatementOutcome(hallucinated=True, flagged=False, rendered=True),
-        StatementOutcome(hallucinated=False, flagged=False, rendered=True),
-        StatementOutcome(hallucinated=False, flagged=True, rendered=False),
-        StatementOutcome(hallucinated=False, flagged=False, rendered=True),
+    raw = [
+        StatementOutcome(hallucinated=True, flagged=True),
+        StatementOutcome(hallucinated=True, flagged=False),
+        StatementOutcome(hallucinated=False, flagged=False),
+        StatementOutcome(hallucinated=False, flagged=True),
+        StatementOutcome(hallucinated=False, flagged=False),
     ]
-    # 4 true statements overall (3 true positives + 1 true normal), one of them flagged.
-    out = hallucination_rates(positives, [False, True, False, False])
+    # The report still asserts 3 positives (the two unflagged true ones and the missed
+    # hallucination); 4 true statements overall (3 true positives + 1 true normal), 1 flagged.
+    out = hallucination_rates(raw, [True, False, False], [False, True, False, False])
     assert out["raw_rate"] == pytest.approx(2 / 5)
-    assert out["after_grounding_rate"] == pytest.approx(1 / 3)  # 1 hallucinated of 3 rendered
+    assert out["after_grounding_rate"] == pytest.approx(1 / 3)
     assert out["flag_recall"] == pytest.approx(1 / 2)
     assert out["false_flag_rate"] == pytest.approx(1 / 4)
+    assert out["n_positive_after_grounding"] == 3
 
 
 def test_planted_error_recall_and_false_flag_rate():

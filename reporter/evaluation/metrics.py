@@ -276,16 +276,14 @@ def rsna_weighted_log_loss(
 
 @dataclass(frozen=True)
 class StatementOutcome:
-    """One positive (abnormal) statement the model made, with what truth and the checker say.
+    """One positive (abnormal) statement of the model's raw output.
 
     hallucinated: the ground truth at that level and field is normal, or the level does not exist.
     flagged: the grounding checker contradicted it (so the report withholds it).
-    rendered: the statement is still asserted in the report as rendered.
     """
 
     hallucinated: bool
     flagged: bool
-    rendered: bool
 
 
 def _rate(num: int, den: int) -> float:
@@ -293,28 +291,33 @@ def _rate(num: int, den: int) -> float:
 
 
 def hallucination_rates(
-    positives: Sequence[StatementOutcome], true_statements_flagged: Sequence[bool]
+    raw_positives: Sequence[StatementOutcome],
+    rendered_positives_hallucinated: Sequence[bool],
+    true_statements_flagged: Sequence[bool],
 ) -> dict[str, float]:
     """ARCHITECTURE.md definitions.
 
-    raw_rate: hallucinated / positive statements in the model's output.
-    after_grounding_rate: hallucinated / positive statements the report still asserts.
-    flag_recall: share of the hallucinated statements the checker flagged.
-    false_flag_rate: share of the true statements (`true_statements_flagged`, one bool per
+    raw_rate: hallucinated / positive statements in the model's output (`raw_positives`).
+    after_grounding_rate: hallucinated / positive statements the rendered report still asserts
+    (`rendered_positives_hallucinated`: one bool per such statement; counted from the report as
+    rendered, so whatever the pipeline does with a contradicted statement is what is measured).
+    flag_recall: share of the hallucinated raw statements the checker flagged.
+    false_flag_rate: share of the true statements (`true_statements_flagged`: one bool per raw
     statement whose value equals the ground truth) that the checker flagged.
     """
-    n_pos = len(positives)
-    n_hall = sum(s.hallucinated for s in positives)
-    rendered = [s for s in positives if s.rendered]
+    n_pos = len(raw_positives)
+    n_hall = sum(s.hallucinated for s in raw_positives)
+    n_after = len(rendered_positives_hallucinated)
+    n_hall_after = sum(rendered_positives_hallucinated)
     return {
         "raw_rate": _rate(n_hall, n_pos),
-        "after_grounding_rate": _rate(sum(s.hallucinated for s in rendered), len(rendered)),
-        "flag_recall": _rate(sum(s.hallucinated and s.flagged for s in positives), n_hall),
+        "after_grounding_rate": _rate(n_hall_after, n_after),
+        "flag_recall": _rate(sum(s.hallucinated and s.flagged for s in raw_positives), n_hall),
         "false_flag_rate": _rate(sum(true_statements_flagged), len(true_statements_flagged)),
         "n_positive_statements": n_pos,
         "n_hallucinated": n_hall,
-        "n_positive_after_grounding": len(rendered),
-        "n_hallucinated_after_grounding": sum(s.hallucinated for s in rendered),
+        "n_positive_after_grounding": n_after,
+        "n_hallucinated_after_grounding": n_hall_after,
         "n_true_statements": len(true_statements_flagged),
     }
 

@@ -1,0 +1,378 @@
+"""From one study's truth and output to a `StudyRecord`, and from records to metrics.json.
+
+The harness runs the pipeline; this module only compares. A `StudyRecord` holds everything the
+metrics need from one study (pairs of truth and prediction per condition, RSNA rows, statement
+outcomes, calibration points), is plain JSON, and is written to studies.jsonl for audit; the
+metrics of the whole run and of every subgroup are computed from the same records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reporter.anatomy import labels as L
+from reporter.anatomy.anatomy import Anatomy
+from reporter.evaluation import metrics as M
+from reporter.grounding.verdicts import Verdict
+from reporter.schema import (
+    LEVEL_FIELDS,
+    LEVELS,
+    Finding,
+    StudyFindings,
+    field_values,
+    is_abnormal,
+)
+
+# metrics.json condition name -> the schema fields pooled into it (left/right, upper/lower).
+CONDITIONS: dict[str, tuple[str, ...]] = {
+    "pfirrmann": ("pfirrmann",),
+    "canal_stenosis": ("canal_stenosis",),
+    "foraminal_stenosis": ("foraminal_stenosis_left", "foraminal_stenosis_right"),
+    "subarticular_stenosis": ("subarticular_stenosis_left", "subarticular_stenosis_right"),
+    "modic": ("modic_upper", "modic_lower"),
+    "spondylolisthesis": ("spondylolisthesis",),
+    "herniation": ("herniation",),
+}
+# Beyond the contract, for datasets that grade them (SPIDER): same block, same definitions.
+EXTRA_CONDITIONS: dict[str, tuple[str, ...]] = {
+    "narrowing": ("disc_narrowing",),
+    "bulging": ("disc_bulging",),
+}
+ALL_CONDITIONS = {**CONDITIONS, **EXTRA_CONDITIONS}
+
+# The RSNA 2024 cells: their five levels and the schema field -> competition condition group.
+RSNA_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+RSNA_FIELDS: dict[str, str] = {
+    "canal_stenosis": "spinal",
+    "foraminal_stenosis_left": "foraminal",
+    "foraminal_stenosis_right": "foraminal",
+    "subarticular_stenosis_left": "subarticular",
+    "subarticular_stenosis_right": "subarticular",
+}
+_RSNA_CLASS: dict[Any, str] = {
+    "none": "normal_mild",
+    "mild": "normal_mild",
+    "moderate": "moderate",
+    "severe": "severe",
+    0: "normal_mild",
+    1: "normal_mild",
+    2: "moderate",
+    3: "severe",
+}
+# A cell the model left unassessed still has to be scored (the competition requires a row for
+# every cell): it gets the uninformative prediction.
+_UNIFORM = (1 / 3, 1 / 3, 1 / 3)
+
+AGE_BANDS: tuple[tuple[str, int, int], ...] = (
+    ("18-39", 0, 40),
+    ("40-59", 40, 60),
+    ("60-79", 60, 80),
+    ("80+", 80, 200),
+)
+
+
+def age_band(age: float | None) -> str:
+    if age is None:
+        return "unknown"
+    return next(name for name, lo, hi in AGE_BANDS if lo <= age < hi)
+
+
+@dataclass
+class StudyRecord:
+    case_id: str
+    site: str = "unknown"
+    sex: str = "unknown"
+    age: float | None = None
+    tags: list[str] = field(default_factory=list)
+    error: str | None = None  # the study could not be reported (counted, metrics skip it)
+    schema_valid: bool = False
+    latency_s: float | None = None
+    # condition -> [[truth, prediction], ...] over levels (and sides) both assessed
+    pairs: dict[str, list[list[Any]]] = field(default_factory=dict)
+    # condition -> [[truth is abnormal, P(abnormal)], ...]
+    scores: dict[str, list[list[Any]]] = field(default_factory=dict)
+    # [condition group, RSNA class, [p_normal_mild, p_moderate, p_severe]]
+    rsna_rows: list[list[Any]] = field(default_factory=list)
+    # raw positive statements: [hallucinated, flagged]
+    raw_positives: list[list[bool]] = field(default_factory=list)
+    # positive statements the rendered report asserts: hallucinated?
+    rendered_positives: list[bool] = field(default_factory=list)
+    # raw statements equal to the truth: flagged?
+    true_flagged: list[bool] = field(default_factory=list)
+    # [confidence, correct] per raw statement with a probability and a truth
+    calibration: list[list[Any]] = field(default_factory=list)
+    naming: list[int] = field(default_factory=lambda: [0, 0])  # [correct, total]
+    injected_planted: list[bool] = field(default_factory=list)  # planted error flagged?
+    injected_true: list[bool] = field(default_factory=list)  # untouched statement flagged?
+    hallucinated_examples: list[str] = field(default_factory=list)  # for the summary, capped
+
+    def to_json(self) -> dict[str, Any]:
+        return M.nan_to_none(asdict(self))
+
+
+# --- one study ----------------------------------------------------------------------------------
+
+
+def _value(f: Finding[Any] | None) -> Any:
+    return f.value if f is not None and f.assessed else None
+
+
+def distribution(finding: Finding[Any], fld: str) -> dict[Any, float]:
+    """P(value) over the field's vocabulary. The schema stores the probability of the stated value
+    only; the rest is spread evenly over the other values (the least informative completion).
+    A finding without a probability is taken as certain."""
+    values = field_values(fld)
+    dist = getattr(finding, "distribution", None)
+    if isinstance(dist, dict) and dist:
+        return {v: float(dist.get(v, dist.get(str(v), 0.0))) for v in values}
+    p = 1.0 if finding.probability is None else float(finding.probability)
+    rest = (1.0 - p) / (len(values) - 1) if len(values) > 1 else 0.0
+    return {v: (p if v == finding.value else rest) for v in values}
+
+
+def _verdict_index(verdicts: Iterable[Verdict]) -> dict[tuple[str | None, str], Verdict]:
+    return {(v.level, v.field): v for v in verdicts}
+
+
+def _flagged(index: dict[tuple[str | None, str], Verdict], level: str, fld: str) -> bool:
+    v = index.get((level, fld))
+    return v is not None and v.verdict == "contradicted"
+
+
+def compare_findings(
+    record: StudyRecord,
+    truth: StudyFindings,
+    raw: StudyFindings,
+    rendered: StudyFindings,
+    verdicts: Sequence[Verdict],
+    study_id: str | None = None,
+) -> None:
+    """Fill `record` with everything comparable between truth and the model's output."""
+    vindex = _verdict_index(verdicts)
+    study_id = study_id or record.case_id
+
+    # Conditions, calibration, AUC and true statements: over the raw output, level by level.
+    for lf in raw.levels:
+        gt_level = truth.level(lf.level)
+        for fld in LEVEL_FIELDS:
+            pred: Finding[Any] = getattr(lf, fld)
+            if not pred.assessed:
+                continue
+            gt_value = _value(getattr(gt_level, fld)) if gt_level is not None else None
+            positive = is_abnormal(fld, pred.value)
+            if gt_level is None:
+                # The level does not exist: every positive statement there is hallucinated.
+                if positive:
+                    record.raw_positives.append([True, _flagged(vindex, lf.level, fld)])
+                    _example(record, lf.level, fld, pred.value, "no such level")
+                continue
+            if gt_value is None:
+                continue  # truth cannot judge it (outside the FOV in the ground truth)
+            correct = pred.value == gt_value
+            if positive:
+                hallucinated = not is_abnormal(fld, gt_value)
+                record.raw_positives.append([hallucinated, _flagged(vindex, lf.level, fld)])
+                if hallucinated:
+                    _example(record, lf.level, fld, pred.value, f"truth {gt_value!r}")
+            if correct:
+                record.true_flagged.append(_flagged(vindex, lf.level, fld))
+            if pred.probability is not None:
+                record.calibration.append([float(pred.probability), bool(correct)])
+
+    for cond, fields in ALL_CONDITIONS.items():
+        for gt_level in truth.levels:
+            lf = raw.level(gt_level.level)
+            for fld in fields:
+                gt_value = _value(getattr(gt_level, fld))
+                pred = getattr(lf, fld) if lf is not None else None
+                pred_value = _value(pred)
+                if gt_value is None or pred_value is None or pred is None:
+                    continue
+                record.pairs.setdefault(cond, []).append([gt_value, pred_value])
+                dist = distribution(pred, fld)
+                p_abn = sum(p for v, p in dist.items() if is_abnormal(fld, v))
+                record.scores.setdefault(cond, []).append([is_abnormal(fld, gt_value), p_abn])
+
+    # RSNA cells: every graded truth cell at the five RSNA levels gets a row.
+    for level in RSNA_LEVELS:
+        gt_level = truth.level(level)
+        if gt_level is None:
+            continue
+        lf = raw.level(level)
+        for fld, group in RSNA_FIELDS.items():
+            gt_value = _value(getattr(gt_level, fld))
+            if gt_value is None:
+                continue
+            pred = getattr(lf, fld) if lf is not None else None
+            if pred is None or not pred.assessed:
+                probs = _UNIFORM
+            else:
+                acc = {"normal_mild": 0.0, "moderate": 0.0, "severe": 0.0}
+                for v, p in distribution(pred, fld).items():
+                    acc[_RSNA_CLASS[v]] += p
+                probs = (acc["normal_mild"], acc["moderate"], acc["severe"])
+            record.rsna_rows.append([group, _RSNA_CLASS[gt_value], list(probs)])
+
+    # What the report asserts after grounding.
+    for lf in rendered.levels:
+        gt_level = truth.level(lf.level)
+        for fld in LEVEL_FIELDS:
+            value = _value(getattr(lf, fld))
+            if value is None or not is_abnormal(fld, value):
+                continue
+            if gt_level is None:
+                record.rendered_positives.append(True)
+                continue
+            gt_value = _value(getattr(gt_level, fld))
+            if gt_value is None:
+                continue
+            record.rendered_positives.append(not is_abnormal(fld, gt_value))
+
+
+def _example(record: StudyRecord, level: str, fld: str, value: Any, why: str) -> None:
+    if len(record.hallucinated_examples) < 5:
+        record.hallucinated_examples.append(f"{level} {fld}={value!r} ({why})")
+
+
+# --- many studies -------------------------------------------------------------------------------
+
+
+def _condition_labels(cond: str) -> list[Any]:
+    return list(field_values(ALL_CONDITIONS[cond][0]))
+
+
+def condition_block(records: Sequence[StudyRecord], cond: str) -> dict[str, float]:
+    pairs = [p for r in records for p in r.pairs.get(cond, [])]
+    labels = _condition_labels(cond)
+    block = M.condition_metrics([p[0] for p in pairs], [p[1] for p in pairs], labels)
+    scores = [s for r in records for s in r.scores.get(cond, [])]
+    block["auc"] = M.roc_auc([s[0] for s in scores], [s[1] for s in scores])
+    return block
+
+
+def rsna_loss(records: Sequence[StudyRecord]) -> dict[str, float]:
+    rows = [
+        M.RsnaRow(r.case_id, group, label, tuple(probs))  # type: ignore[arg-type]
+        for r in records
+        for group, label, probs in r.rsna_rows
+    ]
+    return M.rsna_weighted_log_loss(rows)
+
+
+def hallucination_block(records: Sequence[StudyRecord]) -> dict[str, float]:
+    return M.hallucination_rates(
+        [M.StatementOutcome(bool(h), bool(f)) for r in records for h, f in r.raw_positives],
+        [h for r in records for h in r.rendered_positives],
+        [f for r in records for f in r.true_flagged],
+    )
+
+
+def naming_accuracy(records: Sequence[StudyRecord]) -> float:
+    correct = sum(r.naming[0] for r in records)
+    total = sum(r.naming[1] for r in records)
+    return correct / total if total else math.nan
+
+
+def subgroup_metrics(records: Sequence[StudyRecord]) -> dict[str, Any]:
+    """The condition metrics (and the headline rates) of one subgroup."""
+    ok = [r for r in records if r.error is None]
+    return {
+        "n_studies": len(records),
+        "conditions": {c: condition_block(ok, c) for c in ALL_CONDITIONS},
+        "rsna_weighted_log_loss": rsna_loss(ok)["score"],
+        "level_naming_accuracy": naming_accuracy(ok),
+        "hallucination": hallucination_block(ok),
+        "calibration": {"ece": _ece(ok)},
+    }
+
+
+def _ece(records: Sequence[StudyRecord]) -> float:
+    pts = [c for r in records for c in r.calibration]
+    return M.expected_calibration_error([c[0] for c in pts], [c[1] for c in pts])
+
+
+def _by(
+    records: Sequence[StudyRecord], key: Callable[[StudyRecord], str]
+) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[StudyRecord]] = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
+    return {k: subgroup_metrics(v) for k, v in sorted(groups.items())}
+
+
+def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -> dict[str, Any]:
+    """metrics.json, with the keys and definitions of ARCHITECTURE.md (plus documented extras)."""
+    ok = [r for r in records if r.error is None]
+    latencies = [r.latency_s for r in ok if r.latency_s is not None]
+    rsna = rsna_loss(ok)
+    out: dict[str, Any] = {
+        "n_studies": len(records),
+        "n_failed": len(records) - len(ok),
+        "schema_valid_rate": (
+            sum(r.schema_valid for r in records) / len(records) if records else math.nan
+        ),
+        "conditions": {c: condition_block(ok, c) for c in ALL_CONDITIONS},
+        "rsna_weighted_log_loss": rsna["score"],
+        "rsna_terms": {k: v for k, v in rsna.items() if k != "score"},
+        "level_naming_accuracy": naming_accuracy(ok),
+        "hallucination": hallucination_block(ok),
+        "injected": {
+            "flag_recall": M.flag_recall([f for r in ok for f in r.injected_planted]),
+            "false_flag_rate": M.false_flag_rate([f for r in ok for f in r.injected_true]),
+            "n_planted": sum(len(r.injected_planted) for r in ok),
+            "n_untouched": sum(len(r.injected_true) for r in ok),
+        },
+        "calibration": {"ece": _ece(ok), "ece_bins": M.ECE_BINS},
+        "latency_s_per_study": {
+            "median": M.percentile(latencies, 50),
+            "p95": M.percentile(latencies, 95),
+        },
+        "peak_rss_mb": peak_rss_mb,
+        "by_site": _by(records, lambda r: r.site),
+        "by_sex": _by(records, lambda r: r.sex),
+        "by_age": _by(records, lambda r: age_band(r.age)),
+    }
+    return M.nan_to_none(out)
+
+
+# --- level naming -------------------------------------------------------------------------------
+
+
+def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 400) -> list[int]:
+    """[correct, total] over the ground truth's discs: a disc is named correctly when the predicted
+    label map carries the same disc label (reporter.anatomy.labels: one value per level name) at
+    the majority of the truth disc's voxels, mapped through patient coordinates so the two maps
+    may lie on different grids. A disc the prediction misses counts as wrong."""
+    gt_labels = np.asarray(truth.labels)
+    disc_values = [
+        int(v) for v in np.unique(gt_labels) if L.DISC_BASE <= v < L.DISC_BASE + len(LEVELS)
+    ]
+    if predicted is None:
+        return [0, len(disc_values)]
+    pred_labels = np.asarray(predicted.labels)
+    same_grid = pred_labels.shape == gt_labels.shape and np.allclose(
+        np.asarray(predicted.affine), np.asarray(truth.affine), atol=1e-3
+    )
+    inv = np.linalg.inv(np.asarray(predicted.affine, dtype=float))
+    gt_aff = np.asarray(truth.affine, dtype=float)
+    correct = 0
+    for value in disc_values:
+        idx = np.argwhere(gt_labels == value)
+        if len(idx) > max_points:  # an even subsample keeps this cheap on big discs
+            idx = idx[:: math.ceil(len(idx) / max_points)]
+        if same_grid:
+            found = pred_labels[tuple(idx.T)]
+        else:
+            lps = idx @ gt_aff[:3, :3].T + gt_aff[:3, 3]
+            pidx = np.rint(lps @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+            inside = np.all((pidx >= 0) & (pidx < np.array(pred_labels.shape)), axis=1)
+            found = pred_labels[tuple(pidx[inside].T)]
+        discs = found[(found >= L.DISC_BASE) & (found < L.DISC_BASE + len(LEVELS))]
+        if discs.size and np.bincount(discs).argmax() == value:
+            correct += 1
+    return [correct, len(disc_values)]
