@@ -2,98 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
+from eval_factory import example_record
 
 from reporter.anatomy import labels as L
 from reporter.anatomy.anatomy import Anatomy
 from reporter.evaluation.scoring import (
     CONDITIONS,
     StudyRecord,
-    compare_findings,
     compute_metrics,
     level_naming,
 )
-from reporter.grounding.verdicts import Verdict
-from reporter.schema import LevelFindings, StudyFindings
-
-NORMAL: dict[str, Any] = {
-    "pfirrmann": 2,
-    "disc_narrowing": "none",
-    "disc_bulging": False,
-    "herniation": "none",
-    "canal_stenosis": "none",
-    "foraminal_stenosis_left": 0,
-    "foraminal_stenosis_right": 0,
-    "subarticular_stenosis_left": "none",
-    "subarticular_stenosis_right": "none",
-    "modic_upper": 0,
-    "modic_lower": 0,
-    "endplate_defect_upper": False,
-    "endplate_defect_lower": False,
-    "spondylolisthesis": 0,
-}
-
-
-def level(name: str, probability: float | None = None, **changes: Any) -> LevelFindings:
-    fields: dict[str, Any] = {}
-    for f, v in {**NORMAL, **changes}.items():
-        if isinstance(v, dict):
-            fields[f] = v
-        else:
-            fields[f] = (
-                {"value": v} if probability is None else {"value": v, "probability": probability}
-            )
-    return LevelFindings.model_validate({"level": name, **fields})
-
-
-def findings(*levels: LevelFindings) -> StudyFindings:
-    return StudyFindings.model_validate(
-        {
-            "study": {
-                "lumbar_vertebrae": 5,
-                "transitional": {"value": "none"},
-                "alignment": {"value": "normal"},
-            },
-            "levels": [lf.model_dump() for lf in levels],
-        }
-    )
-
-
-def verdict(lvl: str, field: str, kind: str) -> Verdict:
-    return Verdict(level=lvl, field=field, claimed=None, verdict=kind, reason="test")  # type: ignore[arg-type]
-
-
-WITHHELD = {"not_assessable": "withheld: contradicted by the images"}
 
 
 @pytest.fixture
 def record() -> StudyRecord:
-    truth = findings(level("L4-L5", canal_stenosis="moderate"), level("L5-S1"))
-    raw = findings(
-        level("L3-L4", 0.9, canal_stenosis="mild"),  # a level the truth does not have
-        level("L4-L5", 0.8, canal_stenosis="moderate"),
-        level("L5-S1", 0.6, canal_stenosis="severe", modic_upper=1),
-    )
-    rendered = findings(
-        level("L3-L4", 0.9, canal_stenosis=WITHHELD),
-        level("L4-L5", 0.8, canal_stenosis="moderate"),
-        level("L5-S1", 0.6, canal_stenosis=WITHHELD, modic_upper=1),
-    )
-    verdicts = [
-        verdict("L3-L4", "canal_stenosis", "contradicted"),
-        verdict("L4-L5", "canal_stenosis", "supported"),
-        verdict("L5-S1", "canal_stenosis", "contradicted"),
-        verdict("L5-S1", "modic_upper", "unverifiable"),
-        verdict("L5-S1", "pfirrmann", "supported"),
-    ]
-    rec = StudyRecord(case_id="s1", site="site-a", sex="F", age=55)
-    compare_findings(rec, truth, raw, rendered, verdicts)
-    rec.schema_valid = True
-    rec.latency_s = 1.0
-    return rec
+    return example_record()
 
 
 def test_positive_statements_are_judged_against_truth_and_the_report(record):

@@ -1,5 +1,74 @@
-"""Commands of this area (registered on reporter.cli.app.app)."""
+"""`spine-report eval`: a benchmark or labeled data through the pipeline -> metrics.json."""
 
 from __future__ import annotations
 
-from reporter.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reporter.cli.app import app, err_console, guarded, out_console
+
+
+@app.command("eval")
+@guarded
+def eval_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, summary, plots.")],
+    benchmark: Annotated[
+        str | None,
+        typer.Option("--benchmark", help="Named phantom benchmark (default phantom-v1)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="A labeled dataset folder instead of a benchmark.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Format of --data: phantom|rsna2024|spider|lumbar3d.")
+    ] = "phantom",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model folder (default: the embedded one).")
+    ] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", help="LoRA adapter folder.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Evaluate a stratified subset of N studies."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (benchmarks only).")
+    ] = 1,
+    no_injected: Annotated[
+        bool,
+        typer.Option("--no-injected", help="Skip the checker-alone run with planted errors."),
+    ] = False,
+) -> None:
+    """Evaluate the pipeline; writes metrics.json, studies.jsonl, summary.md and plots/ to OUT."""
+    from reporter.errors import UsageError
+    from reporter.evaluation.harness import DATA_FORMATS, EvalConfig, run_benchmark, run_dataset
+    from reporter.evaluation.summary import results_table, target_note
+
+    if data is not None and benchmark is not None:
+        raise UsageError("give --benchmark or --data, not both")
+    if fmt not in DATA_FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
+    config = EvalConfig(model=model, adapter=adapter, injected=not no_injected)
+
+    def progress(done: int, total: int, rec: object) -> None:
+        err = getattr(rec, "error", None)
+        tail = f"  FAILED: {err}" if err else ""
+        err_console.print(
+            f"[{done}/{total}] {getattr(rec, 'case_id', '')}{tail}", markup=False, highlight=False
+        )
+
+    if data is not None:
+        result = run_dataset(data, fmt, out, config, limit=limit, progress=progress)
+    else:
+        result = run_benchmark(
+            benchmark or "phantom-v1", out, config, limit=limit, workers=workers, progress=progress
+        )
+    out_console.print(results_table(result.metrics), markup=False, highlight=False)
+    out_console.print(target_note(result.metrics), markup=False, highlight=False)
+    out_console.print(
+        f"wrote {result.out_dir / 'metrics.json'} ({result.metrics['n_studies']} studies, "
+        f"{result.wall_s:.0f} s)",
+        markup=False,
+        highlight=False,
+    )

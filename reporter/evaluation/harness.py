@@ -1,0 +1,428 @@
+"""The evaluation harness: run the pipeline over a benchmark or labeled data, write metrics.json.
+
+One path: every study goes through `reporter.report_study` (segmentation, VLM, grounding,
+withholding) exactly as a user's study would; the harness only supplies the study in memory and
+compares the Report with the truth (reporter.evaluation.scoring). On top, the checker alone is run
+on the ground-truth findings with planted errors (reporter.grounding.inject) for `injected.*`.
+
+Outputs in OUT: metrics.json, studies.jsonl (one StudyRecord per study, for audit), summary.md,
+plots/*.png, run.json (command, commit, model, timings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reporter.anatomy.anatomy import Anatomy
+from reporter.errors import OutputError, ReporterError, UsageError
+from reporter.evaluation import scoring
+from reporter.evaluation.benchmark import Case, get_benchmark
+from reporter.evaluation.scoring import StudyRecord
+from reporter.schema import StudyFindings, json_schema
+from reporter.study import Study
+
+DATA_FORMATS = ("phantom", "rsna2024", "spider", "lumbar3d")
+
+
+@dataclass
+class LabeledStudy:
+    """A study with its truth, however it was obtained (generated phantom or a dataset case)."""
+
+    case_id: str
+    study: Study
+    truth: StudyFindings | None
+    truth_anatomy: Anatomy | None
+    site: str = "unknown"
+    sex: str = "unknown"
+    age: float | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str | None = None
+    adapter: str | None = None
+    injected: bool = True  # also run the checker alone on truth with planted errors
+    injected_seed: int = 0
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def phantom_study(case: Case, priors: str = "realistic") -> LabeledStudy:
+    """Generate one benchmark case in memory (no DICOM round trip: the Phantom's Study is the
+    same object ingest would build from the written files)."""
+    from reporter.synth import generate_study
+
+    ph = generate_study(case.seed, site=case.site, priors=priors, **case.overrides_dict())
+    meta = ph.meta or {}
+    return LabeledStudy(
+        case_id=case.case_id,
+        study=ph.study,
+        truth=ph.findings,
+        truth_anatomy=ph.anatomy,
+        site=str(meta.get("site", case.site)),
+        sex=_sex(meta.get("sex")),
+        age=_age(meta.get("age")),
+        tags=list(case.tags),
+    )
+
+
+def _sex(value: Any) -> str:
+    s = str(value or "").strip().upper()
+    return {"F": "F", "FEMALE": "F", "M": "M", "MALE": "M"}.get(s, "unknown")
+
+
+def _age(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().upper()  # DICOM AS, e.g. "054Y"
+    try:
+        return float(text.rstrip("Y")) if text.endswith("Y") or text.isdigit() else None
+    except ValueError:
+        return None
+
+
+def open_dataset(data: Path, fmt: str) -> Any:
+    """The real-MRI area's loaders (reporter.datasets) for every user format."""
+    if fmt not in DATA_FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
+    import reporter.datasets as datasets
+
+    loader = getattr(datasets, "load_dataset", None) or getattr(datasets, "open_dataset", None)
+    if loader is None:
+        raise UsageError("this build has no dataset loaders (reporter.datasets.load_dataset)")
+    return loader(data, fmt)
+
+
+def dataset_study(case: Any) -> LabeledStudy:
+    meta = dict(getattr(case, "meta", {}) or {})
+    return LabeledStudy(
+        case_id=str(case.case_id),
+        study=case.study,
+        truth=case.findings,
+        truth_anatomy=case.anatomy,
+        site=str(meta.get("site", "unknown")),
+        sex=_sex(meta.get("sex")),
+        age=_age(meta.get("age")),
+    )
+
+
+# --- one study ----------------------------------------------------------------------------------
+
+
+class Evaluator:
+    """Holds what is loaded once per process (the model) and evaluates studies one at a time."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        from reporter.vlm import load_model
+
+        self.model = load_model(config.model, adapter=config.adapter)
+        self._validator = _schema_validator()
+
+    def provenance(self) -> dict[str, Any]:
+        try:
+            return dict(self.model.provenance())
+        except Exception:  # provenance is informative only; never fail an eval for it
+            return {}
+
+    def evaluate(self, item: LabeledStudy) -> StudyRecord:
+        record = StudyRecord(
+            case_id=item.case_id, site=item.site, sex=item.sex, age=item.age, tags=item.tags
+        )
+        if item.truth is None:
+            record.error = "no ground-truth findings in this case"
+            return record
+        try:
+            t0 = time.perf_counter()
+            report, anatomy = self._report(item.study)
+            record.latency_s = time.perf_counter() - t0
+        except ReporterError as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            return record
+        except Exception as exc:  # a crash on one study is a result, not the end of the run
+            record.error = f"internal {type(exc).__name__}: {exc}"
+            record.hallucinated_examples.append(traceback.format_exc(limit=3)[-500:])
+            return record
+        record.schema_valid = self._valid(report.raw_findings)
+        scoring.compare_findings(
+            record, item.truth, report.raw_findings, report.findings, report.verdicts
+        )
+        if item.truth_anatomy is not None:
+            record.naming = scoring.level_naming(item.truth_anatomy, anatomy)
+        if self.config.injected:
+            self._injected(record, item, anatomy)
+        return record
+
+    def _report(self, study: Study) -> tuple[Any, Anatomy | None]:
+        """The one path: report_study on the in-memory study; the anatomy it used, if exposed."""
+        from reporter.pipeline import report_study
+
+        report = report_study(study, model=self.model, adapter=self.config.adapter)
+        anatomy = getattr(report, "anatomy", None)
+        return report, anatomy
+
+    def _valid(self, findings: StudyFindings) -> bool:
+        try:
+            StudyFindings.model_validate_json(findings.model_dump_json())
+            if self._validator is not None:
+                self._validator.validate(json.loads(findings.to_json()))
+            return True
+        except Exception:
+            return False
+
+    def _injected(self, record: StudyRecord, item: LabeledStudy, anatomy: Anatomy | None) -> None:
+        """The checker alone on the truth with planted errors, on the ground-truth anatomy where
+        there is one (so it measures the checker, not the segmenter)."""
+        from reporter.grounding import check
+        from reporter.grounding.inject import inject_errors
+
+        anat = item.truth_anatomy or anatomy
+        if anat is None or item.truth is None:
+            return
+        # A stable per-study seed (str hash() is salted per process).
+        seed = self.config.injected_seed + zlib.crc32(item.case_id.encode())
+        planted_findings, planted = inject_errors(item.truth, seed=seed)
+        result = check(planted_findings, item.study, anat)
+        planted_keys = {(p.level, p.field) for p in planted}
+        for v in result.verdicts:
+            if v.level is None:
+                continue
+            flagged = v.verdict == "contradicted"
+            if (v.level, v.field) in planted_keys:
+                record.injected_planted.append(flagged)
+            else:
+                record.injected_true.append(flagged)
+
+
+def _schema_validator() -> Any:
+    try:
+        import jsonschema
+    except ModuleNotFoundError:
+        return None
+    return jsonschema.Draft202012Validator(json_schema())
+
+
+# --- worker processes ----------------------------------------------------------------------------
+
+_WORKER: Evaluator | None = None
+
+
+def _init_worker(config: EvalConfig) -> None:
+    global _WORKER
+    _limit_threads()
+    _WORKER = Evaluator(config)
+
+
+def _work_case(case: Case, priors: str) -> dict[str, Any]:
+    assert _WORKER is not None
+    return _WORKER.evaluate(phantom_study(case, priors)).to_json() | {"_rss": _rss_mb()}
+
+
+def _limit_threads() -> None:
+    # Worker processes share 2 cores; one BLAS / torch thread each keeps them from fighting.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:
+        pass
+
+
+def _rss_mb() -> float:
+    """Peak resident set of this process in MB (Linux reports ru_maxrss in kB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    records: list[StudyRecord]
+    out_dir: Path
+    wall_s: float
+
+
+def run_benchmark(
+    name: str,
+    out_dir: Path,
+    config: EvalConfig,
+    limit: int | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int, StudyRecord], None] | None = None,
+) -> RunResult:
+    bench = get_benchmark(name)
+    cases = bench.cases(limit)
+    t0 = time.perf_counter()
+    records: list[StudyRecord] = []
+    rss = [_rss_mb()]
+    if workers <= 1:
+        _limit_threads()
+        ev = Evaluator(config)
+        prov = ev.provenance()
+        for i, case in enumerate(cases):
+            rec = ev.evaluate(phantom_study(case, bench.priors))
+            records.append(rec)
+            if progress:
+                progress(i + 1, len(cases), rec)
+        rss.append(_rss_mb())
+    else:
+        prov = {}
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_init_worker, initargs=(config,)
+        ) as pool:
+            futures = [pool.submit(_work_case, c, bench.priors) for c in cases]
+            for i, fut in enumerate(futures):
+                data = fut.result()
+                rss.append(float(data.pop("_rss")))
+                rec = StudyRecord(**data)
+                records.append(rec)
+                if progress:
+                    progress(i + 1, len(cases), rec)
+    wall = time.perf_counter() - t0
+    source = {
+        "benchmark": name,
+        "description": bench.description,
+        "limit": limit,
+        "workers": workers,
+    }
+    return _finish(records, out_dir, source, prov, max(rss), wall)
+
+
+def run_dataset(
+    data: Path,
+    fmt: str,
+    out_dir: Path,
+    config: EvalConfig,
+    limit: int | None = None,
+    progress: Callable[[int, int, StudyRecord], None] | None = None,
+) -> RunResult:
+    if not data.exists():
+        from reporter.errors import InputMissingError
+
+        raise InputMissingError(f"dataset folder {data} does not exist")
+    dataset = open_dataset(data, fmt)
+    cases = list(dataset)[: limit if limit is not None else None]
+    if not cases:
+        from reporter.errors import InputDataError
+
+        raise InputDataError(f"no cases found in {data} as --format {fmt}")
+    _limit_threads()
+    ev = Evaluator(config)
+    t0 = time.perf_counter()
+    records = []
+    for i, case in enumerate(cases):
+        try:
+            item = dataset_study(case)
+        except ReporterError as exc:
+            rec = StudyRecord(case_id=str(case.case_id), error=f"{type(exc).__name__}: {exc}")
+        else:
+            rec = ev.evaluate(item)
+        records.append(rec)
+        if progress:
+            progress(i + 1, len(cases), rec)
+    wall = time.perf_counter() - t0
+    source = {"data": str(data), "format": fmt, "limit": limit, "workers": 1}
+    return _finish(records, out_dir, source, ev.provenance(), _rss_mb(), wall)
+
+
+def _finish(
+    records: list[StudyRecord],
+    out_dir: Path,
+    source: dict[str, Any],
+    provenance: dict[str, Any],
+    peak_rss_mb: float,
+    wall_s: float,
+) -> RunResult:
+    metrics = scoring.compute_metrics(records, peak_rss_mb=round(peak_rss_mb, 1))
+    run = {
+        **source,
+        "command": " ".join(["spine-report", *sys.argv[1:]])
+        if Path(sys.argv[0]).name == "spine-report"
+        else " ".join(sys.argv),
+        "commit": git_commit(),
+        "model": provenance,
+        "wall_s": round(wall_s, 1),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_outputs(out_dir, metrics, records, run)
+    return RunResult(metrics, records, out_dir, wall_s)
+
+
+def write_outputs(
+    out_dir: Path, metrics: dict[str, Any], records: list[StudyRecord], run: dict[str, Any]
+) -> None:
+    from reporter.evaluation import plots, summary
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+        _atomic_write(
+            out_dir / "studies.jsonl",
+            "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records),
+        )
+        _atomic_write(out_dir / "run.json", json.dumps(run, indent=2, sort_keys=True))
+        _atomic_write(out_dir / "summary.md", summary.render(metrics, run, records))
+        plots.write_all(out_dir / "plots", metrics, records)
+    except OSError as exc:
+        raise OutputError(f"cannot write evaluation results to {out_dir}: {exc}") from None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree that ran (with '-dirty' when it had local changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "reporter"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def iter_records(path: Path) -> Iterator[StudyRecord]:
+    """Read a studies.jsonl back (to recompute metrics or plots without rerunning)."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield StudyRecord(**json.loads(line))
