@@ -11,9 +11,9 @@ phantom-v1 (300 studies)
     site-c  150 studies, seeds 1_200_000 ..  (the new site, never in training, 0.55 T)
   In every site block, by position i in the block (so the proportions hold for any site and for
   the stratified `--limit` subsets):
-    i % 20 == 7          -> 6 lumbar-type vertebrae (L6)             5 %
-    i % 20 == 17         -> 4 lumbar-type vertebrae (sacralized L5)  5 %
-    i % 5  == 3          -> image artifacts forced on               20 %
+    i % 20 == 7    -> 6 lumbar-type vertebrae (L6)    16 of 300 (5.3 %)
+    i % 20 == 17   -> 4 lumbar-type vertebrae         13 of 300 (4.3 %)
+    i % 5  == 3    -> image artifacts forced on       60 of 300 (20 %)
   The rest use the generator's own `realistic` priors (which may add transitional anatomy or
   artifacts at their natural rate; meta.json records what each study got).
 """
