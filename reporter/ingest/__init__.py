@@ -1,0 +1,82 @@
+"""DICOM (and NIfTI) ingestion: `load_study(path) -> Study`, `scan(path) -> Inventory`.
+
+A folder is searched recursively (file names do not matter; non-DICOM files are skipped and
+counted), images are grouped by study and series, each series is classified (plane, weighting),
+localizers and derived images are set aside, and every usable series becomes one `Series` per
+geometric stack, with pixels rescaled to float32 and an affine to patient LPS (reporter.study).
+Series that cannot be used are listed in `Study.set_aside` with the reason; none is repaired.
+See docs/ingest.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reporter.errors import InputMissingError
+from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
+from reporter.ingest.dicom import refuse_if_unusable, scan_folder
+from reporter.ingest.inventory import Inventory, SeriesRow
+from reporter.ingest.nifti import is_nifti, labels_on_series_grid, load_nifti
+from reporter.study import Study
+
+
+def _existing(path: Path | str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputMissingError(f"no such file or folder: {p}")
+    return p
+
+
+def scan(
+    path: Path | str,
+    *,
+    keep_derived: bool = False,
+    oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+) -> Inventory:
+    """Everything found under `path` and what became of it; does not refuse (see `refusal`)."""
+    p = _existing(path)
+    if p.is_file() and is_nifti(p):
+        study, _ = load_nifti(p)
+        inv = Inventory(source=str(p), study=study, n_files=1, warnings=study.warnings)
+        s = study.series[0]
+        inv.rows.append(
+            SeriesRow(
+                series_uid=s.series_uid,
+                description=s.description,
+                plane=s.plane,
+                weighting=s.weighting,
+                n_slices=s.shape[0],
+                spacing=[round(v, 4) for v in s.spacing],
+                matrix=[s.shape[1], s.shape[2]],
+                role=s.role,
+                usable=True,
+            )
+        )
+        return inv
+    return scan_folder(p, keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg)
+
+
+def load_study(
+    path: Path | str,
+    *,
+    keep_derived: bool = False,
+    oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+) -> Study:
+    """A `Study` from a DICOM folder (searched recursively), one DICOM file, or a NIfTI file.
+
+    Raises InputMissingError (exit 66) when `path` does not exist, and InputDataError (exit 65)
+    when no MR images remain or no sagittal series is usable, or the folder mixes MR studies.
+    """
+    return refuse_if_unusable(
+        scan(path, keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg)
+    )
+
+
+__all__ = [
+    "Inventory",
+    "SeriesRow",
+    "labels_on_series_grid",
+    "load_nifti",
+    "load_study",
+    "scan",
+]

@@ -1,0 +1,411 @@
+"""A DICOM folder -> `Inventory` (every series and what became of it) -> `Study`.
+
+Each file is read once, completely (header and pixel data in one pass: the costly part is the
+parse, not the bytes); pixels are decoded only for series that survive classification, and the
+pixel data is then dropped from the dataset so that the dataset itself becomes the pixel-free
+header kept in `Series.headers` (no copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from reporter.errors import InputDataError
+from reporter.ingest.classify import (
+    OBLIQUE_TOLERANCE_DEG,
+    classify_weighting,
+    is_derived,
+    looks_like_localizer,
+)
+from reporter.ingest.frames import Frame, frames_of
+from reporter.ingest.inventory import Inventory, SeriesRow
+from reporter.ingest.pixels import PixelDataError, decode
+from reporter.ingest.roles import assign_roles
+from reporter.ingest.stacks import Stack, StackProblem, build_stacks
+from reporter.study import Series, SetAside, Study
+
+# A localizer without the LOCALIZER image type: a few images in several planes.
+LOCALIZER_MAX_IMAGES = 9
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file below `root`, in a stable order (names do not matter)."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.n_files = 0
+        self.n_not_dicom = 0
+        self.n_corrupt = 0
+        self.n_no_image = 0
+
+    def read(self, path: Path) -> Dataset | None:
+        self.n_files += 1
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            self.n_not_dicom += 1
+            return None
+        except Exception:  # a DICOM preamble, then anything from a damaged header
+            self.n_corrupt += 1
+            return None
+        if "PixelData" not in ds:  # SR, KO, PR, DICOMDIR ...: no image
+            self.n_no_image += 1
+            return None
+        return ds
+
+
+def scan_folder(
+    root: Path,
+    *,
+    keep_derived: bool = False,
+    oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+) -> Inventory:
+    """Read, group, classify and build every series under `root`; never raises for bad data."""
+    reader = _Reader()
+    frames_by_series: dict[tuple[str, str], list[Frame]] = defaultdict(list)
+    n_frame_errors = 0
+    with warnings.catch_warnings():
+        # pydicom warns about every odd value in real-world headers; the outcome is what counts.
+        warnings.simplefilter("ignore")
+        for path in iter_files(root):
+            ds = reader.read(path)
+            if ds is None:
+                continue
+            try:
+                for f in frames_of(ds, path):
+                    frames_by_series[(f.study_uid, f.series_uid)].append(f)
+            except Exception:  # unreadable values in an otherwise parseable header
+                n_frame_errors += 1
+        inv = Inventory(source=str(root), n_files=reader.n_files)
+        inv.n_files_skipped = reader.n_not_dicom
+        if reader.n_corrupt + n_frame_errors:
+            inv.warnings.append(
+                f"{reader.n_corrupt + n_frame_errors} DICOM file(s) could not be read "
+                "(damaged header) and were skipped"
+            )
+        if reader.n_no_image:
+            inv.warnings.append(f"{reader.n_no_image} DICOM object(s) without images ignored")
+        _build(inv, frames_by_series, keep_derived, oblique_tolerance_deg)
+    return inv
+
+
+def _build(
+    inv: Inventory,
+    frames_by_series: dict[tuple[str, str], list[Frame]],
+    keep_derived: bool,
+    tolerance: float,
+) -> None:
+    mr_studies = sorted({k[0] for k, fr in frames_by_series.items() if fr[0].modality == "MR"})
+    if not mr_studies:
+        inv.refusal = f"no MR images found in {inv.source}" + _found_text(inv, frames_by_series)
+        for frames in frames_by_series.values():
+            _set_aside(inv, frames, None, f"not an MR image (modality {frames[0].modality or '?'})")
+        return
+    if len(mr_studies) > 1:
+        inv.refusal = (
+            f"{inv.source} holds {len(mr_studies)} MR studies ({', '.join(mr_studies)}); "
+            "give the folder of one study"
+        )
+        return
+    study_uid = mr_studies[0]
+    series: list[Series] = []
+    set_aside: list[SetAside] = []
+    for (st_uid, _se_uid), frames in sorted(frames_by_series.items()):
+        frames = _dedupe(frames, inv.warnings)
+        first = frames[0]
+        if first.modality != "MR":
+            set_aside.append(
+                _set_aside(inv, frames, None, f"not an MR image (modality {first.modality})")
+            )
+            continue
+        if st_uid != study_uid:  # cannot happen with one MR study; kept for clarity
+            continue
+        built, reason, note = _series_from_frames(frames, keep_derived, tolerance)
+        if note:
+            inv.warnings.append(f"series {first.series_uid}: {note}")
+        if reason is not None:
+            set_aside.append(_set_aside(inv, frames, built, reason))
+            continue
+        series.extend(built)
+    assign_roles(series)
+    series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid,
+                               s.stack_index))  # fmt: skip
+    for s in series:
+        inv.rows.append(_row(s))
+    inv.study = _study(study_uid, inv, series, set_aside, frames_by_series)
+    if not any(s.plane == "sagittal" for s in series):
+        reasons = [
+            f"{r.description or r.series_uid}: {r.problem}"
+            for r in inv.rows
+            if not r.usable and r.plane == "sagittal"
+        ]
+        inv.refusal = f"no usable sagittal MR series in {inv.source}" + (
+            f" (set aside: {'; '.join(reasons)})" if reasons else ""
+        )
+
+
+def _found_text(inv: Inventory, frames_by_series: dict[tuple[str, str], list[Frame]]) -> str:
+    modalities = sorted({fr[0].modality or "?" for fr in frames_by_series.values()})
+    parts = [f"{inv.n_files} file(s)"]
+    if inv.n_files_skipped:
+        parts.append(f"{inv.n_files_skipped} not DICOM")
+    if modalities:
+        parts.append(f"modalities {', '.join(modalities)}")
+    return f" ({'; '.join(parts)})"
+
+
+def _dedupe(frames: list[Frame], warnings_out: list[str]) -> list[Frame]:
+    seen: dict[tuple[str, int], Frame] = {}
+    duplicates = 0
+    for f in frames:
+        if f.key in seen:
+            duplicates += 1
+        else:
+            seen[f.key] = f
+    if duplicates:
+        warnings_out.append(
+            f"series {frames[0].series_uid}: {duplicates} duplicate instance(s) "
+            "(same SOP Instance UID) kept once"
+        )
+    return list(seen.values())
+
+
+def _series_from_frames(
+    frames: list[Frame], keep_derived: bool, tolerance: float
+) -> tuple[list[Series], str | None, str | None]:
+    """The stacks of one series as `Series`, or ([], reason) when it is set aside, and a note
+    when the description disagrees with the acquisition."""
+    first = frames[0]
+    ds = first.ds
+    description = str(ds.get("SeriesDescription", "") or "")
+    if looks_like_localizer(first.image_type, description):
+        return [], "localizer", None
+    if not keep_derived and is_derived(first.image_type):
+        return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None
+    step = _nominal_step(ds, first)
+    try:
+        stacks = build_stacks(frames, step)
+    except StackProblem as exc:
+        if len(frames) <= LOCALIZER_MAX_IMAGES and str(exc).startswith("mixed orientation"):
+            return [], "localizer (a few images in several planes)", None
+        return [], str(exc), None
+    weighting, note = classify_weighting(
+        first.tr, first.te, first.ti, first.sequence, description, first.flip_angle,
+        first.acquisition_contrast,
+    )  # fmt: skip
+    try:
+        volumes = _decode_stacks(stacks)
+    except PixelDataError as exc:
+        return [], str(exc), note
+    out = [
+        _series(stack, index, volume, weighting, description, tolerance)
+        for index, (stack, volume) in enumerate(zip(stacks, volumes, strict=True))
+    ]
+    return out, None, note
+
+
+def _nominal_step(ds: Dataset, first: Frame) -> float | None:
+    """The slice step a one-slice stack cannot measure: SpacingBetweenSlices or thickness."""
+    for value in (ds.get("SpacingBetweenSlices"), first.extra.get("slice_thickness"),
+                  ds.get("SliceThickness")):  # fmt: skip
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(v) and v > 0:
+            return v
+    return None
+
+
+def _decode_stacks(stacks: list[Stack]) -> list[np.ndarray]:
+    """float32 volumes (rescaled) for every stack; each dataset decoded once."""
+    decoded: dict[int, np.ndarray] = {}
+    volumes = []
+    for stack in stacks:
+        f0 = stack.frames[0]
+        volume = np.empty((len(stack.frames), f0.rows, f0.cols), dtype=np.float32)
+        for k, f in enumerate(stack.frames):
+            key = id(f.ds)
+            if key not in decoded:
+                decoded[key] = decode(f.ds)
+            plane = volume[k]
+            plane[...] = decoded[key][f.frame or 0]
+            if f.slope != 1.0:
+                plane *= f.slope
+            if f.intercept != 0.0:
+                plane += f.intercept
+        if str(f0.ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+            volume = volume.max() + volume.min() - volume  # bright = high signal, as MONOCHROME2
+        volumes.append(volume)
+    # The datasets now become the pixel-free headers of Series.headers.
+    for stack in stacks:
+        for f in stack.frames:
+            if "PixelData" in f.ds:
+                del f.ds.PixelData
+    return volumes
+
+
+def _series(
+    stack: Stack, index: int, volume: np.ndarray, weighting: str, description: str, tol: float
+) -> Series:
+    from reporter.ingest.classify import classify_plane
+
+    f0 = stack.frames[0]
+    ds = f0.ds
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    multiframe = f0.frame is not None
+    return Series(
+        series_uid=f0.series_uid,
+        study_uid=f0.study_uid,
+        frame_of_reference_uid=_s(ds, "FrameOfReferenceUID") or None,
+        series_number=_int(ds.get("SeriesNumber")),
+        description=description,
+        plane=classify_plane(f0.iop, tol),  # type: ignore[arg-type]
+        weighting=weighting,  # type: ignore[arg-type]
+        role="other",  # set by assign_roles
+        stack_index=index,
+        vendor=_s(ds, "Manufacturer"),
+        model_name=_s(ds, "ManufacturerModelName"),
+        field_strength=_float(ds.get("MagneticFieldStrength")),
+        repetition_time=f0.tr,
+        echo_time=f0.te,
+        inversion_time=f0.ti,
+        slice_thickness=f0.extra.get("slice_thickness") or _float(ds.get("SliceThickness")),
+        pixels=volume,
+        affine=stack.affine,
+        sop_class_uid=_s(ds, "SOPClassUID"),
+        sop_instance_uids=[f.sop_uid for f in stack.frames],
+        frame_numbers=[f.frame + 1 for f in stack.frames] if multiframe else [],  # type: ignore[operator]
+        headers=[f.ds for f in stack.frames],
+        transfer_syntax_uid=str(tsyntax),
+    )
+
+
+def _row(s: Series) -> SeriesRow:
+    return SeriesRow(
+        series_uid=s.series_uid,
+        stack_index=s.stack_index,
+        series_number=s.series_number,
+        description=s.description,
+        plane=s.plane,
+        weighting=s.weighting,
+        n_slices=s.shape[0],
+        spacing=[round(v, 4) for v in s.spacing],
+        matrix=[s.shape[1], s.shape[2]],
+        vendor=s.vendor,
+        field_strength=s.field_strength,
+        role=s.role,
+        usable=True,
+    )
+
+
+def _set_aside(
+    inv: Inventory, frames: list[Frame], built: list[Series] | None, reason: str
+) -> SetAside:
+    from reporter.ingest.classify import classify_plane
+
+    first = frames[0]
+    ds = first.ds
+    description = str(ds.get("SeriesDescription", "") or "")
+    plane = None
+    if first.iop is not None:
+        plane = classify_plane(first.iop)
+    inv.rows.append(
+        SeriesRow(
+            series_uid=first.series_uid,
+            series_number=_int(ds.get("SeriesNumber")),
+            description=description,
+            plane=plane,
+            n_slices=len(frames),
+            matrix=[first.rows, first.cols],
+            vendor=_s(ds, "Manufacturer"),
+            field_strength=_float(ds.get("MagneticFieldStrength")),
+            role="localizer" if reason.startswith("localizer") else None,
+            usable=False,
+            problem=reason,
+        )
+    )
+    label = f"series {first.series_uid}" + (f" ({description!r})" if description else "")
+    inv.warnings.append(f"{label} set aside: {reason}")
+    return SetAside(series_uid=first.series_uid, description=description, reason=reason)
+
+
+def _study(
+    study_uid: str,
+    inv: Inventory,
+    series: list[Series],
+    set_aside: list[SetAside],
+    frames_by_series: dict[tuple[str, str], list[Frame]],
+) -> Study:
+    ds = next(fr[0].ds for k, fr in frames_by_series.items() if k[0] == study_uid)
+    accession = _s(ds, "AccessionNumber")
+    sex = _s(ds, "PatientSex").upper()
+    return Study(
+        study_uid=study_uid,
+        source=inv.source,
+        accession_hash=hashlib.sha256(accession.encode()).hexdigest()[:16] if accession else None,
+        patient_sex=sex if sex in ("M", "F", "O") else None,
+        patient_age=_age(_s(ds, "PatientAge")),
+        study_date=_s(ds, "StudyDate") or None,
+        series=series,
+        set_aside=set_aside,
+        warnings=list(inv.warnings),
+        n_files_skipped=inv.n_files_skipped,
+    )
+
+
+_AGE = re.compile(r"^(\d{1,3})([DWMY])$")
+_AGE_UNIT = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+
+
+def _age(text: str) -> float | None:
+    m = _AGE.match(text.upper())
+    return round(int(m.group(1)) * _AGE_UNIT[m.group(2)], 2) if m else None
+
+
+def _s(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:
+        return ""
+    return "" if value is None else str(value).strip()
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def refuse_if_unusable(inv: Inventory) -> Study:
+    if inv.refusal is not None or inv.study is None:
+        raise InputDataError(inv.refusal or f"no usable study in {inv.source}")
+    return inv.study

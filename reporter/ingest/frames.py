@@ -1,0 +1,216 @@
+"""One record per image plane (a classic single-frame file, or one frame of an enhanced
+multi-frame object), with the geometry and acquisition values the rest of ingest needs.
+
+Values come from the top-level dataset for classic objects, and from the per-frame, then the
+shared functional groups for enhanced MR (PS3.3 C.7.6.16), so both kinds flow through the same
+stacking code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+ENHANCED_MR_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
+    }
+)
+
+
+@dataclass(slots=True)
+class Frame:
+    path: Path
+    ds: Dataset  # the file's dataset; shared by all frames of a multi-frame object
+    frame: int | None  # 0-based frame index in a multi-frame object, None for single-frame files
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    rows: int
+    cols: int
+    iop: np.ndarray | None
+    ipp: np.ndarray | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    image_type: tuple[str, ...] = ()
+    tr: float | None = None
+    te: float | None = None
+    ti: float | None = None
+    flip_angle: float | None = None
+    acquisition_contrast: str | None = None
+    sequence: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identity of the image: a duplicate file has the same SOP Instance UID and frame."""
+        return self.sop_uid, -1 if self.frame is None else self.frame
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+            value = value[0]  # multi-valued (e.g. InversionTimes): the first value
+        f = float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def _vector(value: Any, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        arr = np.array([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        return None
+    return arr
+
+
+def _orientation(value: Any) -> np.ndarray | None:
+    """IOP as 6 floats with two unit, orthogonal cosines; anything else counts as missing."""
+    iop = _vector(value, 6)
+    if iop is None:
+        return None
+    r, c = iop[:3], iop[3:]
+    if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(r @ c) > 1e-2:
+        return None
+    # Renormalise: scanners write cosines with 4-6 decimals.
+    return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+
+
+def _spacing(value: Any) -> tuple[float, float] | None:
+    v = _vector(value, 2)
+    if v is None or np.any(v <= 0):
+        return None
+    return float(v[0]), float(v[1])
+
+
+def _str(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(s.strip().upper() for s in value.split("\\"))
+    try:
+        return tuple(str(s).strip().upper() for s in value)
+    except TypeError:
+        return (str(value).strip().upper(),)
+
+
+def _item(ds: Dataset, keyword: str) -> Dataset | None:
+    seq = ds.get(keyword)
+    try:
+        return seq[0] if seq else None
+    except (TypeError, IndexError):
+        return None
+
+
+class _Groups:
+    """Look an attribute up in a frame's functional group sequence, then the shared one."""
+
+    def __init__(self, ds: Dataset, frame: int) -> None:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        self._per = per_frame[frame] if per_frame is not None and frame < len(per_frame) else None
+        self._shared = _item(ds, "SharedFunctionalGroupsSequence")
+
+    def get(self, group: str, keyword: str) -> Any:
+        for container in (self._per, self._shared):
+            if container is None:
+                continue
+            item = _item(container, group)
+            if item is not None and keyword in item:
+                return item.get(keyword)
+        return None
+
+
+def frames_of(ds: Dataset, path: Path) -> list[Frame]:
+    """The image planes held by one dataset. Raises on values that cannot be read."""
+    sop_class = _str(ds, "SOPClassUID")
+    common = {
+        "path": path,
+        "ds": ds,
+        "sop_uid": _str(ds, "SOPInstanceUID"),
+        "study_uid": _str(ds, "StudyInstanceUID"),
+        "series_uid": _str(ds, "SeriesInstanceUID"),
+        "modality": _str(ds, "Modality").upper(),
+        "rows": int(ds.get("Rows") or 0),
+        "cols": int(ds.get("Columns") or 0),
+        "image_type": _strings(ds.get("ImageType")),
+        "sequence": _strings(ds.get("ScanningSequence")),
+    }
+    if sop_class in ENHANCED_MR_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
+        return _enhanced_frames(ds, common)
+    slope = _float(ds.get("RescaleSlope"))
+    return [
+        Frame(
+            frame=None,
+            iop=_orientation(ds.get("ImageOrientationPatient")),
+            ipp=_vector(ds.get("ImagePositionPatient"), 3),
+            pixel_spacing=_spacing(ds.get("PixelSpacing")),
+            slope=1.0 if slope is None or slope == 0 else slope,
+            intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+            tr=_float(ds.get("RepetitionTime")),
+            te=_float(ds.get("EchoTime")),
+            ti=_float(ds.get("InversionTime")),
+            flip_angle=_float(ds.get("FlipAngle")),
+            **common,
+        )
+    ]
+
+
+def _enhanced_frames(ds: Dataset, common: dict[str, Any]) -> list[Frame]:
+    n = int(ds.get("NumberOfFrames") or 1)
+    # Contrast and timing are often top-level in enhanced MR (Multi-frame Functional Groups
+    # module plus MR Image module); fall back to them when no functional group carries them.
+    contrast = _str(ds, "AcquisitionContrast") or None
+    frames = []
+    for k in range(n):
+        g = _Groups(ds, k)
+        slope = _float(g.get("PixelValueTransformationSequence", "RescaleSlope"))
+        inversion = _strings(g.get("MRModifierSequence", "InversionRecovery"))
+        ti = _float(g.get("MRModifierSequence", "InversionTimes"))
+        if ti is None:
+            ti = _float(ds.get("InversionTime"))
+        sequence = common["sequence"] or (("IR",) if inversion == ("YES",) else ())
+        frame_type = _strings(g.get("MRImageFrameTypeSequence", "FrameType"))
+        frames.append(
+            Frame(
+                frame=k,
+                iop=_orientation(g.get("PlaneOrientationSequence", "ImageOrientationPatient")),
+                ipp=_vector(g.get("PlanePositionSequence", "ImagePositionPatient"), 3),
+                pixel_spacing=_spacing(g.get("PixelMeasuresSequence", "PixelSpacing")),
+                slope=slope if slope else 1.0,
+                intercept=_float(g.get("PixelValueTransformationSequence", "RescaleIntercept"))
+                or 0.0,
+                tr=_float(g.get("MRTimingAndRelatedParametersSequence", "RepetitionTime"))
+                or _float(ds.get("RepetitionTime")),
+                te=_float(g.get("MREchoSequence", "EffectiveEchoTime"))
+                or _float(ds.get("EchoTime")),
+                ti=ti,
+                flip_angle=_float(g.get("MRTimingAndRelatedParametersSequence", "FlipAngle")),
+                acquisition_contrast=contrast,
+                extra={"slice_thickness": _float(g.get("PixelMeasuresSequence", "SliceThickness"))},
+                **{
+                    **common,
+                    "image_type": frame_type or common["image_type"],
+                    "sequence": sequence,
+                },
+            )
+        )
+    return frames
