@@ -131,9 +131,9 @@ class Evaluator:
 
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
-        from reporter.vlm import load_model
+        from reporter.pipeline import get_model
 
-        self.model = load_model(config.model, adapter=config.adapter)
+        self.model = get_model(config.model, config.adapter)
         self._validator = _schema_validator()
 
     def provenance(self) -> dict[str, Any]:
@@ -162,7 +162,12 @@ class Evaluator:
             return record
         record.schema_valid = self._valid(report.raw_findings)
         scoring.compare_findings(
-            record, item.truth, report.raw_findings, report.findings, report.verdicts
+            record,
+            item.truth,
+            report.raw_findings,
+            report.findings,
+            report.verdicts,
+            indeterminate=[(d.get("level"), d.get("field")) for d in report.indeterminate],
         )
         if item.truth_anatomy is not None:
             record.naming = scoring.level_naming(item.truth_anatomy, anatomy)
@@ -170,12 +175,15 @@ class Evaluator:
             self._injected(record, item, anatomy)
         return record
 
-    def _report(self, study: Study) -> tuple[Any, Anatomy | None]:
-        """The one path: report_study on the in-memory study; the anatomy it used, if exposed."""
+    def _report(self, study: Study) -> tuple[Any, Anatomy]:
+        """The one path: report_study on the in-memory study with the loaded model. The anatomy
+        is made by the same `segment` call report_study would make, and handed to it, so the
+        harness can also score level naming against the truth."""
+        from reporter.anatomy import segment
         from reporter.pipeline import report_study
 
-        report = report_study(study, model=self.model, adapter=self.config.adapter)
-        anatomy = getattr(report, "anatomy", None)
+        anatomy = segment(study)
+        report = report_study(study, model=self.model, anatomy=anatomy)
         return report, anatomy
 
     def _valid(self, findings: StudyFindings) -> bool:

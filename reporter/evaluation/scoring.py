@@ -100,8 +100,10 @@ class StudyRecord:
     rsna_rows: list[list[Any]] = field(default_factory=list)
     # raw positive statements: [hallucinated, flagged]
     raw_positives: list[list[bool]] = field(default_factory=list)
-    # positive statements the rendered report asserts: hallucinated?
+    # positive statements the rendered report asserts: hallucinated? (and, in parallel, whether
+    # the report marks it indeterminate: shown, but flagged as low confidence)
     rendered_positives: list[bool] = field(default_factory=list)
+    rendered_indeterminate: list[bool] = field(default_factory=list)
     # raw statements equal to the truth: flagged?
     true_flagged: list[bool] = field(default_factory=list)
     # [confidence, correct] per raw statement with a probability and a truth
@@ -150,11 +152,12 @@ def compare_findings(
     raw: StudyFindings,
     rendered: StudyFindings,
     verdicts: Sequence[Verdict],
-    study_id: str | None = None,
+    indeterminate: Iterable[tuple[str | None, str]] = (),
 ) -> None:
-    """Fill `record` with everything comparable between truth and the model's output."""
+    """Fill `record` with everything comparable between truth and the model's output.
+    `indeterminate`: the (level, field) statements the report marks as low confidence."""
     vindex = _verdict_index(verdicts)
-    study_id = study_id or record.case_id
+    low_conf = set(indeterminate)
 
     # Conditions, calibration, AUC and true statements: over the raw output, level by level.
     for lf in raw.levels:
@@ -226,12 +229,14 @@ def compare_findings(
             if value is None or not is_abnormal(fld, value):
                 continue
             if gt_level is None:
-                record.rendered_positives.append(True)
-                continue
-            gt_value = _value(getattr(gt_level, fld))
-            if gt_value is None:
-                continue
-            record.rendered_positives.append(not is_abnormal(fld, gt_value))
+                hallucinated = True
+            else:
+                gt_value = _value(getattr(gt_level, fld))
+                if gt_value is None:
+                    continue
+                hallucinated = not is_abnormal(fld, gt_value)
+            record.rendered_positives.append(hallucinated)
+            record.rendered_indeterminate.append((lf.level, fld) in low_conf)
 
 
 def _example(record: StudyRecord, level: str, fld: str, value: Any, why: str) -> None:
@@ -265,11 +270,25 @@ def rsna_loss(records: Sequence[StudyRecord]) -> dict[str, float]:
 
 
 def hallucination_block(records: Sequence[StudyRecord]) -> dict[str, float]:
-    return M.hallucination_rates(
+    block = M.hallucination_rates(
         [M.StatementOutcome(bool(h), bool(f)) for r in records for h, f in r.raw_positives],
         [h for r in records for h in r.rendered_positives],
         [f for r in records for f in r.true_flagged],
     )
+    # Extra: the rate among positives the report states without an "indeterminate" mark.
+    definite = [
+        h
+        for r in records
+        for h, low in zip(
+            r.rendered_positives,
+            r.rendered_indeterminate or [False] * len(r.rendered_positives),
+            strict=True,
+        )
+        if not low
+    ]
+    block["after_grounding_rate_definite"] = sum(definite) / len(definite) if definite else math.nan
+    block["n_positive_after_grounding_definite"] = len(definite)
+    return block
 
 
 def naming_accuracy(records: Sequence[StudyRecord]) -> float:
