@@ -1,0 +1,225 @@
+"""`report_study`: the one path from a study to a report; CLI, batch and Python API all call it.
+
+ingest -> anatomy -> VLM -> grounding -> (withhold contradicted, mark low confidence) -> render.
+Each stage is the real component of its area; when one is missing from the install the call
+fails with a clear error naming it, never with a stand-in.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from reporter.anatomy.anatomy import Anatomy
+from reporter.errors import InputMissingError, ReporterError, UsageError
+from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.render.context import technique
+from reporter.render.outputs import write_outputs
+from reporter.render.provenance import build_provenance, now_iso
+from reporter.render.statements import Statement, build_statements, final_findings
+from reporter.report import Report
+from reporter.schema import StudyFindings
+from reporter.study import Study
+
+# Below this calibrated probability a statement is shown as "indeterminate" unless the model
+# carries its own threshold (fitted on the calibration split, see reporter.vlm).
+DEFAULT_INDETERMINATE_BELOW = 0.5
+
+
+class ComponentMissingError(ReporterError):
+    """A pipeline stage's implementation is not importable from this install (exit 70)."""
+
+
+def _component(module: str, name: str) -> Any:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ComponentMissingError(
+            f"the pipeline stage {module}.{name} cannot be imported ({exc}); "
+            "this install is incomplete"
+        ) from exc
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise ComponentMissingError(
+            f"the pipeline stage {module}.{name} does not exist in this install"
+        )
+    return fn
+
+
+# --- model cache: batch workers and repeated API calls load each model once per process --------
+_MODELS: dict[tuple[str | None, str | None], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _key(p: Any) -> str | None:
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
+def get_model(model: Any = None, adapter: Any = None) -> Any:
+    """The VLM for (`model`, `adapter`) paths (None = the embedded default), loaded once.
+
+    An object with a `predict` method is taken as an already loaded model."""
+    if model is not None and hasattr(model, "predict"):
+        return model
+    for label, p in (("model", model), ("adapter", adapter)):
+        if p is not None and not Path(p).exists():
+            raise InputMissingError(f"the {label} path {p} does not exist")
+    key = (_key(model), _key(adapter))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            load_model = _component("reporter.vlm", "load_model")
+            _MODELS[key] = load_model(path=model, adapter=adapter)
+        return _MODELS[key]
+
+
+def clear_model_cache() -> None:
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+def _model_info(vlm: Any) -> dict[str, Any]:
+    info = dict(vlm.provenance()) if hasattr(vlm, "provenance") else {}
+    info.setdefault("model_name", getattr(vlm, "name", None) or type(vlm).__name__)
+    return info
+
+
+def _threshold(vlm: Any, explicit: float | None) -> float | None:
+    if explicit is not None:
+        if not 0.0 <= explicit <= 1.0:
+            raise UsageError(f"the indeterminate threshold must lie in [0, 1], not {explicit}")
+        return explicit
+    for attr in ("indeterminate_below", "indeterminate_threshold"):
+        value = getattr(vlm, attr, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return DEFAULT_INDETERMINATE_BELOW
+
+
+def _anatomy_facts(anatomy: Anatomy) -> dict[str, Any]:
+    return {
+        "source": anatomy.source,
+        "lumbar_vertebrae": anatomy.lumbar_vertebrae,
+        "transitional": anatomy.transitional,
+        "enumeration_confidence": anatomy.enumeration_confidence,
+        "naming_uncertain": anatomy.naming_uncertain,
+        "naming_convention": anatomy.naming_convention,
+        "missing": list(anatomy.missing),
+        "levels": list(anatomy.levels),
+    }
+
+
+def assemble_report(
+    study: Study,
+    anatomy: Anatomy,
+    raw: StudyFindings,
+    verdicts: list[Verdict],
+    measurements: list[Measurement],
+    model_info: dict[str, Any],
+    threshold: float | None,
+    started: str,
+    timings: dict[str, float] | None = None,
+) -> tuple[Report, list[Statement]]:
+    """The `Report` from the stages' results, and the statements every renderer shows."""
+    statements = build_statements(raw, verdicts, threshold)
+    provenance = build_provenance(study, model_info, anatomy, started)
+    provenance.timings_s.update(timings or {})
+    report = Report(
+        raw_findings=raw,
+        findings=final_findings(raw, statements),
+        verdicts=verdicts,
+        measurements=measurements,
+        withheld=[v for v in verdicts if v.verdict == "contradicted"],
+        indeterminate=[
+            {
+                "level": s.level,
+                "field": s.field,
+                "value": s.value,
+                "probability": s.probability,
+                "threshold": threshold,
+            }
+            for s in statements
+            if s.status == "indeterminate"
+        ],
+        provenance=provenance,
+        technique=technique(study) | {"anatomy": _anatomy_facts(anatomy)},
+    )
+    return report, statements
+
+
+def report_study(
+    path_or_study: str | os.PathLike[str] | Study,
+    out_dir: str | os.PathLike[str] | None = None,
+    seg: str | os.PathLike[str] | None = None,
+    model: Any = None,
+    adapter: str | os.PathLike[str] | None = None,
+    *,
+    anatomy: Anatomy | None = None,
+    findings: StudyFindings | None = None,
+    indication: str | None = None,
+    indeterminate_below: float | None = None,
+) -> Report:
+    """Report one study; with `out_dir`, write report.txt / .html, findings.json, report.sr.dcm,
+    seg.dcm and provenance.json there (all or none).
+
+    `seg` imports a label map (NIfTI or DICOM SEG) instead of running the segmenter; `anatomy`
+    passes one already built. `findings` reports statements from another source (a radiologist's
+    structured report, another model) instead of running the VLM; they are checked the same way.
+    """
+    t0 = time.perf_counter()
+    started = now_iso()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 3)
+        return now
+
+    t = t0
+    if isinstance(path_or_study, Study):
+        study = path_or_study
+    else:
+        load_study = _component("reporter", "load_study")
+        study = load_study(path_or_study)
+    t = lap("ingest", t)
+
+    if anatomy is None:
+        segment = _component("reporter.anatomy", "segment")
+        anatomy = segment(study, seg_path=seg)
+    t = lap("anatomy", t)
+
+    if findings is None:
+        vlm = get_model(model, adapter)
+        raw = vlm.predict(study, anatomy)
+        model_info = _model_info(vlm)
+        threshold = _threshold(vlm, indeterminate_below)
+    else:
+        raw = findings
+        model_info = {"model_name": "external findings"}
+        threshold = indeterminate_below
+    t = lap("vlm", t)
+
+    check = _component("reporter.grounding", "check")
+    grounding = check(raw, study, anatomy)
+    t = lap("grounding", t)
+
+    report, statements = assemble_report(
+        study,
+        anatomy,
+        raw,
+        list(grounding.verdicts),
+        list(grounding.measurements),
+        model_info,
+        threshold,
+        started,
+        timings,
+    )
+    if out_dir is not None:
+        write_outputs(report, study, anatomy, statements, Path(out_dir), indication, t0=t0)
+    else:
+        report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
+        report.provenance.finished_at = now_iso()
+    return report

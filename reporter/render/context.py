@@ -1,0 +1,118 @@
+"""What the templates see: one dictionary built from the report, shared by text and HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reporter.render.statements import Statement, impression, normal_summary
+from reporter.report import Report
+from reporter.schema import LEVEL_FIELDS
+from reporter.study import Study
+
+DISCLAIMER = "PRELIMINARY AI DRAFT -- NOT FOR CLINICAL USE"
+DISCLAIMER_DETAIL = (
+    "Generated automatically by spine-reporter; not reviewed by a radiologist. Every statement "
+    "was checked against segmentation of the same images; statements the images contradict are "
+    "withheld and listed separately. A radiologist must read the images and sign the report."
+)
+
+
+def technique(study: Study) -> dict[str, Any]:
+    """Acquisition facts from the DICOM headers, one line per series used."""
+    series = []
+    for s in study.series:
+        parts = [f"{s.plane} {s.weighting}"]
+        if s.slice_thickness:
+            parts.append(f"{s.slice_thickness:g} mm slices")
+        parts.append(f"{s.shape[0]} images")
+        if s.repetition_time and s.echo_time:
+            parts.append(f"TR/TE {s.repetition_time:g}/{s.echo_time:g} ms")
+        series.append(
+            {
+                "description": s.description or s.role,
+                "role": s.role,
+                "stack": s.stack_index,
+                "summary": ", ".join(parts),
+                "series_number": s.series_number,
+            }
+        )
+    first = study.series[0] if study.series else None
+    scanner = ""
+    if first is not None:
+        vendor = " ".join(x for x in (first.vendor, first.model_name) if x)
+        strength = f"{first.field_strength:g} T" if first.field_strength else ""
+        scanner = ", ".join(x for x in (vendor, strength) if x)
+    return {
+        "scanner": scanner,
+        "series": series,
+        "set_aside": [{"description": a.description, "reason": a.reason} for a in study.set_aside],
+        "contrast": "without intravenous contrast",
+    }
+
+
+def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]:
+    out = []
+    for lf in report.raw_findings.levels:
+        here = [s for s in statements if s.level == lf.level]
+        shown = [s for s in here if s.status in ("reported", "indeterminate")]
+        positive = sorted(
+            (s for s in shown if s.abnormal), key=lambda s: LEVEL_FIELDS.index(s.field)
+        )
+        normal = [s for s in shown if not s.abnormal]
+        na = [s for s in here if s.status == "not_assessable"]
+        reasons = sorted({s.reason for s in na})
+        out.append(
+            {
+                "level": lf.level,
+                "positive": positive,
+                "normal": normal,
+                "normal_summary": normal_summary([s for s in normal if s.status == "reported"]),
+                "normal_indeterminate": [s for s in normal if s.status == "indeterminate"],
+                "not_assessable": na,
+                "not_assessable_reasons": reasons,
+                "withheld": [s for s in here if s.status == "withheld"],
+                "all_not_assessable": len(na) == len(here),
+            }
+        )
+    return out
+
+
+def build_context(
+    report: Report,
+    study: Study,
+    statements: list[Statement],
+    key_images: dict[str, Any] | None = None,
+    indication: str | None = None,
+) -> dict[str, Any]:
+    prov = report.provenance
+    anatomy = report.technique.get("anatomy", {})
+    study_statements = [s for s in statements if s.level is None]
+    return {
+        "disclaimer": DISCLAIMER,
+        "disclaimer_detail": DISCLAIMER_DETAIL,
+        "exam": {
+            "title": "MRI LUMBAR SPINE",
+            "date": _date(study.study_date),
+            "study_uid": study.study_uid,
+            "accession_hash": study.accession_hash,
+            "sex": study.patient_sex,
+            "age": None if study.patient_age is None else int(study.patient_age),
+            "indication": indication,
+        },
+        "technique": technique(study),
+        "anatomy": anatomy,
+        "study_statements": study_statements,
+        "levels": _levels(report, statements),
+        "impression": impression(statements),
+        "withheld": [s for s in statements if s.status == "withheld"],
+        "indeterminate": [s for s in statements if s.status == "indeterminate"],
+        "key_images": key_images or {},
+        "provenance": prov,
+        "n_statements": sum(1 for s in statements if s.status != "not_assessable"),
+    }
+
+
+def _date(d: str | None) -> str:
+    if d and len(d) == 8 and d.isdigit():
+        return f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    return d or "unknown"

@@ -1,0 +1,366 @@
+"""From findings + verdicts to the statements a report shows: wording, status, clinical weight.
+
+One place decides what every output (text, HTML, JSON, SR) says, so they cannot disagree:
+- a statement the grounding checker *contradicted* is withheld (listed apart, with the reason);
+- a statement whose calibrated probability is below the model's threshold is *indeterminate*;
+- everything else is reported, with its probability and verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.schema import (
+    LEVEL_FIELDS,
+    LevelFindings,
+    StudyFindings,
+    is_abnormal,
+    split_level,
+)
+
+Status = Literal["reported", "withheld", "indeterminate", "not_assessable"]
+
+LEE_WORDS = {0: "no", 1: "mild", 2: "moderate", 3: "severe"}
+SEVERITY_ORDER = {"none": 0, "mild": 1, "moderate": 2, "severe": 3}
+
+# How much a positive statement matters clinically, to order the impression (higher first).
+# Neural compromise first (canal, foramina, recesses, slip), then inflammatory endplate change,
+# then degeneration. Values are ranks, not probabilities.
+_SIGNIFICANCE: dict[str, dict[Any, float]] = {
+    "canal_stenosis": {"severe": 100, "moderate": 70, "mild": 40},
+    "herniation": {"extrusion": 90, "protrusion": 55, "bulge": 24},
+    "foraminal_stenosis_left": {3: 85, 2: 60, 1: 35},
+    "foraminal_stenosis_right": {3: 85, 2: 60, 1: 35},
+    "subarticular_stenosis_left": {"severe": 80, "moderate": 58, "mild": 33},
+    "subarticular_stenosis_right": {"severe": 80, "moderate": 58, "mild": 33},
+    "spondylolisthesis": {4: 88, 3: 84, 2: 78, 1: 50},
+    "modic_upper": {1: 45, 2: 28, 3: 26},
+    "modic_lower": {1: 45, 2: 28, 3: 26},
+    "disc_bulging": {True: 20},
+    "disc_narrowing": {"severe": 22, "moderate": 18, "mild": 12},
+    "pfirrmann": {5: 15, 4: 10, 3: 6},
+    "endplate_defect_upper": {True: 5},
+    "endplate_defect_lower": {True: 5},
+}
+
+FIELD_TITLES: dict[str, str] = {
+    "pfirrmann": "Disc degeneration (Pfirrmann)",
+    "disc_narrowing": "Disc height",
+    "disc_bulging": "Disc bulge",
+    "herniation": "Herniation",
+    "canal_stenosis": "Central canal",
+    "foraminal_stenosis_left": "Left foramen",
+    "foraminal_stenosis_right": "Right foramen",
+    "subarticular_stenosis_left": "Left lateral recess",
+    "subarticular_stenosis_right": "Right lateral recess",
+    "modic_upper": "Upper endplate marrow",
+    "modic_lower": "Lower endplate marrow",
+    "endplate_defect_upper": "Upper endplate",
+    "endplate_defect_lower": "Lower endplate",
+    "spondylolisthesis": "Alignment (listhesis)",
+    "transitional": "Transitional anatomy",
+    "alignment": "Alignment",
+}
+
+
+def significance(field_name: str, value: Any) -> float:
+    return float(_SIGNIFICANCE.get(field_name, {}).get(value, 0.0))
+
+
+def _zone_words(zone: str | None) -> str:
+    """'paracentral_left' -> 'left paracentral ' (side first, as reports write it)."""
+    if not zone:
+        return ""
+    parts = zone.split("_")
+    if parts[-1] in ("left", "right"):
+        parts = [parts[-1], *parts[:-1]]
+    return " ".join(parts) + " "
+
+
+def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]) -> str:
+    """The words a radiologist would write for one field's value at one level."""
+    upper, lower = split_level(level) if level else ("", "")
+    side = "left" if field_name.endswith("_left") else "right"
+    if field_name == "pfirrmann":
+        if value in (1, 2):
+            return f"normal disc signal (Pfirrmann grade {value})"
+        return f"disc degeneration, Pfirrmann grade {value}"
+    if field_name == "disc_narrowing":
+        return "preserved disc height" if value == "none" else f"{value} disc space narrowing"
+    if field_name == "disc_bulging":
+        return "diffuse disc bulge" if value else "no disc bulge"
+    if field_name == "herniation":
+        if value == "none":
+            return "no disc herniation"
+        if value == "bulge":
+            return "broad-based disc bulge"
+        return f"{_zone_words(extra.get('zone'))}disc {value}"
+    if field_name == "canal_stenosis":
+        return "no central canal stenosis" if value == "none" else f"{value} central canal stenosis"
+    if field_name.startswith("foraminal_stenosis"):
+        if value == 0:
+            return f"no {side} neural foraminal stenosis"
+        return f"{LEE_WORDS[value]} {side} neural foraminal stenosis (Lee grade {value})"
+    if field_name.startswith("subarticular_stenosis"):
+        if value == "none":
+            return f"no {side} subarticular (lateral recess) stenosis"
+        return f"{value} {side} subarticular (lateral recess) stenosis"
+    if field_name.startswith("modic"):
+        # The level's upper endplate is the inferior endplate of the vertebra above.
+        where = (
+            f"inferior endplate of {upper}"
+            if field_name == "modic_upper"
+            else f"superior endplate of {lower}"
+        )
+        if value == 0:
+            return f"no Modic change at the {where}"
+        return f"Modic type {value} endplate change at the {where}"
+    if field_name.startswith("endplate_defect"):
+        where = (
+            f"inferior endplate of {upper}"
+            if field_name == "endplate_defect_upper"
+            else f"superior endplate of {lower}"
+        )
+        if value:
+            return f"endplate irregularity / Schmorl node at the {where}"
+        return f"intact {where}"
+    if field_name == "spondylolisthesis":
+        if value == 0:
+            return "no spondylolisthesis"
+        kind = "retrolisthesis" if extra.get("direction") == "retro" else "anterolisthesis"
+        return f"grade {value} {kind} of {upper} on {lower}"
+    if field_name == "transitional":
+        return {
+            "none": "no lumbosacral transitional vertebra",
+            "L6": "six lumbar-type vertebrae (L6)",
+            "sacralized_L5": "sacralized L5",
+            "lumbarized_S1": "lumbarized S1",
+        }.get(str(value), str(value))
+    if field_name == "alignment":
+        return {
+            "normal": "normal lumbar alignment",
+            "reduced_lordosis": "reduced lumbar lordosis",
+            "increased_lordosis": "increased lumbar lordosis",
+            "scoliosis": "scoliosis",
+        }.get(str(value), str(value))
+    return f"{field_name.replace('_', ' ')}: {value}"
+
+
+def _study_abnormal(field_name: str, value: Any) -> bool:
+    if field_name == "transitional":
+        return value not in (None, "none")
+    if field_name == "alignment":
+        return value not in (None, "normal")
+    return is_abnormal(field_name, value)
+
+
+@dataclass
+class Statement:
+    """One rendered statement and everything a reader may want to know about it."""
+
+    level: str | None  # None: study-level
+    field: str
+    value: Any
+    text: str
+    probability: float | None
+    verdict: str | None  # supported / contradicted / unverifiable; None when not checked
+    reason: str  # grounding's sentence, or why it is withheld / indeterminate / not assessable
+    status: Status
+    abnormal: bool
+    significance: float
+    rule: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    evidence: list[Measurement] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.level or 'study'}:{self.field}"
+
+    @property
+    def title(self) -> str:
+        return FIELD_TITLES.get(self.field, self.field)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "field": self.field,
+            "value": self.value,
+            **self.extra,
+            "text": self.text,
+            "probability": self.probability,
+            "verdict": self.verdict,
+            "status": self.status,
+            "reason": self.reason,
+            "rule": self.rule,
+            "abnormal": self.abnormal,
+            "significance": self.significance,
+        }
+
+
+def _verdict_index(verdicts: list[Verdict]) -> dict[tuple[str | None, str], Verdict]:
+    return {(v.level, v.field): v for v in verdicts}
+
+
+def build_statements(
+    findings: StudyFindings,
+    verdicts: list[Verdict],
+    indeterminate_below: float | None,
+) -> list[Statement]:
+    """Every statement of `findings` (study-level first, then level by level, in schema order)."""
+    index = _verdict_index(verdicts)
+    out: list[Statement] = []
+
+    def make(level: str | None, name: str, finding: Any) -> Statement:
+        extra: dict[str, Any] = {}
+        for attr in ("zone", "direction"):
+            if getattr(finding, attr, None) is not None:
+                extra[attr] = getattr(finding, attr)
+        verdict = index.get((level, name))
+        if finding.not_assessable is not None:
+            return Statement(
+                level=level,
+                field=name,
+                value=None,
+                text="not assessable",
+                probability=None,
+                verdict=verdict.verdict if verdict else None,
+                reason=finding.not_assessable,
+                status="not_assessable",
+                abnormal=False,
+                significance=0.0,
+            )
+        value = finding.value
+        abnormal = _study_abnormal(name, value) if level is None else is_abnormal(name, value)
+        status: Status = "reported"
+        reason = verdict.reason if verdict else "not checked against the images"
+        if verdict is not None and verdict.verdict == "contradicted":
+            status = "withheld"
+        elif (
+            indeterminate_below is not None
+            and finding.probability is not None
+            and finding.probability < indeterminate_below
+        ):
+            status = "indeterminate"
+            reason = (
+                f"model probability {finding.probability:.2f} is below the calibrated "
+                f"threshold {indeterminate_below:.2f}; {reason}"
+            )
+        return Statement(
+            level=level,
+            field=name,
+            value=value,
+            text=phrase(name, value, level, extra),
+            probability=finding.probability,
+            verdict=verdict.verdict if verdict else None,
+            reason=reason,
+            status=status,
+            abnormal=abnormal,
+            significance=significance(name, value) if abnormal else 0.0,
+            rule=verdict.rule if verdict else None,
+            extra=extra,
+            evidence=list(verdict.evidence) if verdict else [],
+        )
+
+    for name in ("transitional", "alignment"):
+        out.append(make(None, name, getattr(findings.study, name)))
+    for lf in findings.levels:
+        for name in LEVEL_FIELDS:
+            out.append(make(lf.level, name, getattr(lf, name)))
+    return out
+
+
+def final_findings(raw: StudyFindings, statements: list[Statement]) -> StudyFindings:
+    """The findings as rendered: withheld statements become `not_assessable` with the reason."""
+    withheld = {(s.level, s.field): s for s in statements if s.status == "withheld"}
+    if not withheld:
+        return raw.model_copy(deep=True)
+    data = raw.model_dump(mode="json", exclude_none=True)
+    for name in ("transitional", "alignment"):
+        if (None, name) in withheld:
+            data["study"][name] = {"not_assessable": _withheld_reason(withheld[(None, name)])}
+    for lvl in data["levels"]:
+        for name in LEVEL_FIELDS:
+            s = withheld.get((lvl["level"], name))
+            if s is not None:
+                lvl[name] = {"not_assessable": _withheld_reason(s)}
+    return StudyFindings.model_validate(data)
+
+
+def _withheld_reason(s: Statement) -> str:
+    return f"withheld: contradicted by the images ({s.reason})"
+
+
+def impression(statements: list[Statement], max_items: int = 8) -> list[dict[str, Any]]:
+    """Level-grouped positive statements, the most significant level first.
+
+    Withheld statements are left out (they are listed apart); indeterminate ones stay, marked."""
+    by_level: dict[str | None, list[Statement]] = {}
+    for s in statements:
+        if s.abnormal and s.status in ("reported", "indeterminate"):
+            by_level.setdefault(s.level, []).append(s)
+    groups = []
+    for level, items in by_level.items():
+        items.sort(key=lambda s: (-s.significance, s.field))
+        groups.append(
+            {
+                "level": level,
+                "statements": items,
+                "significance": max(s.significance for s in items),
+            }
+        )
+    # Most significant first; ties keep cranio-caudal order (dicts keep insertion order).
+    groups.sort(key=lambda g: -g["significance"])
+    return groups[:max_items]
+
+
+def level_statements(statements: list[Statement], lf: LevelFindings) -> list[Statement]:
+    return [s for s in statements if s.level == lf.level]
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def normal_summary(normal: list[Statement]) -> str:
+    """Normal statements of one level in the compact sentences reports use."""
+    fields = {s.field for s in normal}
+    out: list[str] = []
+    disc = [w for f, w in (("pfirrmann", "signal"), ("disc_narrowing", "height")) if f in fields]
+    if disc:
+        out.append("Normal disc " + " and ".join(disc))
+    hern = [w for f, w in (("disc_bulging", "bulge"), ("herniation", "herniation")) if f in fields]
+    if hern:
+        out.append("No disc " + " or ".join(hern))
+    sten: list[str] = []
+    if "canal_stenosis" in fields:
+        sten.append("central canal")
+    for stem, word in (
+        ("foraminal_stenosis", "foraminal"),
+        ("subarticular_stenosis", "subarticular"),
+    ):
+        sides = [side for side in ("left", "right") if f"{stem}_{side}" in fields]
+        if len(sides) == 2:
+            sten.append(word)
+        elif sides:
+            sten.append(f"{sides[0]} {word}")
+    if sten:
+        out.append("No " + _join(sten) + " stenosis")
+    ends: list[str] = []
+    partial: list[str] = []
+    for pair, word in (
+        (("modic_upper", "modic_lower"), "Modic change"),
+        (("endplate_defect_upper", "endplate_defect_lower"), "endplate defect"),
+    ):
+        present = [s for s in normal if s.field in pair]
+        if len(present) == 2:
+            ends.append(word)
+        elif present:  # the other endplate is abnormal: name the normal one exactly
+            partial.append(present[0].text[0].upper() + present[0].text[1:])
+    if ends:
+        out.append("No " + " or ".join(ends))
+    out.extend(partial)
+    if "spondylolisthesis" in fields:
+        out.append("No spondylolisthesis")
+    return ". ".join(out) + ("." if out else "")
