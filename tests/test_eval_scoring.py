@@ -12,6 +12,7 @@ from reporter.evaluation.scoring import (
     CONDITIONS,
     StudyRecord,
     compute_metrics,
+    dice_scores,
     level_naming,
 )
 
@@ -109,3 +110,18 @@ def test_level_naming_counts_discs_named_as_in_truth_across_grids():
     shifted[1:] = gt
     assert level_naming(_anatomy(gt), _anatomy(shifted, shift=-1.0)) == [2, 2]
     assert level_naming(_anatomy(gt), None) == [0, 2]
+
+
+def test_dice_per_structure_matches_hand_computation():
+    gt = np.zeros((2, 10, 10), dtype=np.int16)
+    gt[:, 0:4, :] = L.vertebra_label("L5")  # 80 voxels
+    gt[:, 5:7, :] = L.disc_label("L5-S1")  # 40 voxels
+    pred = gt.copy()
+    pred[:, 0, :] = 0  # vertebra: 60 of 80 found -> 2*60/(80+60)
+    pred[pred == L.disc_label("L5-S1")] = L.disc_label("L4-L5")  # misnamed disc -> 0
+    out = dice_scores(_anatomy(gt), _anatomy(pred))
+    assert out["vertebra"] == [pytest.approx(120 / 140)]
+    assert out["disc"] == [0.0] and out["canal"] == []
+    shifted = np.zeros((3, 10, 10), dtype=np.int16)
+    shifted[1:] = gt
+    assert dice_scores(_anatomy(gt), _anatomy(shifted, shift=-1.0))["vertebra"] == [1.0]

@@ -146,8 +146,8 @@ class Evaluator:
         record = StudyRecord(
             case_id=item.case_id, site=item.site, sex=item.sex, age=item.age, tags=item.tags
         )
-        if item.truth is None:
-            record.error = "no ground-truth findings in this case"
+        if item.truth is None and item.truth_anatomy is None:
+            record.error = "the case has neither ground-truth findings nor a label map"
             return record
         try:
             t0 = time.perf_counter()
@@ -157,21 +157,26 @@ class Evaluator:
             record.error = f"{type(exc).__name__}: {exc}"
             return record
         except Exception as exc:  # a crash on one study is a result, not the end of the run
-            record.error = f"internal {type(exc).__name__}: {exc}"
-            record.hallucinated_examples.append(traceback.format_exc(limit=3)[-500:])
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            record.error = (
+                f"internal {type(exc).__name__}: {exc} (at {Path(where.filename).name}:"
+                f"{where.lineno})"
+            )
             return record
         record.schema_valid = self._valid(report.raw_findings)
-        scoring.compare_findings(
-            record,
-            item.truth,
-            report.raw_findings,
-            report.findings,
-            report.verdicts,
-            indeterminate=[(d.get("level"), d.get("field")) for d in report.indeterminate],
-        )
+        if item.truth is not None:
+            scoring.compare_findings(
+                record,
+                item.truth,
+                report.raw_findings,
+                report.findings,
+                report.verdicts,
+                indeterminate=[(d.get("level"), d.get("field")) for d in report.indeterminate],
+            )
         if item.truth_anatomy is not None:
             record.naming = scoring.level_naming(item.truth_anatomy, anatomy)
-        if self.config.injected:
+            record.dice = scoring.dice_scores(item.truth_anatomy, anatomy)
+        if self.config.injected and item.truth is not None:
             self._injected(record, item, anatomy)
         return record
 

@@ -109,6 +109,8 @@ class StudyRecord:
     # [confidence, correct] per raw statement with a probability and a truth
     calibration: list[list[Any]] = field(default_factory=list)
     naming: list[int] = field(default_factory=lambda: [0, 0])  # [correct, total]
+    # structure class -> Dice of each truth structure of that class (vertebra, disc, canal)
+    dice: dict[str, list[float]] = field(default_factory=dict)
     injected_planted: list[bool] = field(default_factory=list)  # planted error flagged?
     injected_true: list[bool] = field(default_factory=list)  # untouched statement flagged?
     hallucinated_examples: list[str] = field(default_factory=list)  # for the summary, capped
@@ -297,6 +299,15 @@ def naming_accuracy(records: Sequence[StudyRecord]) -> float:
     return correct / total if total else math.nan
 
 
+def dice_block(records: Sequence[StudyRecord]) -> dict[str, float]:
+    """Mean Dice per structure class over every truth structure of every study."""
+    out: dict[str, float] = {}
+    for cls in ("vertebra", "disc", "canal"):
+        vals = [d for r in records for d in r.dice.get(cls, [])]
+        out[cls] = float(np.mean(vals)) if vals else math.nan
+    return out
+
+
 def subgroup_metrics(records: Sequence[StudyRecord]) -> dict[str, Any]:
     """The condition metrics (and the headline rates) of one subgroup."""
     ok = [r for r in records if r.error is None]
@@ -339,6 +350,7 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
         "rsna_weighted_log_loss": rsna["score"],
         "rsna_terms": {k: v for k, v in rsna.items() if k != "score"},
         "level_naming_accuracy": naming_accuracy(ok),
+        "segmentation": {"dice": dice_block(ok)},
         "hallucination": hallucination_block(ok),
         "injected": {
             "flag_recall": M.flag_recall([f for r in ok for f in r.injected_planted]),
@@ -395,3 +407,48 @@ def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 40
         if discs.size and np.bincount(discs).argmax() == value:
             correct += 1
     return [correct, len(disc_values)]
+
+
+def _on_truth_grid(truth: Anatomy, predicted: Anatomy) -> np.ndarray:
+    """The predicted label map sampled (nearest) at every voxel of the truth's grid."""
+    gt_shape = np.asarray(truth.labels).shape
+    pred = np.asarray(predicted.labels)
+    if pred.shape == gt_shape and np.allclose(
+        np.asarray(predicted.affine), np.asarray(truth.affine), atol=1e-3
+    ):
+        return pred
+    m = np.linalg.inv(np.asarray(predicted.affine, dtype=float)) @ np.asarray(
+        truth.affine, dtype=float
+    )
+    out = np.zeros(gt_shape, dtype=pred.dtype)
+    jj, ii = np.meshgrid(np.arange(gt_shape[1]), np.arange(gt_shape[2]), indexing="ij")
+    for k in range(gt_shape[0]):  # slice by slice keeps memory small
+        idx = np.stack([np.full(jj.shape, k), jj, ii], axis=-1).reshape(-1, 3).astype(float)
+        p = np.rint(idx @ m[:3, :3].T + m[:3, 3]).astype(int)
+        inside = np.all((p >= 0) & (p < np.array(pred.shape)), axis=1)
+        flat = np.zeros(len(p), dtype=pred.dtype)
+        flat[inside] = pred[tuple(p[inside].T)]
+        out[k] = flat.reshape(jj.shape)
+    return out
+
+
+def dice_scores(truth: Anatomy, predicted: Anatomy | None) -> dict[str, list[float]]:
+    """Dice of each truth vertebra, disc and the canal against the same label in the prediction
+    (named structures must match by name: a disc labelled L4-L5 where truth has L5-S1 scores 0)."""
+    gt = np.asarray(truth.labels)
+    pred = _on_truth_grid(truth, predicted) if predicted is not None else np.zeros_like(gt)
+    out: dict[str, list[float]] = {"vertebra": [], "disc": [], "canal": []}
+    for value in np.unique(gt):
+        v = int(value)
+        if L.is_vertebra(v):
+            cls = "vertebra"
+        elif L.DISC_BASE <= v < L.DISC_BASE + len(LEVELS):
+            cls = "disc"
+        elif v == L.CANAL:
+            cls = "canal"
+        else:
+            continue
+        a, b = gt == v, pred == v
+        denom = int(a.sum()) + int(b.sum())
+        out[cls].append(2.0 * int((a & b).sum()) / denom if denom else math.nan)
+    return out
