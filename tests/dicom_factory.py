@@ -4,7 +4,7 @@ Geometry is known exactly (so tests can compare an ingested affine with the trut
 encode the physical slice order (slice k of a stack, counted along the slice normal, has
 `pixel[0, 0] == k * SLICE_CODE`), and files can get random names and be written in any order.
 
-    from tests.dicom_factory import SeriesSpec, write_study
+    from dicom_factory import SeriesSpec, write_study  # tests/ is on sys.path under pytest
     paths = write_study(tmp_path, [SeriesSpec("sagittal", weighting="T2"), SeriesSpec("axial")])
 """
 
