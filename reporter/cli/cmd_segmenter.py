@@ -1,5 +1,57 @@
-"""Commands of this area (registered on reporter.cli.app.app)."""
+"""Commands of this area (registered on reporter.cli.app.app): training the built-in segmenter."""
 
 from __future__ import annotations
 
-from reporter.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reporter.cli.app import app, err_console, guarded, out_console
+
+
+@app.command("train-segmenter")
+@guarded
+def train_segmenter(
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints and the weights.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 3000,
+    real: Annotated[
+        Path | None,
+        typer.Option("--real", help="A lumbar3d-style folder of real volumes to mix in."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")
+    ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Start from these weights (a segmenter folder): fine-tuning."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of data order and init.")] = 0,
+    no_phantoms: Annotated[
+        bool, typer.Option("--no-phantoms", help="Train on the --real volumes alone.")
+    ] = False,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Train the built-in segmenter on phantoms (and real lumbar3d volumes with --real)."""
+    from reporter.anatomy.train_segmenter import TrainConfig, train
+    from reporter.errors import UsageError
+
+    if no_phantoms and real is None:
+        raise UsageError("--no-phantoms needs --real DIR")
+    cfg = TrainConfig(
+        steps=steps,
+        seed=seed,
+        lr=lr,
+        threads=threads,
+        init=str(init) if init else None,
+    )
+    result = train(
+        out,
+        cfg,
+        real_dir=real,
+        resume=resume,
+        phantoms=not no_phantoms,
+        log=lambda m: err_console.print(m, markup=False, highlight=False),
+    )
+    out_console.print(f"{out / 'model.safetensors'} sha256 {result['sha256']}", markup=False)

@@ -1,0 +1,426 @@
+"""Training loop of the built-in segmenter (read top to bottom: data, augmentation, loss, loop).
+
+Data: phantoms generated on the fly by reporter.synth.generate_study (a rolling pool, one new
+study every few steps, sites cycling through the domain-randomized "random" site and the
+training sites), optionally mixed with the real lumbar3d volumes of the fixed training split
+(reporter.anatomy.segmenter_data.LUMBAR3D_HELDOUT is never trained on).
+
+Real volumes label one structure type each, so the loss is a partial-label (marginal) DiceCE:
+classes a sample does not annotate are merged into background before MONAI's DiceCELoss, and
+rows outside the labelled span are masked out (a vb3 volume leaves T12 and the sacrum unlabelled).
+
+Checkpoints are safetensors + JSON (never pickle) and a run resumes from them exactly where it
+stopped (weights, optimizer moments, step, data seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from reporter.anatomy import segmenter_data as sd
+from reporter.anatomy.segmenter import SegmenterConfig, build_network, load_segmenter, save_weights
+from reporter.errors import InputDataError, ModelFileError, OutputError
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+STATE_FILE = "train_state.json"
+# Training seeds (reporter/synth/seeds.py): 0..99_999; this loop uses a window of it.
+TRAIN_SEED_START = 0
+TRAIN_SEED_END = 100_000
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 8
+    crop: int = 192
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    sites: tuple[str, ...] = ("random", "site-a", "random", "site-b")
+    pool_size: int = 24  # phantom studies held in memory
+    refresh_every: int = 6  # steps between two newly generated phantoms
+    real_fraction: float = 0.35  # share of a batch from real volumes when --real is given
+    gmm_prob: float = 0.3  # SynthSeg-style random intensities per tissue label
+    checkpoint_every: int = 200
+    threads: int = 1
+    init: str | None = None  # start from these weights (fine-tuning)
+    model: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_json()
+        return d
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class PhantomPool:
+    """A rolling pool of phantom slice stacks; generating a study is the expensive part."""
+
+    def __init__(
+        self,
+        generate: Callable[[int, str], object],
+        sites: tuple[str, ...],
+        size: int,
+        first_seed: int,
+    ) -> None:
+        self.generate = generate
+        self.sites = sites
+        self.size = size
+        self.next_seed = first_seed
+        self.stacks: list[sd.SliceStack] = []
+        self.generated = 0
+
+    def add_one(self) -> None:
+        seed = TRAIN_SEED_START + (self.next_seed % (TRAIN_SEED_END - TRAIN_SEED_START))
+        site = self.sites[self.next_seed % len(self.sites)]
+        self.next_seed += 1
+        new = sd.phantom_stacks(self.generate(seed, site))
+        self.generated += 1
+        self.stacks.extend(new)
+        # Keep roughly `size` studies (two stacks each): drop the oldest.
+        excess = len(self.stacks) - 2 * self.size
+        if excess > 0:
+            del self.stacks[:excess]
+
+    def fill(self, progress: Callable[[int], None] | None = None) -> None:
+        while len(self.stacks) < 2 * self.size:
+            before = len(self.stacks)
+            self.add_one()
+            if len(self.stacks) == before:
+                raise InputDataError("the phantom generator returned no sagittal series")
+            if progress:
+                progress(self.generated)
+
+
+def default_generator() -> Callable[[int, str], object]:
+    try:
+        from reporter.synth import generate_study
+    except ImportError as exc:
+        raise InputDataError(f"the phantom generator is not available: {exc}") from None
+    return lambda seed, site: generate_study(seed, site=site)
+
+
+@dataclass
+class Batch:
+    image: torch.Tensor  # (B, 1, S, S)
+    labels: torch.Tensor  # (B, 1, S, S) long, generic classes
+    annotated: torch.Tensor  # (B, K) bool
+    valid: torch.Tensor  # (B, 1, S, S) bool
+
+
+def sample_crop(
+    stack: sd.SliceStack, rng: np.random.Generator, crop: int, gmm_prob: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One (image, labels, valid) crop from a stack, centred near the spine most of the time."""
+    k = int(rng.choice(len(stack.image), p=stack.slice_weights))
+    img, lbl = stack.image[k], stack.labels[k]
+    h, w = img.shape
+    valid = np.ones((h, w), dtype=bool)
+    if stack.valid_rows is not None:
+        valid[:] = False
+        valid[stack.valid_rows[0] : stack.valid_rows[1]] = True
+    fg = np.argwhere(lbl > 0)
+    if fg.size and rng.random() < 0.8:
+        cy, cx = fg[rng.integers(len(fg))]
+    else:
+        cy, cx = rng.integers(h), rng.integers(w)
+    cy += int(rng.integers(-crop // 4, crop // 4 + 1))
+    cx += int(rng.integers(-crop // 4, crop // 4 + 1))
+    y0, x0 = int(cy) - crop // 2, int(cx) - crop // 2
+
+    def cut(a: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full((crop, crop), fill, dtype=a.dtype)
+        ys, xs = max(0, y0), max(0, x0)
+        ye, xe = min(h, y0 + crop), min(w, x0 + crop)
+        if ye > ys and xe > xs:
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = a[ys:ye, xs:xe]
+        return out
+
+    image = cut(img, 0.0)
+    if stack.tissue is not None and rng.random() < gmm_prob:
+        image = gmm_image(cut(stack.tissue[k], 0), image, rng)
+    # Outside the source image nothing is known only for partially labelled sources.
+    return image, cut(lbl, 0), cut(valid, stack.valid_rows is None)
+
+
+def gmm_image(tissue: np.ndarray, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SynthSeg-style: every tissue label gets a random mean and spread; unlabelled background
+    keeps the phantom's own texture at a random gain, so the body outline survives."""
+    values = np.unique(tissue)
+    means = rng.uniform(0.0, 1.0, size=int(values.max()) + 1).astype(np.float32)
+    stds = rng.uniform(0.0, 0.08, size=means.shape).astype(np.float32)
+    # Sub-clusters: a tissue sometimes gets two intensity modes (FetalSynthSeg).
+    noise = rng.standard_normal(tissue.shape).astype(np.float32)
+    out = means[tissue] + stds[tissue] * noise
+    bg = tissue == 0
+    out[bg] = image[bg] * rng.uniform(0.2, 1.2)
+    sigma = rng.uniform(0.3, 1.2)
+    return ndimage.gaussian_filter(out, sigma).astype(np.float32)
+
+
+def intensity_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast, gamma, bias field, resolution loss and noise: the scanner-to-scanner shifts."""
+    x = np.clip(image, 0.0, None)
+    x = x ** rng.uniform(0.6, 1.6)
+    h, w = x.shape
+    if rng.random() < 0.7:  # smooth multiplicative bias field
+        coarse = rng.normal(0.0, 0.25, size=(4, 4)).astype(np.float32)
+        field_ = ndimage.zoom(coarse, (h / 4, w / 4), order=3)[:h, :w]
+        x = x * np.exp(field_)
+    if rng.random() < 0.25:  # thicker slices / lower in-plane resolution
+        sig = rng.uniform(0.5, 1.8, size=2) * (rng.random(2) < 0.7)
+        x = ndimage.gaussian_filter(x, sig)
+    x = x * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.8:  # Rician-like noise
+        s = rng.uniform(0.0, 0.06)
+        x = np.hypot(x + rng.normal(0, s, x.shape), rng.normal(0, s, x.shape))
+    return x.astype(np.float32)
+
+
+def spatial_augment(batch: Batch, rng: np.random.Generator) -> Batch:
+    """Random rotation, scale and anisotropic stretch, the same for image, labels and mask."""
+    b = batch.image.shape[0]
+    theta = np.zeros((b, 2, 3), dtype=np.float32)
+    for i in range(b):
+        a = math.radians(rng.uniform(-15, 15))
+        s = rng.uniform(0.85, 1.2) * np.exp(rng.normal(0, 0.08, size=2))
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        theta[i, :, :2] = rot @ np.diag(1.0 / s)
+        theta[i, :, 2] = rng.uniform(-0.1, 0.1, size=2)
+    grid = F.affine_grid(torch.from_numpy(theta), list(batch.image.shape), align_corners=False)
+    image = F.grid_sample(batch.image, grid, mode="bilinear", align_corners=False)
+    labels = F.grid_sample(batch.labels.float(), grid, mode="nearest", align_corners=False)
+    valid = F.grid_sample(batch.valid.float(), grid, mode="nearest", align_corners=False)
+    return Batch(image, labels.long(), batch.annotated, valid > 0.5)
+
+
+def make_batch(
+    phantom: list[sd.SliceStack],
+    real: list[sd.SliceStack],
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+) -> Batch:
+    imgs, lbls, valids, ann = [], [], [], []
+    n_real = round(cfg.batch_size * cfg.real_fraction) if real else 0
+    if not phantom:
+        n_real = cfg.batch_size
+    for i in range(cfg.batch_size):
+        pool = real if i < n_real else phantom
+        stack = pool[int(rng.integers(len(pool)))]
+        image, label, valid = sample_crop(stack, rng, cfg.crop, cfg.gmm_prob)
+        imgs.append(intensity_augment(image, rng))
+        lbls.append(label)
+        valids.append(valid)
+        mask = np.zeros(sd.N_CLASSES, dtype=bool)
+        mask[list(stack.annotated)] = True
+        mask[sd.BACKGROUND] = True
+        ann.append(mask)
+    batch = Batch(
+        image=torch.from_numpy(np.stack(imgs))[:, None],
+        labels=torch.from_numpy(np.stack(lbls).astype(np.int64))[:, None],
+        annotated=torch.from_numpy(np.stack(ann)),
+        valid=torch.from_numpy(np.stack(valids))[:, None],
+    )
+    return spatial_augment(batch, rng)
+
+
+# --- loss ----------------------------------------------------------------------------------
+
+
+class PartialDiceCE(torch.nn.Module):
+    """MONAI DiceCELoss on marginalized log-probabilities.
+
+    For each sample, classes it does not annotate are summed into background (their pixels
+    may be any of them); masked-out pixels become certain background on both sides, so they
+    add neither gradient nor error. With full labels this is plain DiceCE.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from monai.losses import DiceCELoss
+
+        # batch=True: Dice over the whole batch per class, stable when a crop lacks a class.
+        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+
+    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=1)
+        ann = batch.annotated[:, :, None, None]  # (B, K, 1, 1)
+        off = torch.full_like(logp, -30.0)
+        merged_bg = torch.logsumexp(torch.where(ann, off, logp), dim=1)
+        merged_bg = torch.logaddexp(merged_bg, logp[:, 0])
+        lp = torch.where(ann, logp, off)
+        lp = torch.cat([merged_bg[:, None], lp[:, 1:]], dim=1)
+        certain_bg = torch.full_like(lp, -30.0)
+        certain_bg[:, 0] = 0.0
+        lp = torch.where(batch.valid, lp, certain_bg)
+        target = torch.where(batch.valid, batch.labels, torch.zeros_like(batch.labels))
+        return self.dice_ce(lp, target)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+    opt_state = opt.state_dict()
+    for pid, st in opt_state["state"].items():
+        for name, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"opt.{pid}.{name}"] = t.detach().contiguous()
+    tmp = out / (CHECKPOINT_FILE + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(out / CHECKPOINT_FILE)
+    (out / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_checkpoint(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    path = out / CHECKPOINT_FILE
+    if not path.is_file() or not (out / STATE_FILE).is_file():
+        raise ModelFileError(f"no checkpoint to resume in {out}")
+    tensors = load_file(str(path))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state = opt.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            opt_state["state"].setdefault(int(pid), {})[name] = value
+    opt.load_state_dict(opt_state)
+    return json.loads((out / STATE_FILE).read_text())
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    warm = min(100, cfg.steps // 10)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(
+    out_dir: Path,
+    cfg: TrainConfig,
+    real_dir: Path | None = None,
+    resume: bool = False,
+    generate: Callable[[int, str], object] | None = None,
+    phantoms: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train and write out_dir/{model.safetensors, config.json, train_log.json}."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out_dir}: {exc}") from None
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg.model)
+    if cfg.init:
+        init = load_segmenter(cfg.init)
+        net.load_state_dict(init.network.state_dict())
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state: dict[str, Any] = {"step": 0, "losses": [], "config": cfg.to_json()}
+    if resume:
+        state = load_checkpoint(out_dir, net, opt)
+        log(f"resuming at step {state['step']}")
+    rng = np.random.default_rng([cfg.seed, state["step"]])
+
+    real: list[sd.SliceStack] = []
+    real_names: list[str] = []
+    if real_dir is not None:
+        for vol in sd.load_lumbar3d_folder(real_dir):
+            if not vol.heldout:
+                real.append(vol.stack)
+                real_names.append(vol.name)
+        log(f"real volumes for training: {', '.join(real_names)}")
+    pool: PhantomPool | None = None
+    if phantoms:
+        pool = PhantomPool(
+            generate or default_generator(),
+            cfg.sites,
+            cfg.pool_size,
+            first_seed=cfg.seed * 10_000 + state["step"] // max(1, cfg.refresh_every),
+        )
+    if pool is None and not real:
+        raise InputDataError("nothing to train on: no phantoms and no real volumes")
+
+    loss_fn = PartialDiceCE()
+    t0 = time.monotonic()
+    with Progress(
+        TextColumn("[bold]train-segmenter"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as progress:
+        task = progress.add_task("train", total=cfg.steps, loss=float("nan"), note="")
+        progress.update(task, completed=state["step"])
+        if pool is not None:
+            progress.update(task, note="generating phantoms")
+            pool.fill(lambda n: progress.update(task, note=f"phantoms {n}/{cfg.pool_size}"))
+        net.train()
+        running = None
+        while state["step"] < cfg.steps:
+            step = state["step"]
+            if pool is not None and step % cfg.refresh_every == 0 and step > 0:
+                pool.add_one()
+            batch = make_batch(pool.stacks if pool else [], real, cfg, rng)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            loss = loss_fn(net(batch.image), batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            value = float(loss.detach())
+            running = value if running is None else 0.95 * running + 0.05 * value
+            state["step"] = step + 1
+            if state["step"] % 10 == 0:
+                state["losses"].append([state["step"], round(running, 5)])
+            progress.update(task, advance=1, loss=running, note=f"lr {lr_at(step, cfg):.1e}")
+            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
+                state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.monotonic() - t0
+                t0 = time.monotonic()
+                save_checkpoint(out_dir, net, opt, state)
+    extra = {
+        "training": {
+            "steps": cfg.steps,
+            "final_loss": running,
+            "real_volumes": real_names,
+            "heldout_real": list(sd.LUMBAR3D_HELDOUT),
+            "sites": list(cfg.sites),
+            "seed": cfg.seed,
+            "init": cfg.init,
+            "phantoms_generated": pool.generated if pool else 0,
+            "elapsed_s": round(state.get("elapsed_s", 0.0), 1),
+        }
+    }
+    digest = save_weights(net, cfg.model, out_dir, extra)
+    (out_dir / "train_log.json").write_text(json.dumps(state, indent=1) + "\n")
+    log(f"wrote {out_dir / 'model.safetensors'} sha256 {digest}")
+    return {"sha256": digest, **extra["training"]}
