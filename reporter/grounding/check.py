@@ -1,0 +1,454 @@
+"""One verdict per statement: supported, contradicted or unverifiable. Never raises on a
+disagreement -- a contradiction is a result, not an error.
+
+A statement is a level field with a value (not `not_assessable`), or a study-level item.
+Order of judgement for a level statement:
+1. the level must exist for the study's enumeration (an L5-L6 claim in a spine with five
+   lumbar vertebrae is contradicted), unless naming is uncertain (then unverifiable);
+2. the level must be in view and segmented, else unverifiable;
+3. the field's measurements decide, through the grading functions of `rules.json` with their
+   tolerances: the claim is supported when its value is among the values the measurements
+   allow, contradicted when it is not, unverifiable when a measurement is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from reporter.anatomy.anatomy import Anatomy
+from reporter.grounding import grading
+from reporter.grounding.result import GroundingResult
+from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.schema import (
+    LEVEL_FIELDS,
+    LEVELS,
+    VERTEBRAE,
+    LevelFindings,
+    StudyFindings,
+    lumbar_levels,
+)
+from reporter.study import Study
+
+LevelMeasures = dict[str, Measurement]
+Judge = Callable[[Any, LevelFindings, LevelMeasures, "Context"], "Outcome"]
+
+SIDES = ("left", "right")
+
+
+class Outcome:
+    """What a field judge concluded: the allowed values (None = cannot tell) and its evidence."""
+
+    def __init__(
+        self,
+        allowed: list[Any] | None,
+        evidence: list[Measurement],
+        rule: str,
+        why_missing: str = "",
+        note: str = "",
+    ) -> None:
+        self.allowed = allowed
+        self.evidence = evidence
+        self.rule = rule
+        self.why_missing = why_missing
+        self.note = note
+
+
+class Context:
+    def __init__(self, measures: dict[str, LevelMeasures], anatomy: Anatomy) -> None:
+        self.measures = measures
+        self.anatomy = anatomy
+
+
+def _values(m: LevelMeasures, *names: str) -> tuple[list[float | None], list[Measurement]]:
+    vals: list[float | None] = []
+    ev: list[Measurement] = []
+    for n in names:
+        meas = m.get(n)
+        vals.append(meas.value if meas is not None else None)
+        if meas is not None and meas.value is not None:
+            ev.append(meas)
+    return vals, ev
+
+
+def _missing(rule: str, names: str) -> Outcome:
+    return Outcome(None, [], rule, why_missing=f"no {names} measurement at this level")
+
+
+# --- field judges ---------------------------------------------------------------------------------
+def _canal(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    (area, ap), ev = _values(m, "dural_sac_area_mm2", "canal_ap_mm")
+    if area is None and ap is None:
+        return _missing("canal_stenosis", "canal area or AP diameter")
+    return Outcome(grading.canal_supported(area, ap), ev, "canal_stenosis")
+
+
+def _subarticular(side: str) -> Judge:
+    def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+        (depth,), ev = _values(m, f"lateral_recess_depth_mm_{side}")
+        if depth is None:
+            return _missing("subarticular_stenosis", f"{side} lateral recess depth")
+        return Outcome(grading.subarticular_supported(depth), ev, "subarticular_stenosis")
+
+    return judge
+
+
+SECTORS = ("cranial", "caudal", "anterior", "posterior")
+
+
+def _foraminal(side: str) -> Judge:
+    def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+        names = [f"foraminal_fat_{s}_{side}" for s in SECTORS] + [f"root_area_ratio_{side}"]
+        vals, ev = _values(m, *names)
+        if any(v is None for v in vals):
+            return _missing("foraminal_stenosis", f"{side} foraminal fat / root")
+        fat = [float(v) for v in vals[:4]]  # type: ignore[arg-type]
+        return Outcome(grading.lee_supported(fat, float(vals[4])), ev, "foraminal_stenosis")  # type: ignore[arg-type]
+
+    return judge
+
+
+def _pfirrmann(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    (ratio, dhi), ev = _values(m, "disc_csf_t2_ratio", "disc_height_index")
+    if ratio is None:
+        return _missing("pfirrmann", "disc/CSF T2 signal ratio")
+    allowed = set(grading.pfirrmann_supported(ratio))
+    r = grading.rules()["pfirrmann"]
+    # Grade 5 is also a collapsed, dark disc whose ratio sits in grade 4's band.
+    collapse = r["collapse_height_index"] + grading.rules()["disc_narrowing"]["tolerance"]
+    if dhi is not None and dhi < collapse and ratio < 0.38 + r["tolerance"]:
+        allowed.add(5)
+    return Outcome(sorted(allowed), ev, "pfirrmann")
+
+
+def _narrowing(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    (dhi,), ev = _values(m, "disc_height_index")
+    if dhi is None:
+        return _missing("disc_narrowing", "disc height index")
+    return Outcome(grading.narrowing_supported(dhi), ev, "disc_narrowing")
+
+
+def _herniation_options(m: LevelMeasures) -> tuple[set[str] | None, list[Measurement]]:
+    (ext, base, circ), ev = _values(
+        m, "posterior_extension_mm", "herniation_base_mm", "herniation_circumference_deg"
+    )
+    if ext is None:
+        return None, ev
+    r = grading.rules()["herniation"]
+    tol = r["tolerance_mm"]
+    base = base if base is not None else 0.0
+    circ = circ if circ is not None else 0.0
+    opts: set[str] = set()
+    for e in (ext - tol, ext, ext + tol):
+        for c in (circ - 20.0, circ, circ + 20.0):  # circumference is coarse on a few slices
+            for b in (base - tol, base, base + tol):
+                opts.add(grading.herniation_grade(max(e, 0.0), max(b, 0.0), c))
+    return opts, ev
+
+
+def _herniation(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    opts, ev = _herniation_options(m)
+    if opts is None:
+        return _missing("herniation", "posterior disc extension")
+    zone = lf.herniation.zone
+    if claim in ("protrusion", "extrusion") and zone is not None and claim in opts:
+        (lat,), ev_side = _values(m, "herniation_lateral_mm")
+        side = _zone_side(zone)
+        # Wrong side: the claimed side is opposite to where the disc material is (LPS +x = left).
+        if side is not None and lat is not None and abs(lat) > 3.0:
+            measured = "left" if lat > 0 else "right"
+            if measured != side:
+                return Outcome(
+                    [c for c in sorted(opts) if c not in ("protrusion", "extrusion")],
+                    ev + ev_side,
+                    "herniation",
+                    note=f"disc material lies to the {measured}, the claim says {side}",
+                )
+    return Outcome(sorted(opts), ev, "herniation")
+
+
+def _zone_side(zone: str) -> str | None:
+    if zone.endswith("_left"):
+        return "left"
+    if zone.endswith("_right"):
+        return "right"
+    return None
+
+
+def _bulging(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    opts, ev = _herniation_options(m)
+    if opts is None:
+        return _missing("herniation", "posterior disc extension")
+    # A bulge is circumferential extension; SPIDER-style 'bulging' is true for a bulge and is
+    # compatible with a focal herniation on top of it.
+    allowed = {"bulge" in opts or bool(opts & {"protrusion", "extrusion"})}
+    if opts & {"none", "protrusion", "extrusion"}:
+        allowed.add(False)
+    return Outcome(sorted(allowed), ev, "herniation")
+
+
+def _modic(which: str) -> Judge:
+    def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+        (t1, t2), ev = _values(m, f"modic_t1_ratio_{which}", f"modic_t2_ratio_{which}")
+        if t1 is None and t2 is None:
+            return _missing("modic", f"{which} endplate marrow signal")
+        return Outcome(grading.modic_supported(t1, t2), ev, "modic")
+
+    return judge
+
+
+def _slip(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+    (slip,), ev = _values(m, "slip_percent")
+    if slip is None:
+        return _missing("spondylolisthesis", "slip")
+    allowed = grading.meyerding_supported(slip)
+    direction = lf.spondylolisthesis.direction
+    tol = grading.rules()["spondylolisthesis"]["tolerance"]
+    if claim and direction is not None and abs(slip) > 8 + tol:
+        measured = "antero" if slip > 0 else "retro"
+        if measured != direction:
+            return Outcome(
+                [0],
+                ev,
+                "spondylolisthesis",
+                note=f"measured {measured}listhesis, claim {direction}",
+            )
+    return Outcome(allowed, ev, "spondylolisthesis")
+
+
+def _unmeasured(what: str) -> Judge:
+    def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
+        return Outcome(None, [], "", why_missing=f"{what} is not measured by the checker")
+
+    return judge
+
+
+JUDGES: dict[str, Judge] = {
+    "pfirrmann": _pfirrmann,
+    "disc_narrowing": _narrowing,
+    "disc_bulging": _bulging,
+    "herniation": _herniation,
+    "canal_stenosis": _canal,
+    "foraminal_stenosis_left": _foraminal("left"),
+    "foraminal_stenosis_right": _foraminal("right"),
+    "subarticular_stenosis_left": _subarticular("left"),
+    "subarticular_stenosis_right": _subarticular("right"),
+    "modic_upper": _modic("upper"),
+    "modic_lower": _modic("lower"),
+    "endplate_defect_upper": _unmeasured("endplate irregularity"),
+    "endplate_defect_lower": _unmeasured("endplate irregularity"),
+    "spondylolisthesis": _slip,
+}
+assert set(JUDGES) == set(LEVEL_FIELDS), "every schema field needs a judge"
+
+
+# --- level existence ------------------------------------------------------------------------------
+def existing_levels(anatomy: Anatomy) -> set[str] | None:
+    """Every disc level this spine has (in view or not), or None when enumeration is unknown."""
+    n = anatomy.lumbar_vertebrae
+    if n is None:
+        return None
+    thoracic = {f"{a}-{b}" for a, b in itertools.pairwise(VERTEBRAE[:4])}
+    return thoracic | set(lumbar_levels(n))
+
+
+def _claim_of(lf: LevelFindings, field: str) -> Any:
+    return getattr(lf, field).value
+
+
+def _describe(field: str, claim: Any, lf: LevelFindings) -> Any:
+    if field == "herniation" and lf.herniation.zone:
+        return f"{claim} ({lf.herniation.zone})"
+    if field == "spondylolisthesis" and lf.spondylolisthesis.direction:
+        return f"{claim} ({lf.spondylolisthesis.direction})"
+    return claim
+
+
+def check_level(
+    lf: LevelFindings, measures: dict[str, LevelMeasures], anatomy: Anatomy
+) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    exists = existing_levels(anatomy)
+    in_view = set(anatomy.levels)
+    ctx = Context(measures, anatomy)
+    for field in LEVEL_FIELDS:
+        finding = getattr(lf, field)
+        if not finding.assessed:
+            continue  # not a statement: nothing is claimed
+        claim = _claim_of(lf, field)
+        shown = _describe(field, claim, lf)
+
+        def verdict(
+            kind: str, reason: str, field: str = field, shown: Any = shown, **kw: Any
+        ) -> Verdict:
+            return Verdict(
+                level=lf.level, field=field, claimed=shown, verdict=kind, reason=reason, **kw
+            )
+
+        if anatomy.naming_uncertain:
+            verdicts.append(
+                verdict(
+                    "unverifiable",
+                    "level names are uncertain (the sacrum is not in view), so no level-specific "
+                    "claim can be checked",
+                    rule="level_exists",
+                )
+            )
+            continue
+        if exists is not None and lf.level not in exists:
+            verdicts.append(
+                verdict(
+                    "contradicted",
+                    f"level {lf.level} does not exist in a spine with "
+                    f"{anatomy.lumbar_vertebrae} lumbar-type vertebrae",
+                    rule="level_exists",
+                    supported_values=[],
+                )
+            )
+            continue
+        if lf.level not in in_view or lf.level not in measures:
+            verdicts.append(
+                verdict(
+                    "unverifiable",
+                    f"level {lf.level} is not in the segmented field of view",
+                    rule="level_exists",
+                )
+            )
+            continue
+        out = JUDGES[field](claim, lf, measures[lf.level], ctx)
+        if out.allowed is None:
+            verdicts.append(verdict("unverifiable", out.why_missing, rule=out.rule or None))
+            continue
+        ok = claim in out.allowed
+        numbers = ", ".join(_fmt(e) for e in out.evidence) or "no numbers"
+        reason = (
+            f"{numbers} allow {_fmt_values(out.allowed)}"
+            if ok
+            else f"{numbers} allow only {_fmt_values(out.allowed)}, not {shown}"
+        )
+        if out.note:
+            reason += f" ({out.note})"
+        verdicts.append(
+            verdict(
+                "supported" if ok else "contradicted",
+                reason,
+                rule=out.rule,
+                supported_values=list(out.allowed),
+                evidence=out.evidence,
+            )
+        )
+    return verdicts
+
+
+def _fmt(m: Measurement) -> str:
+    return (
+        f"{m.name} {m.value:.3g}{(' ' + m.unit) if m.unit else ''}"
+        if m.value is not None
+        else m.name
+    )
+
+
+def _fmt_values(values: list[Any]) -> str:
+    return "{" + ", ".join(str(v) for v in values) + "}" if values else "no value"
+
+
+def check_study_items(findings: StudyFindings, anatomy: Anatomy) -> list[Verdict]:
+    """Enumeration and transitional anatomy against the segmentation's count."""
+    out: list[Verdict] = []
+    s = findings.study
+    known = anatomy.lumbar_vertebrae is not None and not anatomy.naming_uncertain
+    if s.lumbar_vertebrae is not None:
+        if not known:
+            out.append(
+                Verdict(
+                    level=None,
+                    field="lumbar_vertebrae",
+                    claimed=s.lumbar_vertebrae,
+                    verdict="unverifiable",
+                    reason="the number of lumbar-type vertebrae could not be established",
+                    rule="level_exists",
+                )
+            )
+        else:
+            ok = s.lumbar_vertebrae == anatomy.lumbar_vertebrae
+            out.append(
+                Verdict(
+                    level=None,
+                    field="lumbar_vertebrae",
+                    claimed=s.lumbar_vertebrae,
+                    verdict="supported" if ok else "contradicted",
+                    reason=f"the segmentation counts {anatomy.lumbar_vertebrae} lumbar-type "
+                    f"vertebrae ({anatomy.naming_convention})",
+                    rule="level_exists",
+                    supported_values=[anatomy.lumbar_vertebrae],
+                )
+            )
+    if s.transitional.assessed:
+        claim = s.transitional.value
+        if not known:
+            kind, allowed = "unverifiable", None
+        else:
+            # 'L6' and 'lumbarized_S1' both describe six lumbar-type vertebrae; names differ by
+            # convention, not by anatomy.
+            allowed = {
+                "none": ["none"],
+                "L6": ["L6", "lumbarized_S1"],
+                "sacralized_L5": ["sacralized_L5"],
+                "lumbarized_S1": ["L6", "lumbarized_S1"],
+            }[anatomy.transitional]
+            kind = "supported" if claim in allowed else "contradicted"
+        out.append(
+            Verdict(
+                level=None,
+                field="transitional",
+                claimed=claim,
+                verdict=kind,  # type: ignore[arg-type]
+                reason=(
+                    f"segmentation: {anatomy.transitional} ({anatomy.naming_convention})"
+                    if known
+                    else "the number of lumbar-type vertebrae could not be established"
+                ),
+                rule="level_exists",
+                supported_values=allowed,
+            )
+        )
+    if s.alignment.assessed:
+        out.append(
+            Verdict(
+                level=None,
+                field="alignment",
+                claimed=s.alignment.value,
+                verdict="unverifiable",
+                reason="global alignment is not measured by the checker",
+            )
+        )
+    return out
+
+
+def check(
+    findings: StudyFindings,
+    study: Study,
+    anatomy: Anatomy,
+    measurements: dict[str, LevelMeasures] | None = None,
+) -> GroundingResult:
+    """A verdict for every statement of `findings`, judged on `study` segmented as `anatomy`.
+
+    `measurements` (from `measure(study, anatomy)`) may be passed to judge several finding sets
+    on one study without measuring twice.
+    """
+    from reporter.grounding.measure import measure
+
+    measures = measurements if measurements is not None else measure(study, anatomy)
+    verdicts = check_study_items(findings, anatomy)
+    for lf in findings.levels:
+        if lf.level not in LEVELS:  # the schema forbids it; kept for hand-built objects
+            continue
+        verdicts.extend(check_level(lf, measures, anatomy))
+    return GroundingResult(
+        verdicts=verdicts,
+        measurements=[m for per in measures.values() for m in per.values()],
+        rules_sha256=grading.rules_sha256(),
+        anatomy_source=anatomy.source,
+        naming_uncertain=anatomy.naming_uncertain,
+    )
