@@ -25,10 +25,6 @@ from reporter.report import Report
 from reporter.schema import StudyFindings
 from reporter.study import Study
 
-# Below this calibrated probability a statement is shown as "indeterminate" unless the model
-# carries its own threshold (fitted on the calibration split, see reporter.vlm).
-DEFAULT_INDETERMINATE_BELOW = 0.5
-
 
 class ComponentMissingError(ReporterError):
     """A pipeline stage's implementation is not importable from this install (exit 70)."""
@@ -87,16 +83,17 @@ def _model_info(vlm: Any) -> dict[str, Any]:
     return info
 
 
-def _threshold(vlm: Any, explicit: float | None) -> float | None:
+def _thresholds(vlm: Any, explicit: float | None) -> dict[str, float] | float | None:
+    """The abstention threshold: an explicit number for every field, else the VLM's calibrated
+    per-field thresholds (None when the model carries no calibration: nothing is marked)."""
     if explicit is not None:
         if not 0.0 <= explicit <= 1.0:
             raise UsageError(f"the indeterminate threshold must lie in [0, 1], not {explicit}")
-        return explicit
-    for attr in ("indeterminate_below", "indeterminate_threshold"):
-        value = getattr(vlm, attr, None)
-        if isinstance(value, int | float):
-            return float(value)
-    return DEFAULT_INDETERMINATE_BELOW
+        return float(explicit)
+    thresholds = getattr(vlm, "thresholds", None)
+    if isinstance(thresholds, dict) and thresholds:
+        return {str(k): float(v) for k, v in thresholds.items()}
+    return None
 
 
 def _anatomy_facts(anatomy: Anatomy) -> dict[str, Any]:
@@ -119,7 +116,7 @@ def assemble_report(
     verdicts: list[Verdict],
     measurements: list[Measurement],
     model_info: dict[str, Any],
-    threshold: float | None,
+    threshold: dict[str, float] | float | None,
     started: str,
     timings: dict[str, float] | None = None,
 ) -> tuple[Report, list[Statement]]:
@@ -139,7 +136,7 @@ def assemble_report(
                 "field": s.field,
                 "value": s.value,
                 "probability": s.probability,
-                "threshold": threshold,
+                "threshold": s.extra.get("threshold"),
             }
             for s in statements
             if s.status == "indeterminate"
@@ -195,7 +192,7 @@ def report_study(
         vlm = get_model(model, adapter)
         raw = vlm.predict(study, anatomy)
         model_info = _model_info(vlm)
-        threshold = _threshold(vlm, indeterminate_below)
+        threshold = _thresholds(vlm, indeterminate_below)
     else:
         raw = findings
         model_info = {"model_name": "external findings"}

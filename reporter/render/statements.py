@@ -8,6 +8,7 @@ One place decides what every output (text, HTML, JSON, SR) says, so they cannot 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,10 +207,19 @@ def _verdict_index(verdicts: list[Verdict]) -> dict[tuple[str | None, str], Verd
 def build_statements(
     findings: StudyFindings,
     verdicts: list[Verdict],
-    indeterminate_below: float | None,
+    indeterminate_below: Mapping[str, float] | float | None,
 ) -> list[Statement]:
-    """Every statement of `findings` (study-level first, then level by level, in schema order)."""
+    """Every statement of `findings` (study-level first, then level by level, in schema order).
+
+    `indeterminate_below`: the calibrated abstention threshold, per field (the VLM's calibration)
+    or one number for all fields; None marks nothing indeterminate."""
     index = _verdict_index(verdicts)
+
+    def threshold(name: str) -> float | None:
+        if indeterminate_below is None or isinstance(indeterminate_below, int | float):
+            return indeterminate_below
+        return indeterminate_below.get(name)
+
     out: list[Statement] = []
 
     def make(level: str | None, name: str, finding: Any) -> Statement:
@@ -238,15 +248,16 @@ def build_statements(
         if verdict is not None and verdict.verdict == "contradicted":
             status = "withheld"
         elif (
-            indeterminate_below is not None
+            (t := threshold(name)) is not None
             and finding.probability is not None
-            and finding.probability < indeterminate_below
+            and finding.probability < t
         ):
             status = "indeterminate"
             reason = (
                 f"model probability {finding.probability:.2f} is below the calibrated "
-                f"threshold {indeterminate_below:.2f}; {reason}"
+                f"threshold {t:.2f}; {reason}"
             )
+            extra["threshold"] = t
         return Statement(
             level=level,
             field=name,
@@ -308,10 +319,12 @@ def impression(statements: list[Statement], max_items: int = 8) -> list[dict[str
                 "level": level,
                 "statements": items,
                 "significance": max(s.significance for s in items),
+                "confident": any(s.status == "reported" for s in items),
             }
         )
-    # Most significant first; ties keep cranio-caudal order (dicts keep insertion order).
-    groups.sort(key=lambda g: -g["significance"])
+    # Levels with a confident statement first, then by significance; ties keep cranio-caudal
+    # order (the sort is stable and dicts keep insertion order).
+    groups.sort(key=lambda g: (not g["confident"], -g["significance"]))
     return groups[:max_items]
 
 
