@@ -108,8 +108,12 @@ class SpineVLM:
         anatomy: Anatomy | None = None,
         generator: torch.Generator | None = None,
         temperatures: dict[str, float] | None = None,
+        distributions: dict[str, dict[str, dict[Any, float]]] | None = None,
     ) -> StudyFindings:
-        """Decode findings from prepared views (`generator`: sample instead of greedy)."""
+        """Decode findings from prepared views (`generator`: sample instead of greedy).
+
+        `distributions`, when given, receives level -> field -> {value: probability} over the
+        allowed values (for log-loss metrics; single-token vocabularies only)."""
         net = self.net
         temps = self.temperatures if temperatures is None else temperatures
         device = next(net.parameters()).device
@@ -131,6 +135,11 @@ class SpineVLM:
             net, not_assessable_fields(STUDY_GRAMMAR_FIELDS, presence_of_study(views))
         )
         study_dec = self._decode(vt, [(None, [], STUDY_ROWS)], [s_spec], temps, generator)[0]
+        if distributions is not None:
+            for level, fields in zip(views.levels, decoded, strict=True):
+                distributions[level] = {
+                    f: fd["_distribution"] for f, fd in fields.items() if "_distribution" in fd
+                }
         return self._assemble(views, decoded, study_dec, anatomy)
 
     def _decode(

@@ -109,7 +109,7 @@ class Projector(nn.Module):
 
     def forward(self, pooled: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         n, length, width = tokens.shape
-        side = int(round(length**0.5))
+        side = round(length**0.5)
         grid = tokens.transpose(1, 2).reshape(n, width, side, side)
         grid = F.adaptive_avg_pool2d(grid, self.pool_grid).flatten(2).transpose(1, 2)
         x = torch.cat([self.pooled_in(pooled)[:, None], self.patch_in(grid)], dim=1)
