@@ -87,7 +87,9 @@ def inspect(
             f"{inv.n_files} file(s) read, {inv.n_files_skipped} not DICOM", highlight=False
         )
     for w in inv.warnings:
-        err_console.print(f"spine-report: warning: {w}", markup=False, highlight=False)
+        err_console.print(
+            f"spine-report: warning: {w}", markup=False, highlight=False, soft_wrap=True
+        )
     if inv.refusal is not None:
         raise InputDataError(inv.refusal)
 
@@ -123,4 +125,5 @@ def doctor(
             f"spine-report: warning: {dist} (GPL-3.0) is installed and may be used by pydicom",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )

@@ -67,6 +67,14 @@ class _Reader:
         except Exception:  # a DICOM preamble, then anything from a damaged header
             self.n_corrupt += 1
             return None
+        try:
+            # pydicom converts elements lazily; converting the top level now turns a damaged
+            # value into "unreadable file" here instead of an exception wherever it is touched.
+            for _ in ds:
+                pass
+        except Exception:
+            self.n_corrupt += 1
+            return None
         if "PixelData" not in ds:  # SR, KO, PR, DICOMDIR ...: no image
             self.n_no_image += 1
             return None
@@ -139,7 +147,10 @@ def _build(
             continue
         if st_uid != study_uid:  # cannot happen with one MR study; kept for clarity
             continue
-        built, reason, note = _series_from_frames(frames, keep_derived, tolerance)
+        try:
+            built, reason, note = _series_from_frames(frames, keep_derived, tolerance)
+        except Exception as exc:  # a damaged value inside a sequence, or one we did not foresee
+            built, reason, note = [], f"could not be read ({type(exc).__name__}: {exc})", None
         if note:
             inv.warnings.append(f"series {first.series_uid}: {note}")
         if reason is not None:
@@ -246,7 +257,10 @@ def _decode_stacks(stacks: list[Stack]) -> list[np.ndarray]:
         for k, f in enumerate(stack.frames):
             key = id(f.ds)
             if key not in decoded:
-                decoded[key] = decode(f.ds)
+                try:
+                    decoded[key] = decode(f.ds)
+                except PixelDataError as exc:
+                    raise PixelDataError(f"{exc} (instance {f.sop_uid})") from None
             plane = volume[k]
             plane[...] = decoded[key][f.frame or 0]
             if f.slope != 1.0:

@@ -46,7 +46,11 @@ def decode(ds: Dataset) -> np.ndarray:
             )
     try:
         arr = ds.pixel_array
-    except Exception as exc:  # decoder plugins raise many types; all mean "cannot decode"
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:
+        # Decoder plugins raise many types, and the Rust ones (pylibjpeg-rle, via pyo3) raise
+        # PanicException, a BaseException, on damaged streams; all mean "cannot decode".
         raise PixelDataError(f"pixel data could not be decoded ({_first_line(exc)})") from None
     if arr.ndim == 2:
         arr = arr[np.newaxis]
@@ -56,5 +60,6 @@ def decode(ds: Dataset) -> np.ndarray:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    """The exception on one line (pydicom lists each plugin's failure on its own line)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+    return f"{type(exc).__name__}: {text[:300]}"
