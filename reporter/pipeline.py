@@ -11,6 +11,7 @@ import importlib
 import os
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,27 @@ class ComponentMissingError(ReporterError):
     """A pipeline stage's implementation is not importable from this install (exit 70)."""
 
 
-def _component(module: str, name: str) -> Any:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ComponentMissingError(
-            f"the pipeline stage {module}.{name} cannot be imported ({exc}); "
-            "this install is incomplete"
-        ) from exc
-    fn = getattr(mod, name, None)
-    if fn is None:
-        raise ComponentMissingError(
-            f"the pipeline stage {module}.{name} does not exist in this install"
-        )
-    return fn
+def _component(module: str, name: str, *fallbacks: str) -> Any:
+    """`module.name`, the stage's public entry point (or a listed module that defines it)."""
+    problems = []
+    for mod_name in (module, *fallbacks):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as exc:
+            problems.append(f"{mod_name}: {exc}")
+            continue
+        fn = getattr(mod, name, None)
+        if isinstance(fn, types.ModuleType):
+            # A submodule of the same name shadows the package's function once imported
+            # (e.g. reporter.grounding.check); the function lives inside it.
+            fn = getattr(fn, name, None)
+        if callable(fn):
+            return fn
+        problems.append(f"{mod_name} has no {name!r}")
+    raise ComponentMissingError(
+        f"the pipeline stage {module}.{name} is not available in this install "
+        f"({'; '.join(problems)})"
+    )
 
 
 # --- model cache: batch workers and repeated API calls load each model once per process --------
@@ -67,7 +75,7 @@ def get_model(model: Any = None, adapter: Any = None) -> Any:
     key = (_key(model), _key(adapter))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            load_model = _component("reporter.vlm", "load_model")
+            load_model = _component("reporter.vlm", "load_model", "reporter.vlm.inference")
             _MODELS[key] = load_model(path=model, adapter=adapter)
         return _MODELS[key]
 

@@ -8,6 +8,8 @@ a second; the phantom engine's studies are used where realism matters.
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -245,3 +247,14 @@ def make_verdicts(
                 )
             )
     return out
+
+
+def write_study_dicom(study: Study, folder: Path) -> Path:
+    """Write the factory study as DICOM files (headers + 16-bit pixels) that ingest can read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in study.series:
+        for k, header in enumerate(s.headers):
+            ds = copy.deepcopy(header)
+            ds.PixelData = np.clip(s.pixels[k], 0, 65535).astype(np.uint16).tobytes()
+            ds.save_as(folder / f"{s.series_number or 0:03d}_{k:03d}.dcm", enforce_file_format=True)
+    return folder

@@ -1,5 +1,183 @@
-"""Commands of this area (registered on reporter.cli.app.app)."""
+"""`spine-report demo`, `report` and `batch`: thin wrappers over reporter.pipeline / worklist."""
 
 from __future__ import annotations
 
-from reporter.cli.app import app  # noqa: F401
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from reporter.cli.app import app, err_console, guarded, out_console
+from reporter.errors import UsageError
+
+# The demo phantom's seed: in the unassigned range (300_000..999_999), so it is never a training,
+# calibration or evaluation phantom; fixed, so every install shows the same study.
+DEMO_SEED = 500_000
+DEMO_SITE = "site-a"
+
+
+def _print_summary(report: Any, title: str) -> None:
+    from reporter.render.statements import build_statements, impression
+
+    out_console.print(f"[bold]{title}[/bold]  (preliminary AI draft, not for clinical use)")
+    # The final findings already leave withheld statements out.
+    statements = build_statements(report.findings, report.verdicts, None)
+    low = {(d.get("level"), d.get("field")) for d in report.indeterminate}
+    groups = impression(statements)
+    if groups:
+        out_console.print("Impression:")
+        for n, g in enumerate(groups, start=1):
+            text = "; ".join(
+                s.text + (" (indeterminate)" if (s.level, s.field) in low else "")
+                for s in g["statements"]
+            )
+            out_console.print(f"  {n}. {g['level'] or 'Study'}: {text}", highlight=False)
+    else:
+        out_console.print("Impression: no significant abnormality stated.")
+    counts: dict[str, int] = {}
+    for v in report.verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    out_console.print(
+        f"Verdicts: {counts.get('supported', 0)} supported, "
+        f"{counts.get('unverifiable', 0)} unverifiable, "
+        f"{counts.get('contradicted', 0)} contradicted (withheld); "
+        f"{len(report.indeterminate)} indeterminate; "
+        f"{report.provenance.timings_s.get('total', 0):.1f} s",
+        highlight=False,
+    )
+    for kind, path in report.outputs.items():
+        out_console.print(f"  {kind:<11} {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@guarded
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the phantom study and its report.")
+    ] = Path("spine-report-demo"),
+) -> None:
+    """Make one phantom study (fixed seed), report it, and print where everything went."""
+    from reporter.pipeline import report_study
+    from reporter.synth import generate_study, write_study
+
+    study_dir = out / "study"
+    if study_dir.exists():
+        # Only ever delete what an earlier demo made (a phantom folder has meta.json).
+        if not (study_dir / "meta.json").exists():
+            raise UsageError(f"{study_dir} exists and is not a demo phantom; choose another --out")
+        shutil.rmtree(study_dir)
+    err_console.print(f"making phantom study (seed {DEMO_SEED}, {DEMO_SITE}) ...")
+    phantom = generate_study(DEMO_SEED, site=DEMO_SITE)
+    written = write_study(phantom, study_dir)
+    err_console.print("reporting it ...")
+    report = report_study(written, out_dir=out / "report")
+    _print_summary(report, f"Demo report of the phantom study in {written}")
+
+
+@app.command()
+@guarded
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="DICOM folder (or NIfTI file) of one study.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    seg: Annotated[
+        Path | None, typer.Option("--seg", help="Label map (NIfTI or DICOM SEG) to use.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model folder (default: embedded).")
+    ] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter.")] = None,
+    indication: Annotated[str | None, typer.Option("--indication")] = None,
+) -> None:
+    """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
+    from reporter.pipeline import report_study
+
+    out_dir = out if out is not None else Path("out") / (study_dir.name or "study")
+    rep = report_study(
+        study_dir, out_dir=out_dir, seg=seg, model=model, adapter=adapter, indication=indication
+    )
+    _print_summary(rep, f"Report of {study_dir}")
+
+
+@app.command()
+@guarded
+def batch(
+    worklist: Annotated[
+        Path, typer.Argument(help="CSV / JSONL worklist, or a folder of study folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (one per item).")] = Path("out"),
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1)] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Per-study timeout in seconds.")
+    ] = 600.0,
+    model: Annotated[Path | None, typer.Option("--model")] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter")] = None,
+) -> None:
+    """Report every item of a worklist; resumable; exit 1 when any item failed."""
+    from reporter.worklist import MANIFEST, exit_code, run_batch
+
+    progress = Progress(
+        TextColumn("[bold]reporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    task = None
+
+    def on_event(kind: str, result: Any, done: int, total: int) -> None:
+        nonlocal task
+        if kind == "start":
+            task = progress.add_task("batch", total=total, completed=done, last="")
+        elif task is not None and result is not None:
+            last = f"{result.item.item_id}: {result.status}"
+            progress.update(task, completed=done, last=last)
+
+    with progress:
+        results = run_batch(
+            worklist,
+            out,
+            workers=workers,
+            timeout_s=timeout,
+            model=None if model is None else str(model),
+            adapter=None if adapter is None else str(adapter),
+            on_event=on_event,
+        )
+
+    table = Table(title=f"batch summary ({out / MANIFEST})")
+    for col in ("row", "item", "status", "seconds", "withheld", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        row = r.manifest_row(out)
+        style = {"failed": "red", "timeout": "red", "duplicate": "yellow"}.get(r.status)
+        table.add_row(
+            str(row["row"]),
+            r.item.item_id,
+            r.status,
+            str(row["seconds"]),
+            str(row["withheld"]),
+            r.reason[:200],
+            style=style,
+        )
+    out_console.print(table)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    out_console.print(
+        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), highlight=False
+    )
+    code = exit_code(results)
+    if code:
+        raise typer.Exit(code=code)

@@ -22,6 +22,12 @@ TMP_PREFIX = ".tmp-"
 STAGING_PREFIX = ".staging-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     # Make the rename itself durable; not every platform lets a folder be opened, hence suppress.
     with contextlib.suppress(OSError):
@@ -41,6 +47,8 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -205,7 +205,7 @@ def render_key_image(study: Study, anatomy: Anatomy, statement: Statement) -> Ke
     draw.text((4, 4), f"{series.description or series.role} #{k + 1}", fill=(255, 255, 255))
 
     buf = io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
+    pil.save(buf, format="PNG", compress_level=6)
     return KeyImage(
         png=buf.getvalue(), caption=caption, series_uid=series.series_uid, slice_index=k
     )

@@ -102,7 +102,6 @@ def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegRes
         device_serial_number="0",
         content_description="Lumbar spine anatomy (preliminary AI draft)",
         content_label="SPINE_ANATOMY",
-        omit_empty_frames=False,
     )
     seg.CodingSchemeIdentificationSequence = [C.scheme_identification()]
     return SegResult(dataset=seg, segment_numbers=numbers, series=series)

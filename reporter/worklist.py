@@ -1,0 +1,483 @@
+"""Batch reporting of a worklist: resumable, isolated, one report per item exactly once.
+
+Worklist: a CSV or JSONL file (columns / keys: `study` (path), optional `accession`,
+`priority`, `indication`, `seg`), or a folder whose sub-folders are studies. Relative paths are
+taken from the worklist's folder. Items run in priority order (a number, smaller first, or
+stat / urgent / routine), then in worklist order.
+
+Each item's outputs are made in a hidden staging folder and renamed to `OUT/<item_id>/` when
+complete, so a report folder exists whole or not at all; `OUT/manifest.csv` (one row per item,
+rewritten atomically after every item) says what happened. A re-run skips items whose folder
+exists and removes what a killed run left half-made, so a SIGKILL followed by a re-run yields
+every report exactly once.
+
+Workers are processes that load the model once and take items from the main process one at a
+time; an item that runs past the per-study timeout has its worker killed (and replaced), which
+is the only way to stop a stuck computation, and is recorded as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Literal
+
+from reporter.errors import InputMissingError, OutputError, ReporterError, UsageError
+from reporter.render import atomic
+
+MANIFEST = "manifest.csv"
+DONE_MARKER = "provenance.json"  # the last file of a report; the folder is renamed in after it
+Status = Literal["done", "skipped", "failed", "timeout", "duplicate", "pending"]
+MANIFEST_FIELDS = (
+    "row",
+    "item_id",
+    "study",
+    "accession_sha256",
+    "priority",
+    "status",
+    "reason",
+    "out_dir",
+    "seconds",
+    "withheld",
+    "indeterminate",
+    "finished_at",
+)
+PRIORITY_WORDS = {"stat": 0, "urgent": 1, "asap": 1, "high": 1, "routine": 2, "low": 3}
+STUDY_KEYS = ("study", "study_path", "path")
+
+
+@dataclass
+class WorkItem:
+    row: int  # 1-based position in the worklist
+    study: str  # absolute path
+    accession: str | None = None
+    priority: int = PRIORITY_WORDS["routine"]
+    indication: str | None = None
+    seg: str | None = None
+    item_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.item_id:
+            self.item_id = item_id(self.study, self.accession)
+
+
+@dataclass
+class ItemResult:
+    item: WorkItem
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0
+    withheld: int | None = None
+    indeterminate: int | None = None
+    finished_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def manifest_row(self, out: Path) -> dict[str, Any]:
+        acc = self.item.accession
+        return {
+            "row": self.item.row,
+            "item_id": self.item.item_id,
+            "study": self.item.study,
+            # An accession number identifies a patient's exam: only its hash is written.
+            "accession_sha256": hashlib.sha256(acc.encode()).hexdigest()[:16] if acc else "",
+            "priority": self.item.priority,
+            "status": self.status,
+            "reason": self.reason,
+            "out_dir": str(out / self.item.item_id) if self.status in ("done", "skipped") else "",
+            "seconds": f"{self.seconds:.2f}" if self.seconds else "",
+            "withheld": "" if self.withheld is None else self.withheld,
+            "indeterminate": "" if self.indeterminate is None else self.indeterminate,
+            "finished_at": self.finished_at,
+        }
+
+
+# --- reading worklists ---------------------------------------------------------------------------
+def item_id(study: str, accession: str | None) -> str:
+    """Stable across runs (so a re-run finds the finished item), unique per (study, accession)."""
+    p = Path(study)
+    # A study's DICOM often sits in a folder named "dicom"; its parent names the study.
+    name = (
+        p.parent.name if p.name.lower() in ("dicom", "dcm", "images") and p.parent.name else p.name
+    )
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "study"
+    digest = hashlib.sha256(f"{study}\0{accession or ''}".encode()).hexdigest()[:10]
+    return f"{stem}-{digest}"
+
+
+def _priority(value: Any, where: str) -> int:
+    if value is None or str(value).strip() == "":
+        return PRIORITY_WORDS["routine"]
+    text = str(value).strip().lower()
+    if text in PRIORITY_WORDS:
+        return PRIORITY_WORDS[text]
+    try:
+        return int(float(text))
+    except ValueError:
+        raise UsageError(
+            f"{where}: priority {value!r} is neither a number nor one of "
+            f"{', '.join(PRIORITY_WORDS)}"
+        ) from None
+
+
+def _item(rec: dict[str, Any], row: int, base: Path, where: str) -> WorkItem:
+    rec = {str(k).strip().lower(): v for k, v in rec.items() if k is not None}
+    study = next((rec[k] for k in STUDY_KEYS if rec.get(k) not in (None, "")), None)
+    if study is None:
+        raise UsageError(f"{where}: no study path (expected a column named 'study')")
+    path = Path(str(study).strip()).expanduser()
+    path = path if path.is_absolute() else base / path
+    seg = rec.get("seg") or None
+    if seg:
+        seg_path = Path(str(seg).strip()).expanduser()
+        seg = str(seg_path if seg_path.is_absolute() else base / seg_path)
+
+    def text(key: str) -> str | None:
+        v = rec.get(key)
+        return None if v in (None, "") else str(v).strip()
+
+    return WorkItem(
+        row=row,
+        study=str(path.resolve()),
+        accession=text("accession"),
+        priority=_priority(rec.get("priority"), where),
+        indication=text("indication"),
+        seg=seg,
+    )
+
+
+def read_worklist(path: str | os.PathLike[str]) -> list[WorkItem]:
+    """Items of a CSV / JSONL worklist or a folder of studies (see the module docstring)."""
+    src = Path(path)
+    if not src.exists():
+        raise InputMissingError(f"the worklist {src} does not exist")
+    items: list[WorkItem] = []
+    if src.is_dir():
+        subdirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not subdirs:
+            raise UsageError(f"the folder {src} holds no study folders")
+        items = [WorkItem(row=i + 1, study=str(p.resolve())) for i, p in enumerate(subdirs)]
+    else:
+        try:
+            text = src.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the worklist {src}: {exc}") from exc
+        base = src.resolve().parent
+        if src.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            for n, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{src}:{n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(rec, dict):
+                    raise UsageError(f"{src}:{n}: each line must be a JSON object")
+                items.append(_item(rec, len(items) + 1, base, f"{src}:{n}"))
+        else:
+            reader = csv.DictReader(io.StringIO(text))
+            if not reader.fieldnames or not any(
+                (f or "").strip().lower() in STUDY_KEYS for f in reader.fieldnames
+            ):
+                raise UsageError(
+                    f"{src}: the CSV header needs a 'study' column "
+                    "(optional: accession, priority, indication, seg)"
+                )
+            for n, rec in enumerate(reader, start=2):
+                if not any((v or "").strip() for v in rec.values() if isinstance(v, str)):
+                    continue
+                items.append(_item(rec, len(items) + 1, base, f"{src}:{n}"))
+    if not items:
+        raise UsageError(f"the worklist {src} has no items")
+    return items
+
+
+# --- the worker process ---------------------------------------------------------------------
+def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: str) -> None:
+    """Load the model once, then report the items the main process sends until it sends None."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # N workers share the machine; one thread each
+        from reporter.pipeline import get_model
+
+        get_model(model, adapter)
+        conn.send({"type": "ready", "pid": os.getpid()})
+    except BaseException as exc:
+        conn.send({"type": "fatal", "error": _describe(exc), "code": _code(exc)})
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # the main process is gone
+        if msg is None:
+            return
+        conn.send(_run_item(WorkItem(**msg), model, adapter, Path(out)))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ReporterError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}: {exc})"
+
+
+def _code(exc: BaseException) -> int:
+    return exc.exit_code if isinstance(exc, ReporterError) else 70
+
+
+def _run_item(item: WorkItem, model: str | None, adapter: str | None, out: Path) -> dict[str, Any]:
+    from reporter.pipeline import get_model, report_study
+
+    t0 = time.perf_counter()
+    final = out / item.item_id
+    stage = out / f"{atomic.STAGING_PREFIX}{item.item_id}-{os.getpid()}"
+    try:
+        shutil.rmtree(stage, ignore_errors=True)
+        report = report_study(
+            item.study,
+            out_dir=stage,
+            seg=item.seg,
+            model=get_model(model, adapter),
+            indication=item.indication,
+        )
+        try:
+            atomic.publish_dir(stage, final)
+        except FileExistsError:
+            # Another run finished this item first; its report stands, ours is dropped.
+            shutil.rmtree(stage, ignore_errors=True)
+            return {
+                "type": "result",
+                "status": "skipped",
+                "reason": "already reported",
+                "seconds": time.perf_counter() - t0,
+            }
+        return {
+            "type": "result",
+            "status": "done",
+            "reason": "",
+            "seconds": time.perf_counter() - t0,
+            "withheld": len(report.withheld),
+            "indeterminate": len(report.indeterminate),
+        }
+    except BaseException as exc:  # isolate: one bad study never stops the batch
+        shutil.rmtree(stage, ignore_errors=True)
+        reason = _describe(exc)
+        if not isinstance(exc, ReporterError):
+            reason += " | " + traceback.format_exc(limit=2).strip().splitlines()[-1][:200]
+        return {
+            "type": "result",
+            "status": "failed",
+            "reason": reason,
+            "seconds": time.perf_counter() - t0,
+        }
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    ready: bool = False
+    item: WorkItem | None = None
+    started: float = 0.0
+
+
+class BatchFatalError(ReporterError):
+    """The batch cannot run at all (e.g. the model does not load)."""
+
+
+# --- the main loop -------------------------------------------------------------------------------
+def run_batch(
+    worklist: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    workers: int = 1,
+    timeout_s: float = 600.0,
+    model: str | None = None,
+    adapter: str | None = None,
+    on_event: Callable[[str, ItemResult | None, int, int], None] | None = None,
+) -> list[ItemResult]:
+    """Report every item of `worklist` into `out`; returns one result per worklist row.
+
+    `on_event(kind, result, n_finished, n_total)` is called on "start" and after every item
+    (the CLI draws its progress bar from it)."""
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
+    if timeout_s <= 0:
+        raise UsageError(f"the per-study timeout must be positive, not {timeout_s}")
+    items = read_worklist(worklist)
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
+    atomic.remove_leftovers(out_dir)  # what a killed run left half-made
+
+    results: dict[int, ItemResult] = {}
+    todo: list[WorkItem] = []
+    seen: dict[str, int] = {}
+    for it in items:
+        if it.item_id in seen:
+            results[it.row] = ItemResult(
+                it, "duplicate", f"same study and accession as row {seen[it.item_id]}"
+            )
+            continue
+        seen[it.item_id] = it.row
+        if (out_dir / it.item_id / DONE_MARKER).exists():
+            results[it.row] = ItemResult(it, "skipped", "already reported by an earlier run")
+        else:
+            results[it.row] = ItemResult(it, "pending")
+            todo.append(it)
+    todo.sort(key=lambda it: (it.priority, it.row))
+    n_total = len(items)
+
+    def finished() -> int:
+        return sum(1 for r in results.values() if r.status != "pending")
+
+    def save_manifest() -> None:
+        write_manifest(out_dir, [results[row] for row in sorted(results)])
+
+    save_manifest()
+    if on_event:
+        on_event("start", None, finished(), n_total)
+
+    def notify(result: ItemResult) -> None:
+        if on_event:
+            on_event("item", result, finished(), n_total)
+
+    if todo:
+        _dispatch(todo, results, out_dir, workers, timeout_s, model, adapter, save_manifest, notify)
+    save_manifest()
+    return [results[row] for row in sorted(results)]
+
+
+def _spawn(ctx: Any, model: str | None, adapter: str | None, out: Path) -> _Worker:
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_worker_main, args=(child, model, adapter, str(out)), daemon=True)
+    proc.start()
+    child.close()
+    return _Worker(proc=proc, conn=parent)
+
+
+def _stop(w: _Worker, kill: bool = False) -> None:
+    try:
+        if kill:
+            w.proc.kill()
+        else:
+            w.conn.send(None)
+    except (OSError, ValueError):
+        pass
+    w.proc.join(timeout=10)
+    if w.proc.is_alive():
+        w.proc.kill()
+        w.proc.join(timeout=5)
+    w.conn.close()
+
+
+def _dispatch(
+    todo: list[WorkItem],
+    results: dict[int, ItemResult],
+    out: Path,
+    n_workers: int,
+    timeout_s: float,
+    model: str | None,
+    adapter: str | None,
+    save_manifest: Callable[[], None],
+    notify: Callable[[ItemResult], Any],
+) -> None:
+    from reporter.render.provenance import now_iso
+
+    ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads
+    queue = list(todo)
+    pool = [_spawn(ctx, model, adapter, out) for _ in range(min(n_workers, len(todo)))]
+    crashes_before_ready = 0
+
+    def record(item: WorkItem, **kw: Any) -> None:
+        results[item.row] = ItemResult(item, finished_at=now_iso(), **kw)
+        save_manifest()
+        notify(results[item.row])
+
+    def replace(i: int, reason: str | None) -> None:
+        """Kill worker i (and its half-made output), start a fresh one, record its item."""
+        w = pool[i]
+        item = w.item
+        _stop(w, kill=True)
+        if item is not None:
+            for leftover in out.glob(f"{atomic.STAGING_PREFIX}{item.item_id}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        pool[i] = _spawn(ctx, model, adapter, out)
+        if item is not None and reason is not None:
+            status: Status = "timeout" if "timeout" in reason else "failed"
+            record(item, status=status, reason=reason)
+
+    try:
+        while queue or any(w.item is not None for w in pool):
+            for w in pool:
+                if w.ready and w.item is None and queue:
+                    w.item, w.started = queue.pop(0), time.monotonic()
+                    w.conn.send(asdict(w.item))
+            ready = wait([w.conn for w in pool], timeout=0.5)
+            for i, w in enumerate(pool):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        msg = {"type": "died"}
+                    if msg["type"] == "ready":
+                        w.ready = True
+                    elif msg["type"] == "fatal":
+                        raise BatchFatalError(f"a worker could not start: {msg['error']}")
+                    elif msg["type"] == "result" and w.item is not None:
+                        item, w.item = w.item, None
+                        record(
+                            item,
+                            status=msg["status"],
+                            reason=msg.get("reason", ""),
+                            seconds=msg.get("seconds", 0.0),
+                            withheld=msg.get("withheld"),
+                            indeterminate=msg.get("indeterminate"),
+                        )
+                    elif msg["type"] == "died":
+                        if not w.ready:
+                            crashes_before_ready += 1
+                            if crashes_before_ready > 3:
+                                raise BatchFatalError(
+                                    "worker processes keep dying before loading the model "
+                                    f"(exit code {w.proc.exitcode})"
+                                )
+                        replace(i, f"the worker process died (exit code {w.proc.exitcode})")
+                elif w.item is not None and time.monotonic() - w.started > timeout_s:
+                    # Killing the worker is the only way to stop a stuck computation.
+                    replace(i, f"exceeded the per-study timeout of {timeout_s:g} s")
+    finally:
+        for w in pool:
+            _stop(w, kill=w.item is not None)
+
+
+def write_manifest(out: Path, results: list[ItemResult]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(r.manifest_row(out))
+    return atomic.write_text(out / MANIFEST, buf.getvalue())
+
+
+def read_manifest(out: str | os.PathLike[str]) -> list[dict[str, str]]:
+    path = Path(out) / MANIFEST
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def exit_code(results: list[ItemResult]) -> int:
+    return 1 if any(r.status in ("failed", "timeout") for r in results) else 0
