@@ -37,10 +37,17 @@ def test_phantom_v1_has_the_documented_sites_and_proportions():
     cases = B.PHANTOM_V1.cases()
     assert len(cases) == 300
     assert Counter(c.site for c in cases) == {"site-a": 75, "site-b": 75, "site-c": 150}
-    tags = Counter(t for c in cases for t in c.tags)
-    assert tags["artifacts"] == 60  # 20 %
-    assert tags["transitional_L6"] == 16 and tags["transitional_4_lumbar"] == 13  # ~5 % each
-    assert all(len(c.tags) <= 1 for c in cases)  # a case is one variant at most
+    tags = Counter(c.tags[0] for c in cases)
+    assert tags == {
+        "standard": 240,
+        "transitional_L6": 16,
+        "transitional_4_lumbar": 13,
+        "transitional_sacralized_L5": 15,
+        "fov_cut_sacrum": 16,
+    }
+    assert all(len(c.tags) == 1 for c in cases)  # a case is exactly one variant
+    six = next(c for c in cases if c.tags == ("transitional_L6",))
+    assert six.overrides_dict() == {"n_lumbar": 6, "transitional": "L6", "fov": "standard"}
     assert len({c.case_id for c in cases}) == 300
 
 
@@ -54,3 +61,11 @@ def test_a_limited_run_is_a_stratified_prefix():
 def test_an_unknown_benchmark_is_a_usage_error():
     with pytest.raises(UsageError, match="phantom-v1"):
         B.get_benchmark("phantom-v0")
+
+
+def test_every_benchmark_override_is_one_the_generator_accepts():
+    from reporter.synth.phantom import STUDY_OVERRIDES
+
+    for bench in B.BENCHMARKS.values():
+        for case in bench.cases():
+            assert set(case.overrides_dict()) <= set(STUDY_OVERRIDES), case

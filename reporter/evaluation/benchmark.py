@@ -9,13 +9,18 @@ phantom-v1 (300 studies)
     site-a   75 studies, seeds 1_000_000 ..  (training site, 1.5 T)
     site-b   75 studies, seeds 1_100_000 ..  (training site, 3 T)
     site-c  150 studies, seeds 1_200_000 ..  (the new site, never in training, 0.55 T)
-  In every site block, by position i in the block (so the proportions hold for any site and for
-  the stratified `--limit` subsets):
-    i % 20 == 7    -> 6 lumbar-type vertebrae (L6)    16 of 300 (5.3 %)
-    i % 20 == 17   -> 4 lumbar-type vertebrae         13 of 300 (4.3 %)
-    i % 5  == 3    -> image artifacts forced on       60 of 300 (20 %)
-  The rest use the generator's own `realistic` priors (which may add transitional anatomy or
-  artifacts at their natural rate; meta.json records what each study got).
+  Each case's enumeration and field of view are set, by its position i in its site block (so the
+  proportions hold per site and in the stratified `--limit` subsets):
+    i % 20 == 7    six lumbar-type vertebrae (L6)             16 of 300
+    i % 20 == 17   four lumbar-type vertebrae                 13 of 300
+    i % 20 == 12   sacralized L5 (five lumbar, transitional)  15 of 300
+    i % 20 == 2    sacrum cut by the field of view            16 of 300
+    otherwise      five lumbar vertebrae, standard FOV       240 of 300
+  Everything else (age, sex, degeneration, scoliosis) follows the generator's `realistic` priors.
+  Image artifacts (Gibbs ringing, motion ghosting, wrap-around) are drawn per series at each
+  site's rates (reporter/synth/sites.py; the generator has no switch to force them); the harness
+  tags each study with the artifacts its sagittal series got (from meta.json) and reports the
+  metrics per variant (`by_variant`), so their share and effect are stated for every run.
 """
 
 from __future__ import annotations
@@ -50,19 +55,20 @@ class SiteBlock:
     site: str
     first_seed: int
     count: int
-    # (tag, predicate on position, generator overrides) in priority order: the first match wins.
+    # (tag, modulus, residue, generator overrides): position i matches when i % modulus ==
+    # residue; the first match wins, no match gets `standard`.
     variants: tuple[tuple[str, int, int, tuple[tuple[str, Any], ...]], ...] = ()
+    standard: tuple[tuple[str, Any], ...] = ()
 
     def cases(self) -> list[Case]:
         out = []
         for i in range(self.count):
-            overrides: tuple[tuple[str, Any], ...] = ()
-            tags: list[str] = []
-            for tag, modulus, residue, ov in self.variants:
+            tag, overrides = "standard", self.standard
+            for v_tag, modulus, residue, ov in self.variants:
                 if i % modulus == residue:
-                    overrides += ov
-                    tags.append(tag)
-            out.append(Case(self.first_seed + i, self.site, overrides, tuple(tags)))
+                    tag, overrides = v_tag, ov
+                    break
+            out.append(Case(self.first_seed + i, self.site, overrides, (tag,)))
         return out
 
 
@@ -95,44 +101,49 @@ class Benchmark:
         return [c.seed for c in self.cases()]
 
 
-# Overrides understood by reporter.synth.generate_study.
-_L6 = (("n_lumbar", 6),)
-_SACRALIZED = (("n_lumbar", 4),)
-_ARTIFACTS = (("artifacts", True),)
+# Overrides understood by reporter.synth.generate_study (STUDY_OVERRIDES there).
+_STANDARD = (("n_lumbar", 5), ("transitional", "none"), ("fov", "standard"))
+_L6 = (("n_lumbar", 6), ("transitional", "L6"), ("fov", "standard"))
+_FOUR = (("n_lumbar", 4), ("transitional", "none"), ("fov", "standard"))
+_SACRALIZED = (("n_lumbar", 5), ("transitional", "sacralized_L5"), ("fov", "standard"))
+_CUT_SACRUM = (("n_lumbar", 5), ("transitional", "none"), ("fov", "cut_sacrum"))
 
+# (tag, modulus, residue, overrides): the first match wins; no match -> standard.
 _VARIANTS = (
     ("transitional_L6", 20, 7, _L6),
-    ("transitional_4_lumbar", 20, 17, _SACRALIZED),
-    ("artifacts", 5, 3, _ARTIFACTS),
+    ("transitional_4_lumbar", 20, 17, _FOUR),
+    ("transitional_sacralized_L5", 20, 12, _SACRALIZED),
+    ("fov_cut_sacrum", 20, 2, _CUT_SACRUM),
 )
 
 PHANTOM_V1 = Benchmark(
     name="phantom-v1",
     description=(
         "300 phantom studies: 75 site-a + 75 site-b (training sites) + 150 site-c (new site); "
-        "5% six lumbar vertebrae, 5% four lumbar vertebrae, 20% with forced artifacts per site."
+        "per site 5% each of six lumbar vertebrae, four lumbar vertebrae, sacralized L5 and a "
+        "sacrum cut by the FOV; artifacts at each site's own rates."
     ),
     blocks=(
-        SiteBlock("site-a", 1_000_000, 75, _VARIANTS),
-        SiteBlock("site-b", 1_100_000, 75, _VARIANTS),
-        SiteBlock("site-c", 1_200_000, 150, _VARIANTS),
+        SiteBlock("site-a", 1_000_000, 75, _VARIANTS, _STANDARD),
+        SiteBlock("site-b", 1_100_000, 75, _VARIANTS, _STANDARD),
+        SiteBlock("site-c", 1_200_000, 150, _VARIANTS, _STANDARD),
     ),
 )
 
 # 12 studies for tests and dry runs (own seeds, still >= 1e6): per site one standard, one L6,
-# one four-lumbar and one artifact study, so a dry run touches every branch of phantom-v1.
+# one four-lumbar and one cut-sacrum study, so a dry run touches every branch of phantom-v1.
 _SMOKE_VARIANTS = (
     ("transitional_L6", 4, 1, _L6),
-    ("transitional_4_lumbar", 4, 2, _SACRALIZED),
-    ("artifacts", 4, 3, _ARTIFACTS),
+    ("transitional_4_lumbar", 4, 2, _FOUR),
+    ("fov_cut_sacrum", 4, 3, _CUT_SACRUM),
 )
 PHANTOM_SMOKE = Benchmark(
     name="phantom-smoke",
-    description="12 phantom studies (4 per site: standard, L6, four lumbar, artifacts).",
+    description="12 phantom studies (4 per site: standard, L6, four lumbar, cut sacrum).",
     blocks=(
-        SiteBlock("site-a", 1_900_000, 4, _SMOKE_VARIANTS),
-        SiteBlock("site-b", 1_910_000, 4, _SMOKE_VARIANTS),
-        SiteBlock("site-c", 1_920_000, 4, _SMOKE_VARIANTS),
+        SiteBlock("site-a", 1_900_000, 4, _SMOKE_VARIANTS, _STANDARD),
+        SiteBlock("site-b", 1_910_000, 4, _SMOKE_VARIANTS, _STANDARD),
+        SiteBlock("site-c", 1_920_000, 4, _SMOKE_VARIANTS, _STANDARD),
     ),
 )
 

@@ -35,6 +35,7 @@ from reporter.schema import StudyFindings, json_schema
 from reporter.study import Study
 
 DATA_FORMATS = ("phantom", "rsna2024", "spider", "lumbar3d")
+ARTIFACT_KINDS = ("gibbs", "ghosting", "wrap", "metal")
 
 
 @dataclass
@@ -69,6 +70,16 @@ def phantom_study(case: Case, priors: str = "realistic") -> LabeledStudy:
 
     ph = generate_study(case.seed, site=case.site, priors=priors, **case.overrides_dict())
     meta = ph.meta or {}
+    # Artifacts the sagittal series got (the series the model and the checker lean on).
+    kinds = sorted(
+        {
+            kind
+            for key, arts in (meta.get("artifacts") or {}).items()
+            if key.startswith("sag_") and isinstance(arts, dict)
+            for kind in arts
+            if kind in ARTIFACT_KINDS
+        }
+    )
     return LabeledStudy(
         case_id=case.case_id,
         study=ph.study,
@@ -77,7 +88,7 @@ def phantom_study(case: Case, priors: str = "realistic") -> LabeledStudy:
         site=str(meta.get("site", case.site)),
         sex=_sex(meta.get("sex")),
         age=_age(meta.get("age")),
-        tags=list(case.tags),
+        tags=[*case.tags, *(f"artifact:{k}" for k in kinds)],
     )
 
 

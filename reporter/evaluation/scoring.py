@@ -367,6 +367,14 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
         "by_site": _by(records, lambda r: r.site),
         "by_sex": _by(records, lambda r: r.sex),
         "by_age": _by(records, lambda r: age_band(r.age)),
+        # Extras: per benchmark variant (first tag) and by sagittal artifacts present or not.
+        "by_variant": _by([r for r in records if r.tags], lambda r: r.tags[0]),
+        "by_artifacts": _by(
+            records,
+            lambda r: (
+                "sagittal_artifacts" if any(t.startswith("artifact:") for t in r.tags) else "none"
+            ),
+        ),
     }
     return M.nan_to_none(out)
 
