@@ -58,6 +58,10 @@ class EvalConfig:
     adapter: str | None = None
     injected: bool = True  # also run the checker alone on truth with planted errors
     injected_seed: int = 0
+    # Which anatomy the planted-error check uses: "truth" (the phantom's label maps: the checker
+    # alone, as issue 5 defines it; costs one more measuring pass) or "pipeline" (the segmenter's
+    # anatomy and the measurements the report already made: no extra cost).
+    injected_anatomy: str = "truth"
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ class Evaluator:
             record.naming = scoring.level_naming(item.truth_anatomy, anatomy)
             record.dice = scoring.dice_scores(item.truth_anatomy, anatomy)
         if self.config.injected and item.truth is not None:
-            self._injected(record, item, anatomy)
+            self._injected(record, item, report, anatomy)
         return record
 
     def _report(self, study: Study) -> tuple[Any, Anatomy]:
@@ -211,19 +215,24 @@ class Evaluator:
         except Exception:
             return False
 
-    def _injected(self, record: StudyRecord, item: LabeledStudy, anatomy: Anatomy | None) -> None:
-        """The checker alone on the truth with planted errors, on the ground-truth anatomy where
-        there is one (so it measures the checker, not the segmenter)."""
+    def _injected(
+        self, record: StudyRecord, item: LabeledStudy, report: Any, anatomy: Anatomy
+    ) -> None:
+        """The checker alone on the truth with planted errors (reporter.grounding.inject)."""
         from reporter.grounding import check
         from reporter.grounding.inject import inject_errors
 
-        anat = item.truth_anatomy or anatomy
-        if anat is None or item.truth is None:
+        if item.truth is None:
             return
         # A stable per-study seed (str hash() is salted per process).
         seed = self.config.injected_seed + zlib.crc32(item.case_id.encode())
         planted_findings, planted = inject_errors(item.truth, seed=seed)
-        result = check(planted_findings, item.study, anat)
+        if self.config.injected_anatomy == "truth" and item.truth_anatomy is not None:
+            result = check(planted_findings, item.study, item.truth_anatomy)
+        else:
+            result = check(
+                planted_findings, item.study, anatomy, measurements=_measure_dict(report)
+            )
         planted_keys = {(p.level, p.field) for p in planted}
         for v in result.verdicts:
             if v.level is None:
@@ -233,6 +242,16 @@ class Evaluator:
                 record.injected_planted.append(flagged)
             else:
                 record.injected_true.append(flagged)
+
+
+def _measure_dict(report: Any) -> dict[str, dict[str, Any]]:
+    """The report's measurements in the shape `measure()` returns (level -> name -> value), so
+    a second finding set is judged on exactly what the report measured."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in report.measurements:
+        if m.level is not None:
+            out.setdefault(m.level, {})[m.name] = m
+    return out
 
 
 def _schema_validator() -> Any:
