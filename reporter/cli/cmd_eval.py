@@ -39,6 +39,17 @@ def eval_command(
         bool,
         typer.Option("--no-injected", help="Skip the checker-alone run with planted errors."),
     ] = False,
+    injected_anatomy: Annotated[
+        str,
+        typer.Option(
+            "--injected-anatomy",
+            help="Anatomy for the planted-error check: truth (label maps) or pipeline.",
+        ),
+    ] = "truth",
+    injected_every: Annotated[
+        int,
+        typer.Option("--injected-every", min=1, help="Planted-error check on every n-th study."),
+    ] = 1,
 ) -> None:
     """Evaluate the pipeline; writes metrics.json, studies.jsonl, summary.md and plots/ to OUT."""
     from reporter.errors import UsageError
@@ -49,7 +60,15 @@ def eval_command(
         raise UsageError("give --benchmark or --data, not both")
     if fmt not in DATA_FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
-    config = EvalConfig(model=model, adapter=adapter, injected=not no_injected)
+    if injected_anatomy not in ("truth", "pipeline"):
+        raise UsageError(f"--injected-anatomy must be truth or pipeline, not {injected_anatomy!r}")
+    config = EvalConfig(
+        model=model,
+        adapter=adapter,
+        injected=not no_injected,
+        injected_anatomy=injected_anatomy,
+        injected_every=injected_every,
+    )
 
     def progress(done: int, total: int, rec: object) -> None:
         err = getattr(rec, "error", None)
