@@ -22,7 +22,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +356,7 @@ def run_benchmark(
         "description": bench.description,
         "limit": limit,
         "workers": workers,
+        "config": asdict(config),
     }
     return _finish(records, out_dir, source, prov, max(rss), wall)
 
@@ -393,7 +394,13 @@ def run_dataset(
         if progress:
             progress(i + 1, len(cases), rec)
     wall = time.perf_counter() - t0
-    source = {"data": str(data), "format": fmt, "limit": limit, "workers": 1}
+    source = {
+        "data": str(data),
+        "format": fmt,
+        "limit": limit,
+        "workers": 1,
+        "config": asdict(config),
+    }
     return _finish(records, out_dir, source, ev.provenance(), _rss_mb(), wall)
 
 
