@@ -16,7 +16,7 @@ from reporter.study import Series, Study
 from reporter.synth import render
 from reporter.synth import tissues as tx
 from reporter.synth.curve import build_curve, build_tables
-from reporter.synth.groundtruth import measure_study
+from reporter.synth.groundtruth import calibrate, measure_study
 from reporter.synth.headers import slice_headers, uid
 from reporter.synth.priors import LevelTargets, fill_level_targets, sample_targets
 from reporter.synth.sites import SequenceProfile, SiteProfile, get_site
@@ -193,7 +193,7 @@ def _form_image(
 
 
 def _quantize(img: np.ndarray, slope: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    hi = float(np.percentile(img, 99.7)) or 1.0
+    hi = float(np.percentile(img.ravel()[::7], 99.7)) or 1.0
     scale = 0.7 * (2**bits - 1) / hi
     stored = np.clip(np.rint(img * scale / slope), 0, 2**bits - 1).astype(np.uint16)
     return stored, (stored.astype(np.float32) * np.float32(slope))
@@ -224,6 +224,7 @@ def generate_study(
     build_curve(m, rng)
     _solve_nucleus(m, sp)
     build_tables(m)
+    calibrate(m)
 
     rng_img = np.random.default_rng([int(seed), 1, zlib.crc32(site.encode())])
     sag = _sag_grid(m, sp, rng_img, st.fov)
@@ -269,7 +270,9 @@ def generate_study(
             else:
                 stored = np.zeros(g.shape, np.uint16)
                 pixels = stored.astype(np.float32)
-            lo, hi = np.percentile(pixels, [1, 99.5]) if smp is not None else (0.0, 1.0)
+            lo, hi = (
+                np.percentile(pixels.ravel()[::7], [1, 99.5]) if smp is not None else (0.0, 1.0)
+            )
             heads = slice_headers(
                 seed=seed, site=sp, study_uid=study_uid, series_uid=series_uid, frame_uid=frame_uid,
                 series_number=number, seq=seq, affine=g.affine, shape=g.shape,

@@ -89,26 +89,29 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     tissue[muscle] = tx.MUSCLE
     label[muscle] = lb.MUSCLE
 
-    # Everything below lives near the spine; work on that subset only.
-    near = np.nonzero((au < 80.0) & (v > -B - 12.0) & (v < B + 95.0) & inner)[0]
-    if near.size:
-        _spine(m, near, s, u, v, i, A, B, label, tissue, nuc)
+    # The spine proper: the posterior arch and canal, then bodies and discs (which win), each
+    # evaluated only on the points that can hold them.
+    post = np.nonzero(inner & (au < 70.0) & (v > B - 3.0) & (v < B + 62.0))[0]
+    if post.size:
+        _posterior(m, post, s, u, v, i, B, label, tissue)
+    ant = np.nonzero(inner & (au < A + 32.0) & (v > -B - 12.0) & (v < B + 16.0))[0]
+    if ant.size:
+        _anterior(m, ant, s, u, v, i, A, B, label, tissue, nuc)
     return Sampled(label, tissue, nuc)
 
 
-def _spine(m, near, s_all, u_all, v_all, i_all, A_all, B_all, label_all, tissue_all, nuc_all):
+def _posterior(m, near, s_all, u_all, v_all, i_all, B_all, label_all, tissue_all):
     T = m.tables
-    s, u, v, i, A, B = (x[near] for x in (s_all, u_all, v_all, i_all, A_all, B_all))
+    s, u, v, i, B = (x[near] for x in (s_all, u_all, v_all, i_all, B_all))
     label = label_all[near]
     tissue = tissue_all[near]
-    nuc = nuc_all[near]
     au = np.abs(u)
     a_bc, b_bc = T["a_bc"][i], T["b_bc"][i]
     vbc = B + b_bc
 
-    def put(mask: np.ndarray, lab: int | np.ndarray, tis: int | np.ndarray) -> None:
-        label[mask] = lab if np.isscalar(lab) else lab[mask]
-        tissue[mask] = tis if np.isscalar(tis) else tis[mask]
+    def put(mask: np.ndarray, lab: int, tis: int) -> None:
+        label[mask] = lab
+        tissue[mask] = tis
 
     # --- posterior arch ------------------------------------------------------------------------
     in_canal = (v >= B) & (au <= a_bc)
@@ -170,7 +173,18 @@ def _spine(m, near, s_all, u_all, v_all, i_all, A_all, B_all, label_all, tissue_
     if zi.size:
         _foramen(m, zi, fd[zi], s[zi], u[zi], v[zi] - B[zi], label, tissue)
 
-    # --- vertebral bodies and discs ----------------------------------------------------------
+    label_all[near] = label
+    tissue_all[near] = tissue
+
+
+def _anterior(m, near, s_all, u_all, v_all, i_all, A_all, B_all, label_all, tissue_all, nuc_all):
+    """Vertebral bodies and discs on the points in front of / around the canal."""
+    T = m.tables
+    s, u, v, i, A, B = (x[near] for x in (s_all, u_all, v_all, i_all, A_all, B_all))
+    label = label_all[near]
+    tissue = tissue_all[near]
+    nuc = nuc_all[near]
+    au = np.abs(u)
     bv = np.where(v < 0, B, 1.25 * B)
     q2 = (u / A) ** 2 + (v / bv) ** 2
     in_xs = (q2 <= 1.0) & (v <= B)
@@ -180,7 +194,6 @@ def _spine(m, near, s_all, u_all, v_all, i_all, A_all, B_all, label_all, tissue_
     cand = np.nonzero(in_xs | (di >= 0) | ((ala > 0) & (au < A + ala)))[0]
     if cand.size:
         _bodies_discs(m, cand, s, u, v, A, B, q2, in_xs, vi, di, ala, label, tissue, nuc)
-
     label_all[near] = label
     tissue_all[near] = tissue
     nuc_all[near] = nuc

@@ -156,8 +156,8 @@ def bias_field(
 
 def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Rician magnitude noise: |S + n_re + i n_im| with Gaussian n of std sigma."""
-    re = img + rng.normal(0.0, sigma, img.shape).astype(F32)
-    im = rng.normal(0.0, sigma, img.shape).astype(F32)
+    re = img + F32(sigma) * rng.standard_normal(img.shape, dtype=F32)
+    im = F32(sigma) * rng.standard_normal(img.shape, dtype=F32)
     return np.sqrt(re * re + im * im).astype(F32)
 
 

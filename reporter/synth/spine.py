@@ -89,6 +89,9 @@ class Disc:
     sac_scale: float = 1.0
     flavum_extra: float = 0.0
     recess_front: tuple[float, float] = (np.inf, np.inf)  # SAP front (mm behind B) left, right
+    # What the canal and recess were aimed at; calibrate() measures and corrects once.
+    canal_target_area: float | None = None
+    recess_target: tuple[float | None, float | None] = (None, None)
     # Foraminal fat thickness (cranial, caudal, anterior, posterior) and root scale (s, v) per side.
     fat: tuple[tuple[float, ...], tuple[float, ...]] = ((2.6, 6.0, 2.6, 3.0),) * 2
     root_scale: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (1.0, 1.0))
@@ -286,6 +289,7 @@ def _draw_disc(
     normal = np.pi * m.sac_half_width * m.sac_half_depth
     target = rng.uniform(lo_a, hi_a)
     d.sac_scale = float(min(1.0, np.sqrt(target / normal)))
+    d.canal_target_area = float(target) if lt.canal != "none" else None
     d.flavum_extra = (1.0 - d.sac_scale) * 5.0
 
     # Lateral recess: front of the superior articular process, mm behind the body wall.
@@ -297,6 +301,7 @@ def _draw_disc(
             a, b = RECESS_DEPTH_RANGE[sev]
             fronts.append(float(rng.uniform(a, b)))
     d.recess_front = (fronts[0], fronts[1])
+    d.recess_target = tuple(None if not np.isfinite(f) else f for f in fronts)  # type: ignore[assignment]
 
     # Foramina (Lee 2010): fat thickness per sector and root deformation.
     caudal = (lo.s_top + 1.5) - (up.s_top + 0.45 * up.height)
