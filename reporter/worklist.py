@@ -29,7 +29,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,7 @@ MANIFEST_FIELDS = (
     "withheld",
     "indeterminate",
     "finished_at",
+    "worker_pid",
 )
 PRIORITY_WORDS = {"stat": 0, "urgent": 1, "asap": 1, "high": 1, "routine": 2, "low": 3}
 STUDY_KEYS = ("study", "study_path", "path")
@@ -82,7 +83,7 @@ class ItemResult:
     withheld: int | None = None
     indeterminate: int | None = None
     finished_at: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    worker_pid: int | None = None
 
     def manifest_row(self, out: Path) -> dict[str, Any]:
         acc = self.item.accession
@@ -100,6 +101,7 @@ class ItemResult:
             "withheld": "" if self.withheld is None else self.withheld,
             "indeterminate": "" if self.indeterminate is None else self.indeterminate,
             "finished_at": self.finished_at,
+            "worker_pid": self.worker_pid or "",
         }
 
 
@@ -399,7 +401,9 @@ def _dispatch(
 
     ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads
     queue = list(todo)
-    pool = [_spawn(ctx, model, adapter, out) for _ in range(min(n_workers, len(todo)))]
+    pool: list[_Worker | None] = [
+        _spawn(ctx, model, adapter, out) for _ in range(min(n_workers, len(todo)))
+    ]
     crashes_before_ready = 0
 
     def record(item: WorkItem, **kw: Any) -> None:
@@ -410,24 +414,31 @@ def _dispatch(
     def replace(i: int, reason: str | None) -> None:
         """Kill worker i (and its half-made output), start a fresh one, record its item."""
         w = pool[i]
+        assert w is not None
         item = w.item
         _stop(w, kill=True)
         if item is not None:
             for leftover in out.glob(f"{atomic.STAGING_PREFIX}{item.item_id}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-        pool[i] = _spawn(ctx, model, adapter, out)
+        # A fresh worker only when there is work left for it (spawning reloads the model).
+        pool[i] = _spawn(ctx, model, adapter, out) if queue else None
         if item is not None and reason is not None:
             status: Status = "timeout" if "timeout" in reason else "failed"
             record(item, status=status, reason=reason)
 
     try:
-        while queue or any(w.item is not None for w in pool):
-            for w in pool:
+        while queue or any(w is not None and w.item is not None for w in pool):
+            live = [w for w in pool if w is not None]
+            if not live:
+                break
+            for w in live:
                 if w.ready and w.item is None and queue:
                     w.item, w.started = queue.pop(0), time.monotonic()
                     w.conn.send(asdict(w.item))
-            ready = wait([w.conn for w in pool], timeout=0.5)
+            ready = wait([w.conn for w in live], timeout=0.5)
             for i, w in enumerate(pool):
+                if w is None:
+                    continue
                 if w.conn in ready:
                     try:
                         msg = w.conn.recv()
@@ -446,6 +457,7 @@ def _dispatch(
                             seconds=msg.get("seconds", 0.0),
                             withheld=msg.get("withheld"),
                             indeterminate=msg.get("indeterminate"),
+                            worker_pid=w.proc.pid,
                         )
                     elif msg["type"] == "died":
                         if not w.ready:
@@ -461,7 +473,8 @@ def _dispatch(
                     replace(i, f"exceeded the per-study timeout of {timeout_s:g} s")
     finally:
         for w in pool:
-            _stop(w, kill=w.item is not None)
+            if w is not None:
+                _stop(w, kill=w.item is not None)
 
 
 def write_manifest(out: Path, results: list[ItemResult]) -> Path:
