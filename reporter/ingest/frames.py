@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from reporter.ingest import fastread as fast
+
 ENHANCED_MR_SOP_CLASSES = frozenset(
     {
         "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
@@ -26,7 +28,8 @@ ENHANCED_MR_SOP_CLASSES = frozenset(
 @dataclass(slots=True)
 class Frame:
     path: Path
-    ds: Dataset  # the file's dataset; shared by all frames of a multi-frame object
+    ds: Dataset  # the file's header (no pixel data); shared by all frames of a multi-frame object
+    pixel_offset: int  # where the Pixel Data element starts in `path`; -1 when unknown
     frame: int | None  # 0-based frame index in a multi-frame object, None for single-frame files
     sop_uid: str
     study_uid: str
@@ -47,6 +50,7 @@ class Frame:
     acquisition_contrast: str | None = None
     sequence: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    pending_acquisition: bool = False  # tr .. sequence not read yet (see `complete`)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -139,39 +143,55 @@ class _Groups:
         return None
 
 
-def frames_of(ds: Dataset, path: Path) -> list[Frame]:
-    """The image planes held by one dataset. Raises on values that cannot be read."""
-    sop_class = _str(ds, "SOPClassUID")
+def frames_of(ds: Dataset, path: Path, pixel_offset: int = -1) -> list[Frame]:
+    """The image planes held by one dataset. Raises on values that cannot be read.
+
+    For classic single-frame files only the per-image values are read here (fast, from the raw
+    elements); the acquisition values shared by a series are filled in by `complete` for the
+    first frame of each series."""
+    rows = fast.ushort(ds, fast.ROWS) or 0
+    cols = fast.ushort(ds, fast.COLUMNS) or 0
     common = {
         "path": path,
         "ds": ds,
-        "sop_uid": _str(ds, "SOPInstanceUID"),
-        "study_uid": _str(ds, "StudyInstanceUID"),
-        "series_uid": _str(ds, "SeriesInstanceUID"),
-        "modality": _str(ds, "Modality").upper(),
-        "rows": int(ds.get("Rows") or 0),
-        "cols": int(ds.get("Columns") or 0),
-        "image_type": _strings(ds.get("ImageType")),
-        "sequence": _strings(ds.get("ScanningSequence")),
+        "pixel_offset": pixel_offset,
+        "sop_uid": fast.text(ds, fast.SOP_INSTANCE_UID),
+        "study_uid": fast.text(ds, fast.STUDY_INSTANCE_UID),
+        "series_uid": fast.text(ds, fast.SERIES_INSTANCE_UID),
+        "modality": fast.text(ds, fast.MODALITY).upper(),
+        "rows": rows,
+        "cols": cols,
+        "image_type": _strings(fast.text(ds, fast.IMAGE_TYPE)),
     }
+    sop_class = fast.text(ds, fast.SOP_CLASS_UID)
     if sop_class in ENHANCED_MR_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
-        return _enhanced_frames(ds, common)
-    slope = _float(ds.get("RescaleSlope"))
+        return _enhanced_frames(ds, {**common, "sequence": _strings(ds.get("ScanningSequence"))})
+    slope = _float(fast.numbers(ds, fast.RESCALE_SLOPE))
     return [
         Frame(
             frame=None,
-            iop=_orientation(ds.get("ImageOrientationPatient")),
-            ipp=_vector(ds.get("ImagePositionPatient"), 3),
-            pixel_spacing=_spacing(ds.get("PixelSpacing")),
+            iop=_orientation(fast.numbers(ds, fast.IMAGE_ORIENTATION)),
+            ipp=_vector(fast.numbers(ds, fast.IMAGE_POSITION), 3),
+            pixel_spacing=_spacing(fast.numbers(ds, fast.PIXEL_SPACING)),
             slope=1.0 if slope is None or slope == 0 else slope,
-            intercept=_float(ds.get("RescaleIntercept")) or 0.0,
-            tr=_float(ds.get("RepetitionTime")),
-            te=_float(ds.get("EchoTime")),
-            ti=_float(ds.get("InversionTime")),
-            flip_angle=_float(ds.get("FlipAngle")),
+            intercept=_float(fast.numbers(ds, fast.RESCALE_INTERCEPT)) or 0.0,
+            pending_acquisition=True,
             **common,
         )
     ]
+
+
+def complete(frame: Frame) -> Frame:
+    """Fill the series-level acquisition values of a classic frame from its dataset."""
+    if frame.pending_acquisition:
+        ds = frame.ds
+        frame.tr = _float(ds.get("RepetitionTime"))
+        frame.te = _float(ds.get("EchoTime"))
+        frame.ti = _float(ds.get("InversionTime"))
+        frame.flip_angle = _float(ds.get("FlipAngle"))
+        frame.sequence = _strings(ds.get("ScanningSequence"))
+        frame.pending_acquisition = False
+    return frame
 
 
 def _enhanced_frames(ds: Dataset, common: dict[str, Any]) -> list[Frame]:

@@ -1,0 +1,90 @@
+"""Header values read straight from pydicom's raw elements.
+
+pydicom converts an element the first time it is accessed (value parsing, validation, keyword
+lookup): about as costly per element as decoding a 512 x 512 uncompressed image is per file.
+Ingest reads ~a dozen per-image values from every file, so for those it parses the raw bytes
+itself (string VRs are endian-free; US uses the element's own byte order) and leaves the rest
+of the header to pydicom's lazy conversion. Anything unexpected falls back to pydicom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+IMAGE_TYPE = 0x00080008
+MODALITY = 0x00080060
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+IMAGE_POSITION = 0x00200032
+IMAGE_ORIENTATION = 0x00200037
+ROWS = 0x00280010
+COLUMNS = 0x00280011
+PIXEL_SPACING = 0x00280030
+RESCALE_INTERCEPT = 0x00281052
+RESCALE_SLOPE = 0x00281053
+SAMPLES_PER_PIXEL = 0x00280002
+NUMBER_OF_FRAMES = 0x00280008
+BITS_ALLOCATED = 0x00280100
+BITS_STORED = 0x00280101
+HIGH_BIT = 0x00280102
+PIXEL_REPRESENTATION = 0x00280103
+
+
+def _element(ds: Dataset, tag: int) -> Any:
+    try:
+        return ds.get_item(tag)
+    except KeyError:
+        return None
+
+
+def text(ds: Dataset, tag: int) -> str:
+    """A string-VR value ('\\'-joined when multi-valued), stripped; "" when absent."""
+    elem = _element(ds, tag)
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement):
+        raw = elem.value
+        if raw is None:
+            return ""
+        return raw.decode("latin-1").strip(" \x00")
+    value = elem.value
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    try:
+        return "\\".join(str(v).strip() for v in value)
+    except TypeError:
+        return str(value).strip()
+
+
+def numbers(ds: Dataset, tag: int) -> list[float] | None:
+    """A DS / IS value as floats; None when absent or not numeric."""
+    s = text(ds, tag)
+    if not s:
+        return None
+    try:
+        return [float(part) for part in s.split("\\")]
+    except ValueError:
+        return None
+
+
+def ushort(ds: Dataset, tag: int) -> int | None:
+    """A US value (Rows, Columns, Bits*): raw bytes in the element's byte order."""
+    elem = _element(ds, tag)
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        raw = elem.value
+        if raw is None or len(raw) < 2:
+            return None
+        return int.from_bytes(raw[:2], "little" if elem.is_little_endian else "big")
+    value = elem.value
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return None if value is None else int(value)
