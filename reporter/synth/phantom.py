@@ -199,6 +199,37 @@ def _quantize(img: np.ndarray, slope: float, bits: int) -> tuple[np.ndarray, np.
     return stored, (stored.astype(np.float32) * np.float32(slope))
 
 
+def landmarks(m: SpineModel, levels: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Patient LPS points (mm) per level where each condition is judged: the dural sac centre at
+    the disc, the exiting root in each foramen, each lateral recess (RSNA 2024 coordinates)."""
+    from reporter.synth.rasterize import foramen_params
+
+    geo = foramen_params(m)
+    out: dict[str, dict[str, list[float]]] = {}
+    for level in levels:
+        j = next(k for k, d in enumerate(m.discs) if d.level == level)
+        d = m.discs[j]
+        i = int(m.idx(d.s_mid))
+        b, a_bc, vc = (float(m.tables[k][i]) for k in ("B", "a_bc", "vc"))
+        sr = float(geo["s_root"][j])
+        ir = int(m.idx(sr))
+        br, ar = float(m.tables["B"][ir]), float(m.tables["a_bc"][ir])
+        vr = br + float(geo["v_root"][j])
+
+        def pt(s: float, u: float, v: float) -> list[float]:
+            return [round(float(x), 3) for x in m.point(s, u, v)]
+
+        out[level] = {
+            "disc_centre": pt(d.s_mid, 0.0, 0.0),
+            "canal": pt(d.s_mid, 0.0, vc),
+            "foramen_left": pt(sr, ar + 4.75, vr),
+            "foramen_right": pt(sr, -(ar + 4.75), vr),
+            "subarticular_left": pt(d.s_mid, a_bc - 2.0, b + 3.0),
+            "subarticular_right": pt(d.s_mid, -(a_bc - 2.0), b + 3.0),
+        }
+    return out
+
+
 def generate_study(
     seed: int, site: str = "site-a", priors: str = "realistic", **overrides: Any
 ) -> Phantom:
@@ -375,6 +406,7 @@ def generate_study(
             "ax_t2": {"tr": sp.ax_t2.tr, "te": sp.ax_t2.te},
         },
         "axial_blocks": [lv for lv, _ in axials],
+        "landmarks": landmarks(m, [lv for lv in levels if assess.get(lv) is None]),
         "conus_level_s_mm": round(m.s_conus, 2),
         "targets": {lv: vars(t) for lv, t in st.levels.items()},
         "levels": level_meta,

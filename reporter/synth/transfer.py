@@ -53,4 +53,5 @@ def encode(ds: Dataset, transfer_syntax: str) -> None:
         ds.file_meta.TransferSyntaxUID = transfer_syntax
         return
     arr = ds.pixel_array
-    ds.compress(transfer_syntax, arr, encoding_plugin="")
+    # Keep the SOP Instance UID: the phantom's UIDs are fixed by its seed.
+    ds.compress(transfer_syntax, arr, generate_instance_uid=False)
