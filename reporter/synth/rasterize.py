@@ -88,6 +88,12 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     muscle |= inner & (ps > 0) & (au > A - 4.0) & (au < A - 4.0 + ps) & (v > -0.9 * B) & (v < B + 3)
     tissue[muscle] = tx.MUSCLE
     label[muscle] = lb.MUSCLE
+    # Aorta (flow void) left-anterior of the bodies down to its bifurcation near L4; IVC right.
+    above = s < m.s_bifurcation
+    aorta = inner & above & (((u - 0.45 * A) / 11.0) ** 2 + ((v + B + 13.0) / 11.0) ** 2 <= 1.0)
+    tissue[aorta] = tx.AIR
+    ivc = inner & above & (((u + 0.6 * A) / 12.0) ** 2 + ((v + B + 10.0) / 8.0) ** 2 <= 1.0)
+    tissue[ivc] = tx.VESSEL
 
     # The spine proper: the posterior arch and canal, then bodies and discs (which win), each
     # evaluated only on the points that can hold them.
@@ -97,7 +103,29 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     ant = np.nonzero(inner & (au < A + 32.0) & (v > -B - 12.0) & (v < B + 16.0))[0]
     if ant.size:
         _anterior(m, ant, s, u, v, i, A, B, label, tissue, nuc)
+    if m.screws:
+        _screws(m, s, u, v, tissue)
     return Sampled(label, tissue, nuc)
+
+
+def _screws(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray, tissue: np.ndarray) -> None:
+    """Pedicle screws: a signal void around each (susceptibility, larger than the metal, larger
+    at higher field), converging from the pedicle entry into the body; the label is unchanged."""
+    for vi, side in m.screws:
+        vt = m.vertebrae[vi]
+        s0 = vt.s_top + 0.3 * vt.height
+        ib = int(m.idx(s0))
+        a_bc, b = float(m.tables["a_bc"][ib]), float(m.tables["B"][ib])
+        entry = np.array([side * (a_bc + 4.0), b + 14.0])
+        tip = np.array([side * 4.0, -0.5 * b])
+        axis = tip - entry
+        length = float(np.linalg.norm(axis))
+        axis /= length
+        du, dv = u - entry[0], v - entry[1]
+        t = np.clip(du * axis[0] + dv * axis[1], 0.0, length)
+        d2 = (du - t * axis[0]) ** 2 + (dv - t * axis[1]) ** 2 + ((s - s0) * 0.9) ** 2
+        r = m.screw_void_mm
+        tissue[d2 <= r * r] = tx.METAL
 
 
 def _posterior(m, near, s_all, u_all, v_all, i_all, B_all, label_all, tissue_all):
@@ -152,6 +180,18 @@ def _posterior(m, near, s_all, u_all, v_all, i_all, B_all, label_all, tissue_all
         & ((u / np.maximum(a_s, 0.2)) ** 2 + ((v - vc) / np.maximum(b_s, 0.2)) ** 2 <= 1.0)
     )
     put(sac, lb.CANAL, tx.CSF)
+    # Cauda equina: nerve roots lying dorsally in the sac (supine), below the conus.
+    cauda = sac & (s > m.s_conus)
+    if cauda.any():
+        ci = np.nonzero(cauda)[0]
+        du = u[ci] / np.maximum(a_s[ci], 0.5)
+        dv = (v[ci] - vc[ci]) / np.maximum(b_s[ci], 0.5)
+        hit = np.zeros(ci.size, bool)
+        for k in range(9):
+            cu = -0.6 + 0.15 * k
+            cv = 0.35 + 0.3 * (1 - (cu / 0.7) ** 2) ** 0.5 * (0.5 if k % 2 else 0.9)
+            hit |= (du - cu) ** 2 + (dv - cv) ** 2 <= 0.012
+        tissue[ci[hit]] = tx.ROOT
     cr = T["cord"][i]
     cord = (
         sac

@@ -88,6 +88,15 @@ class Sampling:
     label: np.ndarray  # (shape) int16 at the slice centre
     tissues: list[np.ndarray]  # per sub-slice, (N,) uint8
     nucleus: list[np.ndarray]  # per sub-slice, (N,) float32
+    texture: np.ndarray | None = None  # (N,) float32 in about [-1, 1], smooth
+
+
+# Texture amplitude per tissue (multiplicative): marrow heterogeneity, muscle fibre / fat
+# marbling, bowel content; calm fluid and cortex.
+TEXTURE_AMPLITUDE = {
+    tx.MARROW: 0.08, tx.MUSCLE: 0.07, tx.VISCERA: 0.15, tx.SUBCUT_FAT: 0.04, tx.FAT: 0.05,
+    tx.POST_BONE: 0.08, tx.ANNULUS: 0.05,
+}  # fmt: skip
 
 
 def rasterize_grid(m: SpineModel, g: Grid, n_sub: int = 3, step: int = 4) -> Sampling:
@@ -98,6 +107,7 @@ def rasterize_grid(m: SpineModel, g: Grid, n_sub: int = 3, step: int = 4) -> Sam
     offs = (np.arange(n_sub) - (n_sub - 1) / 2) * (g.thickness / n_sub) / spacing
     _, nj, ni = g.shape
     label = None
+    tex = None
     tis_l, nuc_l = [], []
     for dk in offs:
         pts = g.centres(float(dk), step)
@@ -120,11 +130,15 @@ def rasterize_grid(m: SpineModel, g: Grid, n_sub: int = 3, step: int = 4) -> Sam
                 lab[a : a + CHUNK] = sm.label
         if lab is not None:
             label = lab.reshape(g.shape)
+            if len(m.waves):
+                ph = pts.reshape(-1, 3) @ m.waves.T.astype(F32) + m.phases.astype(F32)
+                tex = (np.sin(ph).sum(axis=1) / np.sqrt(len(m.phases))).reshape(cshape)
+                tex = _upsample(_upsample(tex, nj, step, 1), ni, step, 2).ravel()
         tis_l.append(tis)
         nuc_l.append(nuc)
     if label is None:
         raise ValueError("Argument 'n_sub' must be odd so that a sample lies at the slice centre.")
-    return Sampling(label, tis_l, nuc_l)
+    return Sampling(label, tis_l, nuc_l, tex)
 
 
 def noise_free(sig: np.ndarray, smp: Sampling, shape: tuple[int, int, int]) -> np.ndarray:
@@ -133,7 +147,13 @@ def noise_free(sig: np.ndarray, smp: Sampling, shape: tuple[int, int, int]) -> n
     acc = np.zeros(smp.tissues[0].shape, F32)
     for tis, nuc in zip(smp.tissues, smp.nucleus, strict=True):
         acc += sig[tis] * nuc + ann * (1.0 - nuc)
-    return (acc / len(smp.tissues)).reshape(shape)
+    acc /= len(smp.tissues)
+    if smp.texture is not None:
+        amp = np.zeros(256, F32)
+        for t, a in TEXTURE_AMPLITUDE.items():
+            amp[t] = a
+        acc *= 1.0 + amp[smp.tissues[len(smp.tissues) // 2]] * np.clip(smp.texture, -2.0, 2.0)
+    return acc.reshape(shape)
 
 
 def bias_field(

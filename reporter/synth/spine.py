@@ -125,9 +125,15 @@ class SpineModel:
     tissues: list[tx.Tissue]
     lordosis_deg: float
     scoliosis_cobb_deg: float
+    s_bifurcation: float
+    screw_void_mm: float
     l1_tilt_deg: float  # sagittal tilt of the L1 superior endplate from horizontal (supine)
     origin: np.ndarray
-    screws: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
+    # Pedicle screws of a post-operative study: (vertebra index, side +1 left / -1 right).
+    screws: list[tuple[int, float]] = field(default_factory=list)
+    # Tissue texture: random plane waves (wave vectors in rad/mm, phases).
+    waves: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    phases: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # Curve tables (filled by build_curve)
     s0: float = 0.0
     c: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
@@ -223,9 +229,23 @@ def build_spine(rng: np.random.Generator, st: StudyTargets, field_t: float) -> S
         tissues=tissues,
         lordosis_deg=st.lordosis_deg,
         scoliosis_cobb_deg=st.scoliosis_cobb_deg,
+        s_bifurcation=0.0,
+        screw_void_mm=float(rng.uniform(3.5, 5.0)) * (field_t / 1.5) ** 0.3,
         l1_tilt_deg=float(rng.normal(-6.0, 4.0)),
         origin=np.array([rng.normal(0, 8), rng.normal(0, 8), rng.normal(0, 15)]),
     )
+    k = 14
+    direc = rng.normal(size=(k, 3))
+    direc /= np.linalg.norm(direc, axis=1, keepdims=True)
+    model.waves = direc * (2 * np.pi / np.exp(rng.uniform(np.log(6.0), np.log(60.0), (k, 1))))
+    model.phases = rng.uniform(0, 2 * np.pi, k)
+    if st.postoperative:
+        # Instrumented fusion of one lower lumbar segment: screws in both pedicles of 2 vertebrae.
+        lumbar = [i for i, v in enumerate(verts) if v.kind == "lumbar"]
+        top = lumbar[-2] if rng.random() < 0.6 else lumbar[-3]
+        model.screws = [(i, side) for i in (top, top + 1) for side in (1.0, -1.0)]
+    l4 = model.vertebrae[-3]
+    model.s_bifurcation = l4.s_top + float(rng.uniform(0.0, 1.0)) * l4.height
     l1 = model.vertebra("L1")
     model.s_conus = l1.s_top + l1.height * 0.75 + float(rng.normal(0.0, 9.0))
     sac = model.vertebra("S1")

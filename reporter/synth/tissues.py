@@ -24,7 +24,7 @@ class Tissue:
 
 # Fixed tissue ids; per-study tissues (nucleus of each disc, Modic bands) are appended after these.
 AIR, VISCERA, SUBCUT_FAT, MUSCLE, CORTEX, MARROW, ANNULUS, NUCLEUS, CSF, CORD, ROOT, FAT = range(12)
-FLAVUM, POST_BONE, LIGAMENT, FACET_FLUID, METAL = range(12, 17)
+FLAVUM, POST_BONE, LIGAMENT, FACET_FLUID, METAL, VESSEL = range(12, 18)
 
 BASE_TISSUES: tuple[Tissue, ...] = (
     Tissue("air", 0.0, 1000.0, 1.0),
@@ -44,6 +44,7 @@ BASE_TISSUES: tuple[Tissue, ...] = (
     Tissue("ligament", 0.25, 800.0, 20.0),
     Tissue("facet_fluid", 0.95, 3000.0, 800.0, 0.05),
     Tissue("metal", 0.0, 1000.0, 1.0),
+    Tissue("vessel_slow_flow", 0.9, 1300.0, 250.0),  # IVC: slow flow, grey-bright on T2
 )
 
 
