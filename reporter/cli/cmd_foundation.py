@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from reporter import __version__
 from reporter.cli.app import app, err_console, guarded, out_console
@@ -39,6 +40,12 @@ def schema() -> None:
     from reporter.schema import json_schema_text
 
     print(json_schema_text())
+
+
+def _wide_console() -> Console:
+    """The terminal's console, or a wide one when stdout is piped or captured, so tables come
+    out whole instead of with cells cut at 80 columns."""
+    return out_console if out_console.is_terminal else Console(width=200)
 
 
 def _fmt_spacing(spacing: list[float] | None) -> str:
@@ -82,8 +89,9 @@ def inspect(
                 _fmt_spacing(r.spacing), "x".join(map(str, r.matrix or [])) or "-", r.vendor,
                 "-" if r.field_strength is None else f"{r.field_strength:g}", use,
             )  # fmt: skip
-        out_console.print(table)
-        out_console.print(
+        console = _wide_console()
+        console.print(table)
+        console.print(
             f"{inv.n_files} file(s) read, {inv.n_files_skipped} not DICOM", highlight=False
         )
     for w in inv.warnings:
@@ -116,10 +124,11 @@ def doctor(
         status = "[green]yes[/green]" if r["available"] else "[red]NO[/red]"
         detail = ", ".join(r["plugins"]) if r["available"] else "; ".join(r["missing"])
         table.add_row(r["name"], r["transfer_syntax_uid"], status, detail)
-    out_console.print(table)
-    out_console.print(f"spine-report {__version__}, Python {platform.python_version()}")
+    console = _wide_console()
+    console.print(table)
+    console.print(f"spine-report {__version__}, Python {platform.python_version()}")
     for dist, version in vers.items():
-        out_console.print(f"  {dist:<20} {version or '-'}", highlight=False)
+        console.print(f"  {dist:<20} {version or '-'}", highlight=False)
     for dist in gpl_plugins_installed():
         err_console.print(
             f"spine-report: warning: {dist} (GPL-3.0) is installed and may be used by pydicom",
