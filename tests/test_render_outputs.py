@@ -200,5 +200,5 @@ def test_atomic_write_to_unwritable_place_is_an_output_error(tmp_path) -> None:
 def test_statements_cover_every_field_of_every_level() -> None:
     findings = make_findings()
     statements = build_statements(findings, [], None)
-    assert len(statements) == 2 + len(findings.levels) * 14
+    assert len(statements) == 3 + len(findings.levels) * 14  # count, transitional, alignment
     assert all(s.verdict is None for s in statements)

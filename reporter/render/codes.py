@@ -138,6 +138,7 @@ FIELD_CONCEPTS: dict[str, CodedConcept] = {
     "herniation_zone": local("F-HERN-ZONE", "Disc herniation zone"),
     "listhesis_direction": local("F-LIST-DIR", "Spondylolisthesis direction"),
     "transitional": local("F-TRANSITIONAL", "Lumbosacral transitional anatomy"),
+    "lumbar_vertebrae": local("F-N-LUMBAR", "Number of lumbar-type vertebrae"),
     "alignment": local("F-ALIGNMENT", "Lumbar alignment"),
 }
 

@@ -20,18 +20,27 @@ DISCLAIMER_DETAIL = (
 def technique(study: Study) -> dict[str, Any]:
     """Acquisition facts from the DICOM headers, one line per series used."""
     series = []
+    # Angled axial blocks are stacks of one series: one line per series, blocks counted.
+    by_uid: dict[str, list[Any]] = {}
     for s in study.series:
+        by_uid.setdefault(s.series_uid, []).append(s)
+    for stacks in by_uid.values():
+        s = stacks[0]
         parts = [f"{s.plane} {s.weighting}"]
         if s.slice_thickness:
             parts.append(f"{s.slice_thickness:g} mm slices")
-        parts.append(f"{s.shape[0]} images")
+        n_images = sum(x.shape[0] for x in stacks)
+        if len(stacks) > 1:
+            parts.append(f"{len(stacks)} blocks, {n_images} images")
+        else:
+            parts.append(f"{n_images} images")
         if s.repetition_time and s.echo_time:
             parts.append(f"TR/TE {s.repetition_time:g}/{s.echo_time:g} ms")
         series.append(
             {
                 "description": s.description or s.role,
                 "role": s.role,
-                "stack": s.stack_index,
+                "stacks": len(stacks),
                 "summary": ", ".join(parts),
                 "series_number": s.series_number,
             }

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from reporter.grounding.verdicts import Measurement, Verdict
 from reporter.schema import (
     LEVEL_FIELDS,
+    Finding,
     LevelFindings,
     StudyFindings,
     is_abnormal,
@@ -44,6 +45,8 @@ _SIGNIFICANCE: dict[str, dict[Any, float]] = {
     "pfirrmann": {5: 15, 4: 10, 3: 6},
     "endplate_defect_upper": {True: 5},
     "endplate_defect_lower": {True: 5},
+    "lumbar_vertebrae": {4: 8, 6: 8},  # matters for level naming at surgery
+    "transitional": {"L6": 8, "sacralized_L5": 8, "lumbarized_S1": 8},
 }
 
 FIELD_TITLES: dict[str, str] = {
@@ -61,6 +64,7 @@ FIELD_TITLES: dict[str, str] = {
     "endplate_defect_upper": "Upper endplate",
     "endplate_defect_lower": "Lower endplate",
     "spondylolisthesis": "Alignment (listhesis)",
+    "lumbar_vertebrae": "Lumbar vertebrae",
     "transitional": "Transitional anatomy",
     "alignment": "Alignment",
 }
@@ -132,6 +136,8 @@ def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]
             return "no spondylolisthesis"
         kind = "retrolisthesis" if extra.get("direction") == "retro" else "anterolisthesis"
         return f"grade {value} {kind} of {upper} on {lower}"
+    if field_name == "lumbar_vertebrae":
+        return f"{value} lumbar-type vertebrae"
     if field_name == "transitional":
         return {
             "none": "no lumbosacral transitional vertebra",
@@ -150,6 +156,8 @@ def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]
 
 
 def _study_abnormal(field_name: str, value: Any) -> bool:
+    if field_name == "lumbar_vertebrae":
+        return value not in (None, 5)
     if field_name == "transitional":
         return value not in (None, "none")
     if field_name == "alignment":
@@ -274,6 +282,9 @@ def build_statements(
             evidence=list(verdict.evidence) if verdict else [],
         )
 
+    if findings.study.lumbar_vertebrae is not None:
+        count = Finding[int](value=findings.study.lumbar_vertebrae)
+        out.append(make(None, "lumbar_vertebrae", count))
     for name in ("transitional", "alignment"):
         out.append(make(None, name, getattr(findings.study, name)))
     for lf in findings.levels:
@@ -288,6 +299,8 @@ def final_findings(raw: StudyFindings, statements: list[Statement]) -> StudyFind
     if not withheld:
         return raw.model_copy(deep=True)
     data = raw.model_dump(mode="json", exclude_none=True)
+    if (None, "lumbar_vertebrae") in withheld:
+        data["study"].pop("lumbar_vertebrae", None)
     for name in ("transitional", "alignment"):
         if (None, name) in withheld:
             data["study"][name] = {"not_assessable": _withheld_reason(withheld[(None, name)])}
