@@ -36,12 +36,12 @@ def classify_plane(iop: np.ndarray, tolerance_deg: float = OBLIQUE_TOLERANCE_DEG
     return _PLANE_OF_AXIS[axis] if angle <= tolerance_deg else "oblique"
 
 
-# Hints from the description. Order matters: STIR before T2 ("T2 STIR"), T1 before T2 is
-# irrelevant because both are tested with a negative look-ahead for more digits ("T12").
+# Hints from the description. Order matters: STIR before T2 ("T2 STIR"); T1 and T2 must not be
+# part of a longer number ("T12", "4T1").
 _HINTS: tuple[tuple[Weighting, re.Pattern[str]], ...] = (
     ("STIR", re.compile(r"STIR|TIRM|T2[ _-]?IR\b|\bIR[ _-]?T2", re.IGNORECASE)),
-    ("T1", re.compile(r"(?<![A-Z0-9])T1(?!\d)", re.IGNORECASE)),
-    ("T2", re.compile(r"(?<![A-Z0-9])T2(?![\d*])", re.IGNORECASE)),
+    ("T1", re.compile(r"(?<!\d)T1(?!\d)", re.IGNORECASE)),  # Philips writes "sT1W_TSE"
+    ("T2", re.compile(r"(?<!\d)T2(?![\d*])", re.IGNORECASE)),
     ("other", re.compile(r"(?<![A-Z])(PD|DWI|DIFF|ADC|T2\*|MEDIC|SWI|FLASH|DIXON)", re.IGNORECASE)),
 )
 
@@ -126,12 +126,19 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-_LOCALIZER_TEXT = re.compile(r"LOC(ALI[SZ]ER)?\b|SCOUT|SURVEY|3[ -]?PLANE|TRI[ -]?PILOT", re.I)
+_LOCALIZER_TEXT = re.compile(
+    r"\bLOC(ALI[SZ]ER)?\b|SCOUT|SURVEY|3[ -]?PLANE|TRI[ -]?PILOT", re.IGNORECASE
+)
+# A localizer name alone counts only for a short series: a name is a hint, not proof.
+LOCALIZER_NAME_MAX_IMAGES = 30
 
 
-def looks_like_localizer(image_type: tuple[str, ...], description: str) -> bool:
-    """ImageType LOCALIZER (all vendors), or a localizer name (Philips "Survey", GE "3-plane")."""
-    return "LOCALIZER" in image_type or bool(_LOCALIZER_TEXT.search(description or ""))
+def looks_like_localizer(image_type: tuple[str, ...], description: str, n_images: int) -> bool:
+    """ImageType LOCALIZER (all vendors), or a localizer name (Philips "Survey", GE "3-plane")
+    on a series of at most LOCALIZER_NAME_MAX_IMAGES images."""
+    if "LOCALIZER" in image_type:
+        return True
+    return n_images <= LOCALIZER_NAME_MAX_IMAGES and bool(_LOCALIZER_TEXT.search(description))
 
 
 def is_derived(image_type: tuple[str, ...]) -> bool:

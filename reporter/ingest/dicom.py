@@ -237,7 +237,7 @@ def _series_from_frames(
     first = complete(frames[0])
     ds = first.ds
     description = _s(ds, "SeriesDescription")
-    if looks_like_localizer(first.image_type, description):
+    if looks_like_localizer(first.image_type, description, len(frames)):
         return [], "localizer", None
     if not keep_derived and is_derived(first.image_type):
         return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None
