@@ -55,7 +55,7 @@ def segment(
             "the built-in segmenter is not part of this build (reporter.anatomy.segmenter is "
             "missing); pass a label map with --seg"
         ) from None
-    return segment_study(study) if model is None else segment_study(study, model=model)
+    return segment_study(study) if model is None else segment_study(study, model)
 
 
 def import_label_map(

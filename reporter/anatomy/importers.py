@@ -62,6 +62,7 @@ class Convention:
     ordinal_discs: tuple[int, int] | None = None
     signature: tuple[int, ...] = ()
     ignore_unknown: bool = False
+    distinctive: tuple[int, ...] = ()  # values only this convention uses (for detection)
     dropped: frozenset[int] = frozenset()  # real structures outside the lumbar range (C1, T4...)
     builtin: bool = False  # the package's own convention: values pass through
 
@@ -156,6 +157,7 @@ def convention_from_dict(data: dict[str, Any], default_name: str = "json map") -
         ordinal_partial_vertebrae=_range(ordinal.get("partial_vertebrae")),
         ordinal_discs=_range(ordinal.get("discs")),
         signature=tuple(int(v) for v in data.get("signature", ())),
+        distinctive=tuple(int(v) for v in data.get("distinctive", ())),
         ignore_unknown=bool(data.get("ignore_unknown", False)),
         dropped=frozenset(dropped),
     )
@@ -204,19 +206,21 @@ def detect_convention(values: set[int]) -> Convention:
         raise InputDataError("the label map is empty (only background)")
 
     def explains(c: Convention) -> bool:
-        known = set(c.labels)
+        if c.ignore_unknown:  # organ labels and the like are expected: its landmarks decide
+            return len(values & set(c.signature)) >= 2 and bool(values & set(c.distinctive))
+        known = set(c.labels) | set(c.dropped)
         for rng in (c.ordinal_vertebrae, c.ordinal_partial_vertebrae, c.ordinal_discs):
             if rng is not None:
                 known |= set(range(rng[0], rng[1] + 1))
         return values <= known
 
-    if max(values) > 200 or (100 in values and values <= set(range(1, 226))):
-        candidates = ["spider", "totalspineseg"]
-    elif values & {91, 92, 93, 94, 95} or (values & set(range(41, 46)) and 50 in values):
-        candidates = ["totalspineseg"]
-    else:
-        candidates = ["spine_reporter", "totalsegmentator", "totalspineseg", "spider"]
-    for name in candidates:
+    # Our own maps always hold vertebrae (20-30); TotalSpineSeg's lumbar maps hold values past
+    # our range (discs 91-95, 100); SPIDER's hold 201+; TotalSegmentator's vertebrae reach 31+.
+    if values & set(range(L.VERTEBRA_BASE, L.VERTEBRA_BASE + len(VERTEBRAE))) and explains(
+        conv["spine_reporter"]
+    ):
+        return conv["spine_reporter"]
+    for name in ("totalspineseg", "spider", "totalsegmentator"):
         if explains(conv[name]):
             return conv[name]
     raise InputDataError(

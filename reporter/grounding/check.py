@@ -156,7 +156,7 @@ def _herniation(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -
         (lat,), ev_side = _values(m, "herniation_lateral_mm")
         side = _zone_side(zone)
         # Wrong side: the claimed side is opposite to where the disc material is (LPS +x = left).
-        if side is not None and lat is not None and abs(lat) > 3.0:
+        if side is not None and lat is not None and abs(lat) > 3.5:
             measured = "left" if lat > 0 else "right"
             if measured != side:
                 return Outcome(

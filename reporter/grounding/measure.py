@@ -1,40 +1,39 @@
 """Measurements per disc level, from the label map and the images of the same study.
 
-Every number is taken in a local frame of the level: `u` runs cranially along the spine (from
-the lower to the upper vertebral body centroid), `a` runs posteriorly in the mid-sagittal plane,
-`l` runs to the patient's left (LPS +x). Sagittal measurements are taken on the mid-sagittal
-slice (the slice through the canal's centre at that level); cross-sections on the axial slice
-nearest to the disc centre where an axial stack covers it.
+Every number is taken in a local frame of the level: `u` is the disc's normal pointing
+cranially, `a` runs posteriorly in the mid-sagittal plane, `l` to the patient's left (LPS +x),
+origin at the disc centroid. Sagittal measurements use the mid-sagittal slice (through the
+thecal sac's centre at the level); cross-sections use the axial slice nearest the disc centre.
 
-Definitions (the phantom generator derives its ground truth from the drawn geometry with the same
-definitions; see reporter/grounding/rules.json for the thresholds):
-- canal_ap_mm: AP extent of the thecal sac (canal + cord) on the mid-sagittal slice, averaged over
-  a band of +-1.5 mm around the disc's mid-height;
-- dural_sac_area_mm2: thecal sac area on the axial slice nearest the disc centre;
-- *_relative: the level's value over the median of the study's levels graded normal by the same
-  measurement (the study's own normal levels);
-- disc_height_mm: mean height of the central 40% (AP) of the disc on the mid-sagittal slice;
-  disc_height_index: disc height over the expected height (see `expected_disc_height`);
-- disc_csf_t2_ratio: median T2 signal of the central disc (nucleus) over median CSF signal at
-  the level;
-- modic_t{1,2}_ratio_{upper,lower}: median signal of the endplate marrow band (ENDPLATE_BAND_MM
-  next to the disc, cortex excluded) over the vertebral body's central marrow;
+Definitions (the phantom generator measures its ground truth from the drawn geometry with the
+same definitions, reporter/synth/groundtruth.py; thresholds in rules.json):
+- dural_sac_area_mm2: thecal sac (canal + cord) area on the axial slice nearest the disc centre;
+  canal_ap_mm: its AP extent on the mid-sagittal slice at the disc's mid-height;
+  *_relative: the level's value over the median of the study's own normal levels;
+- disc_height_mm: disc height at its AP centre (mid-sagittal); disc_height_index: that over the
+  expected height, `expected_height_to_body_depth[level]` x the mean AP depth of the two bodies;
+- disc_csf_t2_ratio: median T2 signal of the central disc (nucleus) over that of CSF nearby;
+- modic_t{1,2}_ratio_{upper,lower}: median signal of the marrow 1.5-2.8 mm from the endplate
+  (past the cortex, inside the thinnest Modic band) over the body's central marrow;
+  upper = inferior endplate of the vertebra above, lower = superior endplate of the one below;
 - slip_percent: offset of the upper body's posterior-inferior corner from the lower body's
-  posterior-superior corner, along the lower endplate, in % of the lower endplate's AP length
-  (positive = anterolisthesis);
-- posterior_extension_mm: how far the disc reaches behind the line joining the posterior walls
-  of the two vertebral bodies; herniation_base_mm its lateral width where it exceeds the
-  minimum extension; herniation_circumference_deg that width as an angle of the disc rim;
-  herniation_lateral_mm where it is largest (positive = left);
-- foraminal_fat_{sector}_{side}: perineural fat present in each of 4 sectors around the exiting
-  root, as a fraction of the sector; root_area_ratio_{side}: root cross-section over the
-  study's largest root at the same side (expected);
-- lateral_recess_depth_mm_{side}: AP depth of the lateral recess (canal) at the subarticular
-  zone on the axial slice.
+  posterior-superior corner along the lower body's AP axis, in % of the lower body's AP depth
+  (positive = anterolisthesis; Meyerding);
+- posterior_extension_mm: the largest radial reach of the disc beyond the vertebral outline
+  (per sagittal slice, the disc's posterior edge against the bodies' posterior edges on the
+  same slice); herniation_base_mm: rim length where the reach is at least half the largest;
+  herniation_circumference_deg: rim angle where it reaches the minimum extension;
+  herniation_lateral_mm: lateral position of the largest reach (+ = left);
+- foraminal_fat_{cranial,caudal,anterior,posterior}_{side}: perineural fat thickness around the
+  exiting root in each Lee sector over the thickness of an unnarrowed foramen; root_area_ratio:
+  root cross-section over the study's median root (expected);
+- lateral_recess_depth_mm_{side}: free AP run (no bone, ligament or disc) behind the disc at
+  2 mm inside the bony canal's lateral wall, on the axial slice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,15 +47,21 @@ from reporter.grounding.verdicts import Measurement
 from reporter.schema import split_level
 from reporter.study import Series, Study
 
-ENDPLATE_BAND_MM = 4.0
-CANAL_BAND_MM = 1.5
 THECAL = (L.CANAL, L.CORD)
+# Labels the lateral recess may contain (free space): epidural fat (unlabelled), sac, roots.
+FREE = (L.BACKGROUND, L.CANAL, L.CORD, L.ROOT_LEFT, L.ROOT_RIGHT, L.FORAMEN_LEFT, L.FORAMEN_RIGHT)
+MODIC_BAND_MM = (1.5, 2.8)
+SECTORS = ("cranial", "caudal", "anterior", "posterior")
+# Perineural fat of an unnarrowed foramen (mm) in the cranial, anterior and posterior sectors;
+# the caudal sector's expected fat is the room between the root and the lower body.
+NORMAL_FAT_MM = {"cranial": 2.6, "anterior": 2.6, "posterior": 3.0}
+EXPECTED_ROOT_RADIUS_MM = 2.8
 
 
 @dataclass
 class Frame:
     origin: np.ndarray  # LPS mm, disc centroid
-    u: np.ndarray  # cranial
+    u: np.ndarray  # cranial (disc normal)
     a: np.ndarray  # posterior
     lat: np.ndarray  # left
 
@@ -65,10 +70,18 @@ class Frame:
         d = lps - self.origin
         return np.stack([d @ self.lat, d @ self.a, d @ self.u], axis=1)
 
+    def lps(self, lat: np.ndarray, a: np.ndarray, u: np.ndarray) -> np.ndarray:
+        return (
+            self.origin
+            + np.asarray(lat)[..., None] * self.lat
+            + np.asarray(a)[..., None] * self.a
+            + np.asarray(u)[..., None] * self.u
+        )
+
 
 @dataclass
 class Grid:
-    """A label map on one series' grid, with what we need to measure on it."""
+    """A label map on one series' grid."""
 
     series: Series
     labels: np.ndarray
@@ -77,14 +90,27 @@ class Grid:
     def affine(self) -> np.ndarray:
         return self.series.affine
 
-    def points(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.argwhere(mask)
-        return idx, idx @ self.affine[:3, :3].T + self.affine[:3, 3]
-
     @property
     def pixel_area(self) -> float:
         sp = self.series.spacing
         return sp[1] * sp[2]
+
+    def slice_coords(self, k: int, mask2d: np.ndarray, frame: Frame) -> np.ndarray:
+        jj, ii = np.nonzero(mask2d)
+        idx = np.stack([np.full_like(jj, k), jj, ii], 1)
+        return frame.coords(idx @ self.affine[:3, :3].T + self.affine[:3, 3])
+
+    def sample(self, lps: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Labels at LPS points by nearest neighbour (0 outside); `k` pins the slice."""
+        idx = self.series.lps_to_index(lps)
+        r = np.rint(idx).astype(int)
+        if k is not None:
+            r[..., 0] = k
+        shape = np.array(self.labels.shape)
+        ok = np.all((r >= 0) & (r < shape), axis=-1)
+        out = np.zeros(r.shape[:-1], self.labels.dtype)
+        out[ok] = self.labels[r[ok][:, 0], r[ok][:, 1], r[ok][:, 2]]
+        return out
 
 
 def _find_series(study: Study, uid: str, stack: int) -> Series | None:
@@ -102,23 +128,39 @@ def _grid_for(series: Series | None, anatomy: Anatomy, ref: Series) -> Grid | No
     return Grid(series, lab)
 
 
+def _minor_axis(pts: np.ndarray) -> np.ndarray:
+    _, _, vt = np.linalg.svd(pts - pts.mean(0), full_matrices=False)
+    return vt[2]
+
+
 def _frame(grid: Grid, level: str) -> Frame | None:
-    upper, lower = split_level(level)
-    lab = grid.labels
-    disc = lab == L.disc_label(level)
-    if disc.sum() < 5:
+    """The level's frame. `u` is the mean height axis of the adjacent lumbar-type bodies (a
+    body is lower than it is deep or wide, so height is its least principal axis); a slipped
+    or wedged disc is too sheared for its own axes to be trusted. The sacrum does not count."""
+    disc = grid.labels == L.disc_label(level)
+    if disc.sum() < 20:
         return None
-    _, disc_pts = grid.points(disc)
-    origin = disc_pts.mean(0)
-    cu = _centroid(grid, L.vertebra_label(upper))
-    cl = _centroid(grid, L.vertebra_label(lower))
+    to_lps = grid.affine[:3, :3].T
+    pts = np.argwhere(disc) @ to_lps + grid.affine[:3, 3]
+    origin = pts.mean(0)
+    upper, lower = split_level(level)
+    cu, cl = _centroid(grid, L.vertebra_label(upper)), _centroid(grid, L.vertebra_label(lower))
+    axes = []
+    for name in (upper, lower):
+        if name == "S1":
+            continue
+        idx = np.argwhere(grid.labels == L.vertebra_label(name))
+        if len(idx) >= 200:
+            axes.append(_minor_axis(idx @ to_lps + grid.affine[:3, 3]))
+    if not axes:
+        axes = [_minor_axis(pts)]
+    ref = axes[0]
+    u = np.sum([ax if ax @ ref >= 0 else -ax for ax in axes], axis=0)
+    u /= np.linalg.norm(u)
     if cu is not None and cl is not None:
-        u = cu - cl
-    else:  # one body missing: the disc's thinnest direction is the spine axis
-        _, _, vt = np.linalg.svd(disc_pts - origin, full_matrices=False)
-        u = vt[2]
-    u = u / np.linalg.norm(u)
-    if u[2] < 0:
+        if u @ (cu - cl) < 0:
+            u = -u
+    elif u[2] < 0:
         u = -u
     normal = grid.series.normal
     a = np.cross(normal, u)
@@ -134,43 +176,32 @@ def _frame(grid: Grid, level: str) -> Frame | None:
 
 def _centroid(grid: Grid, value: int) -> np.ndarray | None:
     idx = np.argwhere(grid.labels == value)
-    if len(idx) < 5:
+    if len(idx) < 10:
         return None
     return idx.mean(0) @ grid.affine[:3, :3].T + grid.affine[:3, 3]
 
 
+def _slice_at(grid: Grid, lps: np.ndarray) -> int:
+    k = round(float(grid.series.lps_to_index(lps)[0]))
+    return int(np.clip(k, 0, grid.labels.shape[0] - 1))
+
+
 def _mid_slice(grid: Grid, frame: Frame) -> int:
     """Sagittal slice through the thecal sac's centre near the level (else the disc centre)."""
-    mask = np.isin(grid.labels, THECAL)
-    idx, pts = grid.points(mask)
+    idx = np.argwhere(np.isin(grid.labels, THECAL))
     if len(idx):
-        c = frame.coords(pts)
-        near = np.abs(c[:, 2]) < 15.0
-        if near.any():
-            centre = pts[near].mean(0)
-            return int(
-                np.clip(round(grid.series.lps_to_index(centre)[0]), 0, grid.labels.shape[0] - 1)
-            )
-    return int(
-        np.clip(round(grid.series.lps_to_index(frame.origin)[0]), 0, grid.labels.shape[0] - 1)
-    )
+        pts = idx @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+        near = np.abs((pts - frame.origin) @ frame.u) < 15.0
+        if near.sum() > 10:
+            return _slice_at(grid, pts[near].mean(0))
+    return _slice_at(grid, frame.origin)
 
 
-def _slice_coords(grid: Grid, k: int, mask2d: np.ndarray, frame: Frame) -> np.ndarray:
-    jj, ii = np.nonzero(mask2d)
-    idx = np.stack([np.full_like(jj, k), jj, ii], 1)
-    return frame.coords(idx @ grid.affine[:3, :3].T + grid.affine[:3, 3])
-
-
-def _band_extent(
-    coords: np.ndarray, along: int, across: int, centre: float, half: float, px_area: float
-) -> float | None:
-    """Mean extent along axis `along` of the pixels within +-half of `centre` on axis `across`:
-    area in the band over the band's width (robust to the grid being tilted)."""
+def _band_extent(coords: np.ndarray, across: int, centre: float, half: float, px: float) -> float:
+    """Mean extent of a 2-D region within +-half of `centre` on axis `across`: its area there
+    over the band's width (unbiased by a grid tilted against the frame)."""
     sel = np.abs(coords[:, across] - centre) <= half
-    if sel.sum() == 0:
-        return None
-    return float(sel.sum() * px_area / (2 * half))
+    return float(sel.sum() * px / (2 * half))
 
 
 def _m(
@@ -179,13 +210,14 @@ def _m(
     unit: str,
     level: str,
     grid: Grid | None,
-    k: int | None = None,
-    pos: np.ndarray | None = None,
-    method: str = "",
+    k: int | None,
+    pos: np.ndarray | None,
+    method: str,
 ) -> Measurement:
+    ok = value is not None and bool(np.isfinite(value))
     return Measurement(
         name=name,
-        value=None if value is None or not np.isfinite(value) else round(float(value), 4),
+        value=round(float(value), 4) if ok else None,  # type: ignore[arg-type]
         unit=unit,
         level=level,
         series_uid=grid.series.series_uid if grid else None,
@@ -196,333 +228,400 @@ def _m(
     )
 
 
-# --- per-structure measurements -------------------------------------------------------------------
-def _disc_geometry(grid: Grid, level: str, frame: Frame, k: int) -> dict[str, float]:
-    """Central disc height and AP depth on the mid-sagittal slice."""
-    mask = grid.labels[k] == L.disc_label(level)
-    if mask.sum() < 5:
-        return {}
-    c = _slice_coords(grid, k, mask, frame)
-    a0, a1 = np.percentile(c[:, 1], [1, 99])
-    depth = float(a1 - a0)
-    centre = float((a0 + a1) / 2)
-    height = _band_extent(c, 2, 1, centre, 0.2 * depth, grid.pixel_area)
-    return {
-        "height": height or np.nan,
-        "depth": depth,
-        "a_centre": centre,
-        "a_post": float(c[:, 1].max()),
-        "u_centre": float(np.median(c[:, 2])),
-    }
+# --- bodies and discs on the mid-sagittal slice ---------------------------------------------------
+@dataclass
+class Body:
+    """A vertebral body on one slice, described at the endplate that faces the disc."""
+
+    depth: float  # endplate length, rim to rim (mm): the body's AP depth
+    height: float
+    u_lo: float
+    u_hi: float
+    a_centre: float
+    e: np.ndarray  # unit vector along the facing endplate, pointing posterior, in (a, u)
+    post_corner: float  # projection of the posterior endplate corner on e
+    face: np.ndarray  # (n, 2) (a, u) of the pixels within 2.5 mm of the facing endplate
 
 
-def _body_geometry(grid: Grid, name: str, frame: Frame, k: int) -> dict[str, float]:
-    mask = grid.labels[k] == L.vertebra_label(name)
-    if mask.sum() < 10:
-        return {}
-    c = _slice_coords(grid, k, mask, frame)
-    a0, a1 = np.percentile(c[:, 1], [1, 99])
-    depth = float(a1 - a0)
-    centre = float((a0 + a1) / 2)
-    height = _band_extent(c, 2, 1, centre, 0.2 * depth, grid.pixel_area)
-    u_lo, u_hi = float(c[:, 2].min()), float(c[:, 2].max())
-    # Posterior wall near each endplate (corners), and endplate AP lengths.
-    near_lo = c[c[:, 2] < u_lo + 3.0]
-    near_hi = c[c[:, 2] > u_hi - 3.0]
-    return {
-        "height": height or np.nan,
-        "depth": depth,
-        "a_centre": centre,
-        "u_lo": u_lo,
-        "u_hi": u_hi,
-        "post_lo": float(near_lo[:, 1].max()) if len(near_lo) else np.nan,
-        "post_hi": float(near_hi[:, 1].max()) if len(near_hi) else np.nan,
-        "ant_lo": float(near_lo[:, 1].min()) if len(near_lo) else np.nan,
-        "ant_hi": float(near_hi[:, 1].min()) if len(near_hi) else np.nan,
-        "post_mid": float(c[np.abs(c[:, 2] - (u_lo + u_hi) / 2) < 3.0][:, 1].max())
-        if (np.abs(c[:, 2] - (u_lo + u_hi) / 2) < 3.0).any()
-        else np.nan,
-    }
-
-
-def expected_disc_height(body_heights: list[float]) -> float:
-    """Expected disc height from the adjacent vertebral bodies: a healthy lumbar disc is about a
-    third of the body height (disc/body height ratio 0.3-0.4, Frobin et al., Clin Biomech
-    1997;12 Suppl 1:S1-S63)."""
-    return float(np.nanmean(body_heights)) * DISC_BODY_RATIO
-
-
-DISC_BODY_RATIO = 0.36
-
-
-def _canal_ap(grid: Grid, frame: Frame, k: int, u_centre: float) -> float | None:
-    mask = np.isin(grid.labels[k], THECAL)
-    if mask.sum() < 5:
-        return None
-    c = _slice_coords(grid, k, mask, frame)
-    c = c[np.abs(c[:, 2] - u_centre) < 30]  # the sac at this level, not the whole column
-    return _band_extent(c, 1, 2, u_centre, CANAL_BAND_MM, grid.pixel_area)
-
-
-def _signal(series: Series, grid: Grid, mask3d: np.ndarray) -> float | None:
-    vals = series.pixels[mask3d]
-    return float(np.median(vals)) if vals.size >= 3 else None
-
-
-def _erode2d(mask: np.ndarray) -> np.ndarray:
-    """In-plane erosion (one pixel), slice by slice: drop partial-volume rims."""
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndimage.generate_binary_structure(2, 1)
-    return ndimage.binary_erosion(mask, st)
-
-
-def _lateral_slab(grid: Grid, frame: Frame, half_mm: float) -> np.ndarray:
-    """Slices whose centre lies within +-half_mm (left-right) of the level origin."""
-    n = grid.labels.shape[0]
-    ks = np.arange(n)
-    centres = (
-        np.stack([ks, np.zeros(n), np.zeros(n)], 1) @ grid.affine[:3, :3].T + grid.affine[:3, 3]
-    )
-    lat = (centres - frame.origin) @ frame.lat
-    # Only the component along l matters: row/col positions are the same for every slice.
-    return np.abs(lat - lat[np.argmin(np.abs(lat))]) <= half_mm
-
-
-def _disc_csf_ratio(
-    t2: Series, grid: Grid, level: str, frame: Frame, k: int, geo: dict[str, float]
+def _run(
+    grid: Grid,
+    k: int,
+    frame: Frame,
+    values: tuple[int, ...],
+    a: float,
+    u: float,
+    along: str,
+    half: float = 40.0,
 ) -> float | None:
-    if not geo:
+    """Length of the run of `values` through (a, u) on slice k, sampled every 0.05 mm along
+    `along` ('a' or 'u'); nearest-neighbour boundaries fall half way between pixel centres."""
+    t = np.arange(-half, half, 0.05)
+    aa = a + t if along == "a" else np.full(t.size, a)
+    uu = u + t if along == "u" else np.full(t.size, u)
+    inside = np.isin(grid.sample(frame.lps(np.zeros(t.size), aa, uu), k=k), values)
+    if not inside.any():
         return None
+    centre = t.size // 2
+    if not inside[centre]:  # start from the nearest sample inside
+        centre = int(np.nonzero(inside)[0][np.argmin(np.abs(np.nonzero(inside)[0] - centre))])
+    lo = centre
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    hi = centre
+    while hi < t.size - 1 and inside[hi + 1]:
+        hi += 1
+    return (hi - lo + 1) * 0.05
+
+
+def _mean_run(
+    grid: Grid,
+    k: int,
+    frame: Frame,
+    values: tuple[int, ...],
+    a: float,
+    u: float,
+    along: str,
+    half: float = 40.0,
+) -> float | None:
+    """`_run` averaged over five parallel lines 0.5 mm apart (less pixel quantization)."""
+    runs = []
+    for off in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        r = _run(grid, k, frame, values, a + (off if along == "u" else 0.0),
+                 u + (off if along == "a" else 0.0), along, half)  # fmt: skip
+        if r is not None:
+            runs.append(r)
+    return float(np.mean(runs)) if runs else None
+
+
+def _body(grid: Grid, name: str, frame: Frame, k: int) -> Body | None:
+    """A vertebral body on slice k. Its facing endplate comes from its anterior and posterior
+    rims (the concave centre is skipped), so slipped and wedged levels and the tapering sacrum
+    are described along the body's own endplate, not the level's frame."""
+    value = L.vertebra_label(name)
+    mask = grid.labels[k] == value
+    if mask.sum() < 30:
+        return None
+    c = grid.slice_coords(k, mask, frame)
+    above = float(np.median(c[:, 2])) > 0
+    u_lo, u_hi = float(c[:, 2].min()), float(c[:, 2].max())
+    near = c[c[:, 2] < u_lo + 15.0] if above else c[c[:, 2] > u_hi - 15.0]
+    if len(near) < 20:
+        return None
+    a0, a1 = np.percentile(near[:, 1], [1, 99])
+    span = a1 - a0
+    if span < 10:
+        return None
+    rims = []
+    for lo_f, hi_f in ((0.03, 0.15), (0.85, 0.97)):  # anterior, posterior rim (off the corners)
+        sel = (near[:, 1] >= a0 + lo_f * span) & (near[:, 1] <= a0 + hi_f * span)
+        if not sel.any():
+            return None
+        edge = np.percentile(near[sel, 2], 2 if above else 98)
+        rims.append((float(np.median(near[sel, 1])), float(edge)))
+    e = np.array([rims[1][0] - rims[0][0], rims[1][1] - rims[0][1]])
+    e /= np.linalg.norm(e)
+    n_out = np.array([-e[1], e[0]])  # toward the disc for a body below it
+    if above:
+        n_out = -n_out
+    ac = c[:, [1, 2]]
+    level = float(np.percentile(ac @ n_out, 99))
+    face = ac[(ac @ n_out) >= level - 3.0]
+    proj = face @ e
+    depth = float(proj.max() - proj.min())
+    centre = float(np.mean(rims, axis=0)[0])
+    height = _mean_run(grid, k, frame, (value,), centre, (u_lo + u_hi) / 2, "u", half=60.0)
+    if height is None or depth < 10:
+        return None
+    return Body(depth, height, u_lo, u_hi, centre, e, float(proj.max()), face)
+
+
+def expected_disc_height(level: str, depths: list[float]) -> float | None:
+    table = grading.rules()["disc_narrowing"]["expected_height_to_body_depth"]
+    if level not in table or not depths:
+        return None
+    return float(table[level]) * float(np.mean(depths))
+
+
+def _disc_height(grid: Grid, level: str, frame: Frame, k: int, bodies: list[Body]) -> float | None:
+    mask = grid.labels[k] == L.disc_label(level)
+    if mask.sum() < 10:
+        return None
+    if bodies:
+        centre = float(np.mean([b.a_centre for b in bodies]))
+    else:
+        c = grid.slice_coords(k, mask, frame)
+        a0, a1 = np.percentile(c[:, 1], [1, 99])
+        centre = float((a0 + a1) / 2)
+    return _mean_run(grid, k, frame, (L.disc_label(level),), centre, 0.0, "u", half=15.0)
+
+
+def _canal_ap(grid: Grid, frame: Frame, k: int) -> float | None:
+    """AP run of the thecal sac at the disc's mid-height (the longest run behind the disc)."""
+    t = np.arange(0.0, 60.0, 0.05)
+    runs = []
+    for off in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        inside = np.isin(
+            grid.sample(frame.lps(np.zeros(t.size), t, np.full(t.size, off)), k=k), THECAL
+        )
+        if inside.any():
+            edges = np.diff(np.concatenate([[0], inside.astype(int), [0]]))
+            starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+            runs.append(float((stops - starts).max() * 0.05))
+    return float(np.mean(runs)) if runs else None
+
+
+def _erode2d(mask2d: np.ndarray) -> np.ndarray:
+    return ndimage.binary_erosion(mask2d, ndimage.generate_binary_structure(2, 1))
+
+
+def _disc_csf_ratio(t2: Series, grid: Grid, level: str, frame: Frame, k: int) -> float | None:
+    """Nucleus over CSF on T2. The nucleus is the disc's central core (its brightest part, so
+    the upper quartile); the receive coil's AP shading between the disc and the canal is
+    estimated from the vertebral marrow of the same slices and divided out."""
     n = grid.labels.shape[0]
-    lab = grid.labels
-    ks = [kk for kk in range(max(k - 1, 0), min(k + 2, n))]
     disc_vals: list[np.ndarray] = []
-    csf_vals: list[np.ndarray] = []
-    for kk in ks:
-        dm = _erode2d(lab[kk : kk + 1] == L.disc_label(level))[0]
-        if dm.any():
-            c = _slice_coords(grid, kk, dm, frame)
-            central = (np.abs(c[:, 1] - geo["a_centre"]) <= 0.25 * geo["depth"]) & (
-                np.abs(c[:, 2] - geo["u_centre"]) <= 0.3 * max(geo["height"], 2.0)
+    csf: list[tuple[np.ndarray, np.ndarray]] = []
+    disc_a: list[float] = []
+    for kk in range(max(k - 1, 0), min(k + 2, n)):
+        dm = _erode2d(grid.labels[kk] == L.disc_label(level))
+        if dm.sum() > 10:
+            c = grid.slice_coords(kk, dm, frame)
+            a0, a1 = np.percentile(c[:, 1], [2, 98])
+            u0, u1 = np.percentile(c[:, 2], [2, 98])
+            central = (np.abs(c[:, 1] - (a0 + a1) / 2) <= 0.1 * (a1 - a0)) & (
+                np.abs(c[:, 2] - (u0 + u1) / 2) <= 0.15 * (u1 - u0) + 0.5
             )
             jj, ii = np.nonzero(dm)
             disc_vals.append(t2.pixels[kk, jj[central], ii[central]])
-        cm = _erode2d(lab[kk : kk + 1] == L.CANAL)[0]
+            disc_a.append(float((a0 + a1) / 2))
+        cm = _erode2d(grid.labels[kk] == L.CANAL)
         if cm.any():
-            c = _slice_coords(grid, kk, cm, frame)
+            c = grid.slice_coords(kk, cm, frame)
             near = np.abs(c[:, 2]) <= 25.0
             jj, ii = np.nonzero(cm)
-            csf_vals.append(t2.pixels[kk, jj[near], ii[near]])
+            csf.append((t2.pixels[kk, jj[near], ii[near]], c[near, 1]))
     d = np.concatenate(disc_vals) if disc_vals else np.array([])
-    s = np.concatenate(csf_vals) if csf_vals else np.array([])
-    if d.size < 3 or s.size < 3:
+    s = np.concatenate([v for v, _ in csf]) if csf else np.array([])
+    if d.size < 5 or s.size < 5:
         return None
-    csf = float(np.median(s))
-    return float(np.median(d)) / csf if csf > 0 else None
+    csf_signal = float(np.median(s))
+    if csf_signal <= 0:
+        return None
+    ratio = float(np.percentile(d, 75)) / csf_signal
+    slope = _coil_slope(t2, grid, frame, k)
+    if slope is not None and disc_a:
+        csf_a = float(np.median(np.concatenate([a for _, a in csf])))
+        ratio *= float(np.exp(slope * (csf_a - float(np.mean(disc_a)))))
+    return ratio
 
 
-def _modic_ratio(
-    series: Series, grid: Grid, body: str, frame: Frame, side: str, k: int
-) -> float | None:
-    """Endplate band / central marrow on the body next to the disc. `side`: 'upper' means the
-    body above the disc (its inferior endplate), 'lower' the body below (superior endplate)."""
-    lab = grid.labels
-    n = lab.shape[0]
+def _coil_slope(series: Series, grid: Grid, frame: Frame, k: int) -> float | None:
+    """d log(signal) / d a (per mm, posterior positive) of vertebral marrow near the level:
+    the receive coil's shading, which a homogeneous tissue shows as an AP gradient."""
+    slopes = []
+    for kk in range(max(k - 1, 0), min(k + 2, grid.labels.shape[0])):
+        lab = grid.labels[kk]
+        bodies = (lab >= L.VERTEBRA_BASE) & (lab < L.DISC_BASE)
+        m = ndimage.binary_erosion(bodies, iterations=3)
+        if m.sum() < 50:
+            continue
+        c = grid.slice_coords(kk, m, frame)
+        near = np.abs(c[:, 2]) < 40.0
+        if near.sum() < 50:
+            continue
+        jj, ii = np.nonzero(m)
+        vals = series.pixels[kk, jj[near], ii[near]]
+        a = c[near, 1]
+        ant, post = a < np.percentile(a, 30), a > np.percentile(a, 70)
+        if ant.sum() < 10 or post.sum() < 10:
+            continue
+        sa, sp_ = float(np.median(vals[ant])), float(np.median(vals[post]))
+        da = float(np.median(a[post]) - np.median(a[ant]))
+        if sa > 0 and sp_ > 0 and da > 5:
+            slopes.append(np.log(sp_ / sa) / da)
+    return float(np.median(slopes)) if slopes else None
+
+
+def _modic_ratio(series: Series, grid: Grid, body: str, frame: Frame, side: str) -> float | None:
+    """Endplate marrow band over central marrow on the body next to the disc. `side` 'upper':
+    the body above the disc (its inferior endplate); 'lower': the body below (superior)."""
+    k = _mid_slice(grid, frame)
+    n = grid.labels.shape[0]
+    sp = grid.series.spacing
     band: list[np.ndarray] = []
     core: list[np.ndarray] = []
     for kk in range(max(k - 1, 0), min(k + 2, n)):
-        m = _erode2d(lab[kk : kk + 1] == L.vertebra_label(body))[0]
-        if m.sum() < 10:
+        m = grid.labels[kk] == L.vertebra_label(body)
+        if m.sum() < 50:
             continue
-        c = _slice_coords(grid, kk, m, frame)
+        dist = ndimage.distance_transform_edt(m, sampling=(sp[1], sp[2]))
+        c = grid.slice_coords(kk, m, frame)
+        dd = dist[m]
         a0, a1 = np.percentile(c[:, 1], [2, 98])
-        central_ap = np.abs(c[:, 1] - (a0 + a1) / 2) <= 0.35 * (a1 - a0)
-        u_lo, u_hi = c[:, 2].min(), c[:, 2].max()
-        if side == "upper":  # inferior endplate of the body above the disc
-            in_band = c[:, 2] <= u_lo + ENDPLATE_BAND_MM
-        else:
-            in_band = c[:, 2] >= u_hi - ENDPLATE_BAND_MM
+        central_ap = np.abs(c[:, 1] - (a0 + a1) / 2) <= 0.3 * (a1 - a0)
+        u_lo, u_hi = np.percentile(c[:, 2], [1, 99])
         mid = (u_lo + u_hi) / 2
-        in_core = np.abs(c[:, 2] - mid) <= 0.2 * (u_hi - u_lo)
+        near_disc = c[:, 2] < mid if side == "upper" else c[:, 2] > mid
+        in_band = central_ap & near_disc & (dd >= MODIC_BAND_MM[0]) & (dd <= MODIC_BAND_MM[1])
+        in_core = central_ap & (np.abs(c[:, 2] - mid) <= 0.2 * (u_hi - u_lo)) & (dd >= 4.0)
         jj, ii = np.nonzero(m)
-        band.append(series.pixels[kk, jj[in_band & central_ap], ii[in_band & central_ap]])
-        core.append(series.pixels[kk, jj[in_core & central_ap], ii[in_core & central_ap]])
+        band.append(series.pixels[kk, jj[in_band], ii[in_band]])
+        core.append(series.pixels[kk, jj[in_core], ii[in_core]])
     b = np.concatenate(band) if band else np.array([])
     c0 = np.concatenate(core) if core else np.array([])
-    if b.size < 5 or c0.size < 5:
+    if b.size < 8 or c0.size < 8:
         return None
     ref = float(np.median(c0))
     return float(np.median(b)) / ref if ref > 0 else None
 
 
-def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]:
-    """Measurements at every level the anatomy names (levels outside the FOV are absent)."""
-    ref = _find_series(study, anatomy.reference_series_uid, anatomy.reference_stack_index)
-    if ref is None:
-        return {}
-    grid = Grid(ref, anatomy.labels)
-    if tuple(grid.labels.shape) != ref.shape:
-        return {}
-    t2 = ref if ref.weighting == "T2" else study.get("sag_t2")
-    t1 = study.get("sag_t1")
-    t1_grid = _grid_for(t1, anatomy, ref)
-    t2_grid = grid if t2 is ref else _grid_for(t2, anatomy, ref)
-    axials = [_grid_for(s, anatomy, ref) for s in study.all("ax_t2")]
-    out: dict[str, dict[str, Measurement]] = {}
-    for level in anatomy.levels:
-        frame = _frame(grid, level)
-        if frame is None:
+def _slip_percent(up: Body, lo: Body) -> float | None:
+    """Meyerding slip: the upper body's posterior-inferior corner against the lower body's
+    posterior-superior corner, along the lower body's superior endplate, in % of its length."""
+    corner_u = float((up.face @ lo.e).max())
+    return 100.0 * (lo.post_corner - corner_u) / lo.depth
+
+
+# --- herniation from the sagittal slices ----------------------------------------------------------
+def _herniation(grid: Grid, level: str, frame: Frame, up: str, lo: str) -> dict[str, float]:
+    """Reach of the disc beyond the vertebral outline on each sagittal slice across the
+    posterior wall's flat part (where the outline's normal is AP, so the AP reach is the radial
+    one); slices further out see the rim obliquely and are left out."""
+    lab = grid.labels
+    rows: list[tuple[float, float]] = []  # (lateral, reach)
+    half_widths = []
+    for kk in range(lab.shape[0]):
+        dm = lab[kk] == L.disc_label(level)
+        if dm.sum() < 5:
             continue
-        out[level] = _measure_level(level, frame, grid, t1, t1_grid, t2, t2_grid, axials)
-    _add_relative(out)
+        dc = grid.slice_coords(kk, dm, frame)
+        half_widths.append(abs(float(np.median(dc[:, 0]))))
+        dc = dc[np.abs(dc[:, 2]) < 12.0]
+        walls = []
+        for name in (up, lo):
+            vm = lab[kk] == L.vertebra_label(name)
+            if vm.sum() < 5:
+                continue
+            vc = grid.slice_coords(kk, vm, frame)
+            vc = vc[np.abs(vc[:, 2]) < 14.0]  # the body's rim next to the disc, not its arch
+            if len(vc):
+                walls.append(float(np.percentile(vc[:, 1], 99)))
+        if walls and len(dc):
+            reach = float(np.percentile(dc[:, 1], 99.5)) - float(np.mean(walls))
+            rows.append((float(np.median(dc[:, 0])), reach))
+    if not rows or not half_widths:
+        return {}
+    disc_half = max(half_widths) + 0.5 * grid.series.spacing[0]
+    arr = np.array([r for r in rows if abs(r[0]) <= 0.6 * disc_half])
+    if not len(arr):
+        return {}
+    lat, reach = arr[:, 0], arr[:, 1]
+    step = grid.series.spacing[0]
+    best = int(np.argmax(reach))
+    depth = max(float(reach[best]), 0.0)
+    over = reach >= grading.rules()["herniation"]["min_extension_mm"]
+    # Rim angle per slice: its width over the posterior wall's distance from the body centre.
+    per_slice = float(np.degrees(step / 16.0))
+    # A bulge reaches out all around: (nearly) every slice across the wall shows it.
+    tol = grading.rules()["herniation"]["tolerance_mm"]
+    broad = (reach >= grading.rules()["herniation"]["min_extension_mm"] - tol).mean() >= 0.75
+    circ = 360.0 if broad and len(reach) >= 3 else float(over.sum() * per_slice)
+    base = float((reach >= 0.5 * depth).sum() * step) if depth > 0 else 0.0
+    return {
+        "posterior_extension_mm": depth,
+        "herniation_base_mm": base,
+        "herniation_circumference_deg": circ,
+        "herniation_lateral_mm": float(lat[best]),
+    }
+
+
+# --- foramina on the parasagittal slices ----------------------------------------------------------
+def _foramen(
+    grid: Grid, frame: Frame, side: str, disc_half: float, up: Body | None, lower: str
+) -> dict[str, float]:
+    fat_lab = L.FORAMEN_LEFT if side == "left" else L.FORAMEN_RIGHT
+    root_lab = L.ROOT_LEFT if side == "left" else L.ROOT_RIGHT
+    lab = grid.labels
+    up_h = up.u_hi - up.u_lo if up is not None else 27.0
+    target_u = disc_half + 0.55 * up_h - 5.9  # where the exiting root sits above the disc
+    # The root in cross-section: the largest root profile near the expected height (slices at
+    # the foramen's edge cut it partly).
+    best: tuple[int, int, np.ndarray] | None = None
+    for kk in range(lab.shape[0]):
+        rm = lab[kk] == root_lab
+        if rm.sum() < 3:
+            continue
+        comp, n = ndimage.label(rm)
+        for ci in range(1, n + 1):
+            cm = comp == ci
+            c = grid.slice_coords(kk, cm, frame)
+            du = abs(float(c[:, 2].mean()) - target_u)
+            if du < 10.0 and (best is None or len(c) > best[0]):
+                best = (len(c), kk, cm)
+    if best is None:
+        return {}
+    _, kk, root = best
+    sp = grid.series.spacing
+    rc = grid.slice_coords(kk, root, frame)
+    centre = rc.mean(0)
+    # Rays from the root centre in the slice plane; the fat run starts where the root ends.
+    room_caudal = _room_below(grid, kk, frame, rc, lower)
+    out: dict[str, float] = {
+        "root_area_mm2": float(root.sum() * sp[1] * sp[2]),
+    }
+    directions = {"cranial": (0.0, 1.0), "caudal": (0.0, -1.0), "anterior": (-1.0, 0.0),
+                  "posterior": (1.0, 0.0)}  # fmt: skip
+    steps = np.arange(0.0, 25.0, 0.1)
+    for sector, (da, du) in directions.items():
+        runs = []
+        for ang in np.radians([-20.0, -10.0, 0.0, 10.0, 20.0]):
+            ca, sa = np.cos(ang), np.sin(ang)
+            ra, ru = da * ca - du * sa, da * sa + du * ca
+            pts = frame.lps(
+                np.full(steps.size, centre[0]), centre[1] + ra * steps, centre[2] + ru * steps
+            )
+            labs = grid.sample(pts, k=kk)
+            i = 0
+            while i < labs.size and labs[i] == root_lab:
+                i += 1
+            j = i
+            while j < labs.size and labs[j] == fat_lab:
+                j += 1
+            runs.append((j - i) * 0.1)
+        # A sub-pixel fat rim shows as one whole pixel or none; half a pixel off the run keeps
+        # an obliterated sector from reading as a thin layer of fat.
+        thickness = max(float(np.median(runs)) - 0.5 * float(sp[1]), 0.0)
+        expected = NORMAL_FAT_MM.get(sector, room_caudal)
+        out[sector] = thickness / max(expected, 1.0)
     return out
 
 
-def _measure_level(
-    level: str,
-    frame: Frame,
-    grid: Grid,
-    t1: Series | None,
-    t1_grid: Grid | None,
-    t2: Series | None,
-    t2_grid: Grid | None,
-    axials: list[Grid | None],
-) -> dict[str, Measurement]:
-    upper, lower = split_level(level)
-    k = _mid_slice(grid, frame)
-    pos = frame.origin
-    res: dict[str, Measurement] = {}
-
-    def add(
-        name: str,
-        value: float | None,
-        unit: str,
-        g: Grid | None = grid,
-        kk: int | None = k,
-        method: str = "",
-    ) -> None:
-        res[name] = _m(name, value, unit, level, g, kk, pos, method)
-
-    disc = _disc_geometry(grid, level, frame, k)
-    up = _body_geometry(grid, upper, frame, k)
-    lo = _body_geometry(grid, lower, frame, k)
-    if disc:
-        add("disc_height_mm", disc["height"], "mm", method="central 40% of the disc, mid-sagittal")
-        bodies = [b["height"] for b in (up, lo) if b and np.isfinite(b.get("height", np.nan))]
-        if bodies:
-            add(
-                "disc_height_index",
-                disc["height"] / expected_disc_height(bodies),
-                "ratio",
-                method=f"disc height / ({DISC_BODY_RATIO} x mean adjacent body height)",
-            )
-        ap = _canal_ap(grid, frame, k, disc["u_centre"])
-        add("canal_ap_mm", ap, "mm", method="thecal sac AP at disc mid-height, mid-sagittal")
-    if t2 is not None and t2_grid is not None and disc:
-        k2 = _mid_slice(t2_grid, frame) if t2_grid is not grid else k
-        add(
-            "disc_csf_t2_ratio",
-            _disc_csf_ratio(t2, t2_grid, level, frame, k2, disc),
-            "ratio",
-            g=t2_grid,
-            kk=k2,
-            method="median nucleus / median CSF, T2",
-        )
-    for series, g, tag in ((t1, t1_grid, "t1"), (t2, t2_grid, "t2")):
-        if series is None or g is None:
-            continue
-        kk = _mid_slice(g, frame)
-        for side, body in (("upper", upper), ("lower", lower)):
-            if upper == "S1" and side == "upper":
-                continue
-            add(
-                f"modic_{tag}_ratio_{side}",
-                _modic_ratio(series, g, body, frame, side, kk),
-                "ratio",
-                g=g,
-                kk=kk,
-                method=f"endplate band {ENDPLATE_BAND_MM} mm / central marrow",
-            )
-    if up and lo:
-        slip = _slip_percent(up, lo)
-        add("slip_percent", slip, "%", method="posterior corners, % of lower endplate AP length")
-    if disc and up and lo:
-        _herniation(res, grid, level, frame, up, lo, add)
-    ax = _axial_for(axials, frame)
-    if ax is not None:
-        g, kk = ax
-        area = _thecal_area(g, kk, frame)
-        res["dural_sac_area_mm2"] = _m(
-            "dural_sac_area_mm2",
-            area,
-            "mm2",
-            level,
-            g,
-            kk,
-            pos,
-            "thecal sac area, axial slice nearest the disc centre",
-        )
-    return {k_: v for k_, v in res.items()}
+def _room_below(grid: Grid, k: int, frame: Frame, rc: np.ndarray, lower: str) -> float:
+    """Caudal room for fat in an unnarrowed foramen: from the root's lower edge to the top of
+    the vertebral body below (on the same parasagittal slice), plus 1 mm."""
+    root_bottom = float(rc[:, 2].min())
+    body = grid.labels[k] == L.vertebra_label(lower)
+    if not body.any():
+        return 6.0
+    c = grid.slice_coords(k, body, frame)
+    below = c[c[:, 2] < root_bottom]
+    if not len(below):
+        return 6.0
+    return max(root_bottom - float(below[:, 2].max()) + 1.0, 2.0)
 
 
-def _slip_percent(up: dict[str, float], lo: dict[str, float]) -> float | None:
-    """Positive when the upper body sits anterior to the lower (anterolisthesis)."""
-    length = lo["post_hi"] - lo["ant_hi"]
-    if not np.isfinite(length) or length <= 5:
-        return None
-    return float((lo["post_hi"] - up["post_lo"]) / length * 100.0)
-
-
-def _herniation(
-    res: dict[str, Measurement],
-    grid: Grid,
-    level: str,
-    frame: Frame,
-    up: dict[str, float],
-    lo: dict[str, float],
-    add,
-) -> None:  # type: ignore[no-untyped-def]
-    """Posterior extension per sagittal slice beyond the line of the posterior walls."""
-    lab = grid.labels
-    line = (up["post_lo"] + lo["post_hi"]) / 2
-    ext_by_lat: list[tuple[float, float]] = []
-    for kk in range(lab.shape[0]):
-        m = lab[kk] == L.disc_label(level)
-        if m.sum() < 3:
-            continue
-        c = _slice_coords(grid, kk, m, frame)
-        ext_by_lat.append((float(np.median(c[:, 0])), float(c[:, 1].max() - line)))
-    if not ext_by_lat:
-        return
-    lats = np.array([p[0] for p in ext_by_lat])
-    exts = np.array([p[1] for p in ext_by_lat])
-    step = grid.series.spacing[0]
-    best = int(np.argmax(exts))
-    add(
-        "posterior_extension_mm",
-        max(float(exts[best]), 0.0),
-        "mm",
-        method="max over sagittal slices of disc reach beyond the posterior wall line",
-    )
-    over = exts >= grading.rules()["herniation"]["min_extension_mm"]
-    base = float(over.sum() * step)
-    add("herniation_base_mm", base, "mm", method="lateral width where extension >= minimum")
-    width = float((len(exts)) * step)
-    circ = 180.0 * base / width if width > 0 else 0.0  # posterior half-rim = 180 degrees
-    add("herniation_circumference_deg", circ, "deg", method="base width as share of the rim")
-    add("herniation_lateral_mm", float(lats[best]), "mm", method="lateral position, + = left")
-
-
+# --- axial measurements ---------------------------------------------------------------------------
 def _axial_for(axials: list[Grid | None], frame: Frame) -> tuple[Grid, int] | None:
     best: tuple[float, Grid, int] | None = None
     for g in axials:
         if g is None:
             continue
-        kf = g.series.lps_to_index(frame.origin)
-        kk = round(float(kf[0]))
-        if not (0 <= kk < g.labels.shape[0]):
+        kf = float(g.series.lps_to_index(frame.origin)[0])
+        kk = round(kf)
+        if not (0 <= kk < g.labels.shape[0]) and not (-0.6 <= kf <= g.labels.shape[0] - 0.4):
             continue
-        dist = abs(kf[0] - kk) * g.series.spacing[0]
+        kk = int(np.clip(kk, 0, g.labels.shape[0] - 1))
+        dist = abs(kf - kk) * g.series.spacing[0]
         if best is None or dist < best[0]:
             best = (dist, g, kk)
     return (best[1], best[2]) if best is not None else None
@@ -533,20 +632,181 @@ def _thecal_area(g: Grid, k: int, frame: Frame) -> float | None:
     if mask.sum() < 3:
         return None
     comp, n = ndimage.label(mask)
-    if n > 1:  # the sac is the component nearest the level's centre line
-        c = g.series.lps_to_index(frame.origin)
+    if n > 1:  # the sac is the largest component (nerve sleeves may split off)
         sizes = np.bincount(comp.ravel())
         sizes[0] = 0
         mask = comp == int(np.argmax(sizes))
-        del c
     return float(mask.sum() * g.pixel_area)
+
+
+def _plane_point(g: Grid, k: int, frame: Frame, lat: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Points (lat, a) of the frame moved along u onto axial slice k's plane."""
+    n = g.series.normal
+    p0 = g.affine[:3, 3] + k * g.affine[:3, 0]
+    base = frame.lps(lat, a, np.zeros_like(lat))
+    denom = float(frame.u @ n)
+    if abs(denom) < 1e-3:
+        return base
+    shift = ((p0 - base) @ n) / denom
+    return base + shift[..., None] * frame.u
+
+
+def _canal_half_width(g: Grid, k: int, frame: Frame, level: str) -> dict[str, float]:
+    """Bony canal half-width on each side, from the axial slice: scanning outward 1 mm behind
+    the disc, the first non-free label is the foraminal frame (0.5 mm outside the wall)."""
+    step = 0.05
+    a_line = np.arange(-10.0, 40.0, step)
+    mid = g.sample(_plane_point(g, k, frame, np.zeros_like(a_line), a_line), k=k)
+    up, lo = split_level(level)
+    bony = [L.disc_label(level), L.vertebra_label(up), L.vertebra_label(lo)]
+    is_bony = np.isin(mid, bony)
+    if not is_bony.any():
+        return {}
+    wall_a = a_line[int(np.nonzero(is_bony)[0].max())] + 1.0
+    passable = (*FREE, *bony)  # a herniation may reach into the recess: look past it
+    lat_line = np.arange(0.0, 30.0, step)
+    out: dict[str, float] = {}
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        row = g.sample(
+            _plane_point(g, k, frame, sgn * lat_line, np.full(lat_line.size, wall_a)), k=k
+        )
+        hit = np.nonzero(~np.isin(row, passable))[0]
+        if hit.size and lat_line[hit[0]] > 5.0:
+            out[side] = float(lat_line[hit[0]] - 0.5)
+    return out
+
+
+def _recess_depths(
+    grid: Grid, frame: Frame, level: str, up: str, lo: str, half_width: dict[str, float]
+) -> dict[str, float]:
+    """Free AP run behind the disc at the disc's mid-height, 2 mm inside the bony canal wall,
+    on the sagittal slice nearest that line (axial blocks need not cut the disc's mid-height)."""
+    bony = [L.disc_label(level), L.vertebra_label(up), L.vertebra_label(lo)]
+    step = 0.05
+    a_line = np.arange(-10.0, 40.0, step)
+    out: dict[str, float] = {}
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        if side not in half_width:
+            continue
+        x = sgn * (half_width[side] - 2.0)
+        kf = float(grid.series.lps_to_index(frame.lps(x, 0.0, 0.0))[0])
+        k = round(kf)
+        if not 0 <= k < grid.labels.shape[0]:
+            continue
+        runs = []
+        for u in (-0.5, 0.0, 0.5):
+            line = grid.sample(
+                frame.lps(np.full(a_line.size, x), a_line, np.full(a_line.size, u)), k=k
+            )
+            b = np.isin(line, bony)
+            if not b.any():
+                continue
+            start = int(np.nonzero(b)[0].max()) + 1
+            free = np.isin(line[start:], FREE)
+            stop = np.nonzero(~free)[0]
+            runs.append((stop[0] if stop.size else free.size) * step)
+        if runs:
+            out[side] = float(np.median(runs))
+    return out
+
+
+# --- the study ------------------------------------------------------------------------------------
+def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]:
+    """Measurements at every level the anatomy names (levels outside the FOV are absent)."""
+    ref = _find_series(study, anatomy.reference_series_uid, anatomy.reference_stack_index)
+    if ref is None or tuple(anatomy.labels.shape) != ref.shape:
+        return {}
+    grid = Grid(ref, anatomy.labels)
+    t2 = ref if ref.role == "sag_t2" else study.get("sag_t2")
+    t1 = study.get("sag_t1")
+    grids = {
+        "t1": (t1, _grid_for(t1, anatomy, ref)),
+        "t2": (t2, grid if t2 is ref else _grid_for(t2, anatomy, ref)),
+    }
+    axials = [_grid_for(s, anatomy, ref) for s in study.all("ax_t2")]
+    out: dict[str, dict[str, Measurement]] = {}
+    for level in anatomy.levels:
+        frame = _frame(grid, level)
+        if frame is not None:
+            out[level] = _measure_level(level, frame, grid, grids, axials)
+    _add_relative(out)
+    _root_ratios(out)
+    return out
+
+
+Adder = Callable[..., None]
+
+
+def _measure_level(
+    level: str,
+    frame: Frame,
+    grid: Grid,
+    grids: dict[str, tuple[Series | None, Grid | None]],
+    axials: list[Grid | None],
+) -> dict[str, Measurement]:
+    upper, lower = split_level(level)
+    k = _mid_slice(grid, frame)
+    pos = frame.origin
+    res: dict[str, Measurement] = {}
+
+    def add(name: str, value: float | None, unit: str, method: str, g: Grid | None = grid,
+            kk: int | None = k) -> None:  # fmt: skip
+        res[name] = _m(name, value, unit, level, g, kk, pos, method)
+
+    up, lo = _body(grid, upper, frame, k), _body(grid, lower, frame, k)
+    bodies = [b for b in (up, lo) if b is not None]
+    height = _disc_height(grid, level, frame, k, bodies)
+    add("disc_height_mm", height, "mm", "disc height at its AP centre, mid-sagittal")
+    expected = expected_disc_height(level, [b.depth for b in bodies])
+    if height is not None and expected:
+        add("disc_height_index", height / expected, "ratio",
+            "disc height / (expected height-to-depth ratio x mean body depth)")  # fmt: skip
+    add("canal_ap_mm", _canal_ap(grid, frame, k), "mm", "thecal sac AP at the disc, mid-sagittal")
+    t2, g2 = grids["t2"]
+    if t2 is not None and g2 is not None:
+        k2 = _mid_slice(g2, frame)
+        add("disc_csf_t2_ratio", _disc_csf_ratio(t2, g2, level, frame, k2), "ratio",
+            "median nucleus / median CSF at the level, T2", g=g2, kk=k2)  # fmt: skip
+    for tag, (series, g) in grids.items():
+        if series is None or g is None:
+            continue
+        for side, body in (("upper", upper), ("lower", lower)):
+            add(f"modic_{tag}_ratio_{side}", _modic_ratio(series, g, body, frame, side),
+                "ratio", f"marrow {MODIC_BAND_MM[0]}-{MODIC_BAND_MM[1]} mm from the endplate / "
+                "central marrow", g=g, kk=_mid_slice(g, frame))  # fmt: skip
+    if up is not None and lo is not None:
+        add("slip_percent", _slip_percent(up, lo), "%",
+            "posterior corners along the lower body's AP axis, % of its depth")  # fmt: skip
+        for name, value in _herniation(grid, level, frame, upper, lower).items():
+            unit = "deg" if name.endswith("deg") else "mm"
+            add(name, value, unit, "sagittal slices: disc edge beyond the bodies' edges", kk=None)
+    disc_half = 0.5 * (height or 8.0)
+    for side in ("left", "right"):
+        f = _foramen(grid, frame, side, disc_half, up, lower)
+        for sector in SECTORS:
+            if sector in f:
+                add(f"foraminal_fat_{sector}_{side}", f[sector], "ratio",
+                    "fat thickness around the exiting root / unnarrowed", kk=None)  # fmt: skip
+        if "root_area_mm2" in f:
+            add(f"root_area_mm2_{side}", f["root_area_mm2"], "mm2", "root cross-section", kk=None)
+    ax = _axial_for(axials, frame)
+    if ax is not None:
+        g, kk = ax
+        add("dural_sac_area_mm2", _thecal_area(g, kk, frame), "mm2",
+            "thecal sac area, axial slice nearest the disc centre", g=g, kk=kk)  # fmt: skip
+        half_width = _canal_half_width(g, kk, frame, level)
+        for side, depth in _recess_depths(grid, frame, level, upper, lower, half_width).items():
+            add(f"lateral_recess_depth_mm_{side}", depth, "mm",
+                "free AP run behind the disc 2 mm inside the canal wall (wall from the axial)",
+                kk=None)  # fmt: skip
+    return res
 
 
 def _add_relative(out: dict[str, dict[str, Measurement]]) -> None:
     """Canal AP and area relative to the study's own normal levels."""
-    for name, grade_fn in (
-        ("canal_ap_mm", grading.canal_grade_from_ap),
-        ("dural_sac_area_mm2", grading.canal_grade),
+    for name, rel, grade_fn in (
+        ("canal_ap_mm", "canal_ap_relative", grading.canal_grade_from_ap),
+        ("dural_sac_area_mm2", "dural_sac_area_relative", grading.canal_grade),
     ):
         vals = {lv: m[name].value for lv, m in out.items() if name in m and m[name].value}
         normal = [v for v in vals.values() if grade_fn(v) == "none"]  # type: ignore[arg-type]
@@ -554,15 +814,34 @@ def _add_relative(out: dict[str, dict[str, Measurement]]) -> None:
             continue
         ref = float(np.median(normal))
         for lv, v in vals.items():
-            src = out[lv][name]
-            out[lv][name.rsplit("_", 1)[0] + "_relative"] = src.model_copy(
+            out[lv][rel] = out[lv][name].model_copy(
                 update={
-                    "name": name.rsplit("_", 1)[0] + "_relative",
-                    "value": round(v / ref, 4),  # type: ignore[operator]
-                    "unit": "ratio",
+                    "name": rel,
+                    "value": round(v / ref, 4),
+                    "unit": "ratio",  # type: ignore[operator]
                     "method": "over the median of the study's normal levels",
                 }
             )
+
+
+def _root_ratios(out: dict[str, dict[str, Measurement]]) -> None:
+    """Root cross-section over the expected one: the study's median root (most roots are not
+    compressed), or a 2.8 mm radius root when too few roots were measured."""
+    areas = [m[f"root_area_mm2_{s}"].value for m in out.values() for s in ("left", "right")
+             if f"root_area_mm2_{s}" in m and m[f"root_area_mm2_{s}"].value]  # fmt: skip
+    ref = float(np.median(areas)) if len(areas) >= 4 else np.pi * EXPECTED_ROOT_RADIUS_MM**2
+    for m in out.values():
+        for s in ("left", "right"):
+            src = m.get(f"root_area_mm2_{s}")
+            if src is not None and src.value:
+                m[f"root_area_ratio_{s}"] = src.model_copy(
+                    update={
+                        "name": f"root_area_ratio_{s}",
+                        "value": round(src.value / ref, 4),
+                        "unit": "ratio",
+                        "method": "root area / the study's median root",
+                    }
+                )
 
 
 def central_heights_mm(
