@@ -392,8 +392,9 @@ def _set_aside(
             problem=reason,
         )
     )
-    label = f"series {first.series_uid}" + (f" ({description!r})" if description else "")
-    inv.warnings.append(f"{label} set aside: {reason}")
+    if first.modality == "MR":  # another modality (a SEG, a CT) is listed, not a problem
+        label = f"series {first.series_uid}" + (f" ({description!r})" if description else "")
+        inv.warnings.append(f"{label} set aside: {reason}")
     return SetAside(series_uid=first.series_uid, description=description, reason=reason)
 
 
