@@ -39,7 +39,8 @@ def test_phantom_v1_has_the_documented_sites_and_proportions():
     assert Counter(c.site for c in cases) == {"site-a": 75, "site-b": 75, "site-c": 150}
     tags = Counter(c.tags[0] for c in cases)
     assert tags == {
-        "standard": 240,
+        "standard": 227,
+        "postoperative_metal": 13,
         "transitional_L6": 16,
         "transitional_4_lumbar": 13,
         "transitional_sacralized_L5": 15,
@@ -47,7 +48,14 @@ def test_phantom_v1_has_the_documented_sites_and_proportions():
     }
     assert all(len(c.tags) == 1 for c in cases)  # a case is exactly one variant
     six = next(c for c in cases if c.tags == ("transitional_L6",))
-    assert six.overrides_dict() == {"n_lumbar": 6, "transitional": "L6", "fov": "standard"}
+    assert six.overrides_dict() == {
+        "n_lumbar": 6,
+        "transitional": "L6",
+        "fov": "standard",
+        "postoperative": False,
+    }
+    std = next(c for c in cases if c.tags == ("standard",))
+    assert std.overrides_dict()["postoperative"] is False
     assert len({c.case_id for c in cases}) == 300
 
 

@@ -15,12 +15,15 @@ phantom-v1 (300 studies)
     i % 20 == 17   four lumbar-type vertebrae                 13 of 300
     i % 20 == 12   sacralized L5 (five lumbar, transitional)  15 of 300
     i % 20 == 2    sacrum cut by the field of view            16 of 300
-    otherwise      five lumbar vertebrae, standard FOV       240 of 300
+    i % 20 == 15   post-operative: pedicle screws with
+                   susceptibility voids (metal artifact)      13 of 300
+    otherwise      five lumbar vertebrae, standard FOV       227 of 300
   Everything else (age, sex, degeneration, scoliosis) follows the generator's `realistic` priors.
-  Image artifacts (Gibbs ringing, motion ghosting, wrap-around) are drawn per series at each
-  site's rates (reporter/synth/sites.py; the generator has no switch to force them); the harness
-  tags each study with the artifacts its sagittal series got (from meta.json) and reports the
-  metrics per variant (`by_variant`), so their share and effect are stated for every run.
+  Other image artifacts (Gibbs ringing, motion ghosting, wrap-around) are drawn per series at
+  each site's rates (reporter/synth/sites.py; the generator has no switch to force them); the
+  harness tags each study with the artifacts its sagittal series got (from meta.json) and reports
+  the metrics per variant (`by_variant`) and with / without sagittal artifacts (`by_artifacts`),
+  so their share and effect are stated for every run.
 """
 
 from __future__ import annotations
@@ -102,11 +105,23 @@ class Benchmark:
 
 
 # Overrides understood by reporter.synth.generate_study (STUDY_OVERRIDES there).
-_STANDARD = (("n_lumbar", 5), ("transitional", "none"), ("fov", "standard"))
-_L6 = (("n_lumbar", 6), ("transitional", "L6"), ("fov", "standard"))
-_FOUR = (("n_lumbar", 4), ("transitional", "none"), ("fov", "standard"))
-_SACRALIZED = (("n_lumbar", 5), ("transitional", "sacralized_L5"), ("fov", "standard"))
-_CUT_SACRUM = (("n_lumbar", 5), ("transitional", "none"), ("fov", "cut_sacrum"))
+def _study(
+    n_lumbar: int = 5, transitional: str = "none", fov: str = "standard", postop: bool = False
+) -> tuple[tuple[str, Any], ...]:
+    return (
+        ("n_lumbar", n_lumbar),
+        ("transitional", transitional),
+        ("fov", fov),
+        ("postoperative", postop),
+    )
+
+
+_STANDARD = _study()
+_L6 = _study(n_lumbar=6, transitional="L6")
+_FOUR = _study(n_lumbar=4)
+_SACRALIZED = _study(transitional="sacralized_L5")
+_CUT_SACRUM = _study(fov="cut_sacrum")
+_POSTOP = _study(postop=True)
 
 # (tag, modulus, residue, overrides): the first match wins; no match -> standard.
 _VARIANTS = (
@@ -114,14 +129,15 @@ _VARIANTS = (
     ("transitional_4_lumbar", 20, 17, _FOUR),
     ("transitional_sacralized_L5", 20, 12, _SACRALIZED),
     ("fov_cut_sacrum", 20, 2, _CUT_SACRUM),
+    ("postoperative_metal", 20, 15, _POSTOP),
 )
 
 PHANTOM_V1 = Benchmark(
     name="phantom-v1",
     description=(
         "300 phantom studies: 75 site-a + 75 site-b (training sites) + 150 site-c (new site); "
-        "per site 5% each of six lumbar vertebrae, four lumbar vertebrae, sacralized L5 and a "
-        "sacrum cut by the FOV; artifacts at each site's own rates."
+        "per site 5% each of six lumbar vertebrae, four lumbar vertebrae, sacralized L5, a "
+        "sacrum cut by the FOV and post-operative metal; other artifacts at each site's rates."
     ),
     blocks=(
         SiteBlock("site-a", 1_000_000, 75, _VARIANTS, _STANDARD),

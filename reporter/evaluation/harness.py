@@ -86,6 +86,7 @@ def phantom_study(case: Case, priors: str = "realistic") -> LabeledStudy:
             for kind in arts
             if kind in ARTIFACT_KINDS
         }
+        | ({"metal"} if meta.get("postoperative") else set())
     )
     return LabeledStudy(
         case_id=case.case_id,
