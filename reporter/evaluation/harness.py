@@ -145,6 +145,33 @@ def dataset_study(case: Any) -> LabeledStudy:
 # --- one study ----------------------------------------------------------------------------------
 
 
+class DistributionRecorder:
+    """The loaded model, passed to report_study in its place, that also keeps the full
+    distribution over each field's values from the last prediction (the RSNA log loss and AUC
+    need more than the stated value's probability). Everything else is the model's own: attribute
+    access is forwarded, and predict() decodes exactly as the model's predict() does."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.last: dict[str, dict[str, dict[Any, float]]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def predict(self, study: Study, anatomy: Anatomy) -> StudyFindings:
+        self.last = {}
+        views_of = getattr(self._model, "predict_views", None)
+        config = getattr(self._model, "config", None)
+        if views_of is None or config is None or not hasattr(config, "views"):
+            return self._model.predict(study, anatomy)
+        from reporter.vlm.views import build_views
+
+        # SpineVLM.predict is build_views + predict_views; the same two calls, with the
+        # distributions hook its predict() does not expose.
+        views = build_views(study, anatomy, config.views)
+        return views_of(views, anatomy, distributions=self.last)
+
+
 class Evaluator:
     """Holds what is loaded once per process (the model) and evaluates studies one at a time."""
 
@@ -152,7 +179,7 @@ class Evaluator:
         self.config = config
         from reporter.pipeline import get_model
 
-        self.model = get_model(config.model, config.adapter)
+        self.model = DistributionRecorder(get_model(config.model, config.adapter))
         self._validator = _schema_validator()
 
     def provenance(self) -> dict[str, Any]:
@@ -191,6 +218,7 @@ class Evaluator:
                 report.findings,
                 report.verdicts,
                 indeterminate=[(d.get("level"), d.get("field")) for d in report.indeterminate],
+                distributions=self.model.last,
             )
         if item.truth_anatomy is not None:
             record.naming = scoring.level_naming(item.truth_anatomy, anatomy)

@@ -126,14 +126,21 @@ def _value(f: Finding[Any] | None) -> Any:
     return f.value if f is not None and f.assessed else None
 
 
-def distribution(finding: Finding[Any], fld: str) -> dict[Any, float]:
-    """P(value) over the field's vocabulary. The schema stores the probability of the stated value
-    only; the rest is spread evenly over the other values (the least informative completion).
-    A finding without a probability is taken as certain."""
+Distributions = dict[str, dict[str, dict[Any, float]]]  # level -> field -> {value: probability}
+
+
+def distribution(
+    finding: Finding[Any], fld: str, full: dict[Any, float] | None = None
+) -> dict[Any, float]:
+    """P(value) over the field's vocabulary: the model's full distribution `full` when it gave
+    one; otherwise the stated value's probability, the rest spread evenly over the other values
+    (the least informative completion). A finding without a probability is taken as certain."""
     values = field_values(fld)
-    dist = getattr(finding, "distribution", None)
-    if isinstance(dist, dict) and dist:
-        return {v: float(dist.get(v, dist.get(str(v), 0.0))) for v in values}
+    if full:
+        got = {v: float(full.get(v, full.get(str(v), 0.0))) for v in values}
+        total = sum(got.values())
+        if total > 0:
+            return {v: p / total for v, p in got.items()}
     p = 1.0 if finding.probability is None else float(finding.probability)
     rest = (1.0 - p) / (len(values) - 1) if len(values) > 1 else 0.0
     return {v: (p if v == finding.value else rest) for v in values}
@@ -155,11 +162,14 @@ def compare_findings(
     rendered: StudyFindings,
     verdicts: Sequence[Verdict],
     indeterminate: Iterable[tuple[str | None, str]] = (),
+    distributions: Distributions | None = None,
 ) -> None:
     """Fill `record` with everything comparable between truth and the model's output.
-    `indeterminate`: the (level, field) statements the report marks as low confidence."""
+    `indeterminate`: the (level, field) statements the report marks as low confidence;
+    `distributions`: the model's full distribution per level and field, where it gives them."""
     vindex = _verdict_index(verdicts)
     low_conf = set(indeterminate)
+    dists = distributions or {}
 
     # Conditions, calibration, AUC and true statements: over the raw output, level by level.
     for lf in raw.levels:
@@ -199,7 +209,7 @@ def compare_findings(
                 if gt_value is None or pred_value is None or pred is None:
                     continue
                 record.pairs.setdefault(cond, []).append([gt_value, pred_value])
-                dist = distribution(pred, fld)
+                dist = distribution(pred, fld, dists.get(gt_level.level, {}).get(fld))
                 p_abn = sum(p for v, p in dist.items() if is_abnormal(fld, v))
                 record.scores.setdefault(cond, []).append([is_abnormal(fld, gt_value), p_abn])
 
@@ -218,7 +228,7 @@ def compare_findings(
                 probs = _UNIFORM
             else:
                 acc = {"normal_mild": 0.0, "moderate": 0.0, "severe": 0.0}
-                for v, p in distribution(pred, fld).items():
+                for v, p in distribution(pred, fld, dists.get(level, {}).get(fld)).items():
                     acc[_RSNA_CLASS[v]] += p
                 probs = (acc["normal_mild"], acc["moderate"], acc["severe"])
             record.rsna_rows.append([group, _RSNA_CLASS[gt_value], list(probs)])
