@@ -39,3 +39,20 @@ def test_eval_runs_a_benchmark_through_the_pipeline(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["benchmark"] == "phantom-smoke" and run["limit"] == 2
     assert (out / "plots" / "reliability.png").exists()
+
+
+@pytest.mark.slow
+def test_eval_takes_a_users_labeled_phantom_folder(tmp_path):
+    _pipeline_or_skip()
+    from reporter.synth import generate_study, write_study
+
+    data = tmp_path / "data"
+    write_study(generate_study(1_950_000, site="site-c"), data / "case1")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(
+        app, ["eval", "--data", str(data), "--format", "phantom", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_studies"] == 1 and metrics["n_failed"] == 0
+    assert metrics["level_naming_accuracy"] is not None
