@@ -8,6 +8,7 @@ stacking code.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,26 @@ def _orientation(value: Any) -> np.ndarray | None:
     return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
 
 
+@functools.lru_cache(maxsize=4096)
+def _orientation_text(text: str) -> np.ndarray | None:
+    """IOP from its text: every slice of a stack carries the same string, so it is parsed (and
+    renormalised) once. The array is shared: read-only."""
+    iop = _orientation(text.split("\\")) if text else None
+    if iop is not None:
+        iop.flags.writeable = False
+    return iop
+
+
 def _spacing(value: Any) -> tuple[float, float] | None:
     v = _vector(value, 2)
     if v is None or np.any(v <= 0):
         return None
     return float(v[0]), float(v[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _spacing_text(text: str) -> tuple[float, float] | None:
+    return _spacing(text.split("\\")) if text else None
 
 
 def _str(ds: Dataset, keyword: str) -> str:
@@ -170,9 +186,9 @@ def frames_of(ds: Dataset, path: Path, pixel_offset: int = -1) -> list[Frame]:
     return [
         Frame(
             frame=None,
-            iop=_orientation(fast.numbers(ds, fast.IMAGE_ORIENTATION)),
+            iop=_orientation_text(fast.text(ds, fast.IMAGE_ORIENTATION)),
             ipp=_vector(fast.numbers(ds, fast.IMAGE_POSITION), 3),
-            pixel_spacing=_spacing(fast.numbers(ds, fast.PIXEL_SPACING)),
+            pixel_spacing=_spacing_text(fast.text(ds, fast.PIXEL_SPACING)),
             slope=1.0 if slope is None or slope == 0 else slope,
             intercept=_float(fast.numbers(ds, fast.RESCALE_INTERCEPT)) or 0.0,
             pending_acquisition=True,
