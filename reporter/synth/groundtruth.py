@@ -19,8 +19,8 @@ from reporter.schema import (
     not_assessable_level,
 )
 from reporter.synth import tissues as tx
-from reporter.synth.rasterize import F32, foramen_params, sample
-from reporter.synth.spine import SpineModel
+from reporter.synth.rasterize import F32, foramen_params, project, sample
+from reporter.synth.spine import Disc, SpineModel, disc_plane
 
 GRID = 0.2  # mm, cross-section sampling for areas
 FREE_TISSUES = (tx.CSF, tx.CORD, tx.FAT, tx.ROOT)
@@ -38,29 +38,39 @@ def _signal(m: SpineModel, tissue: int, field_t: float, tr: float, te: float) ->
     return float(tx.spin_echo(pd, t1, t2, tr, te))
 
 
-def canal_section(m: SpineModel, s_d: float) -> dict[str, float]:
-    i = int(m.idx(s_d))
+def _plane_sample(m: SpineModel, d: Disc, u: np.ndarray, v: np.ndarray):
+    """Sample the drawn anatomy at in-plane offsets (u lateral, v posterior, mm) of the disc
+    plane, through the same projection the images use."""
+    centre, _, lat, post = disc_plane(m, d)
+    pts = centre + u[:, None] * lat + v[:, None] * post
+    s_, u_, v_ = project(m, pts)
+    return sample(m, s_, u_, v_)
+
+
+def canal_section(m: SpineModel, d: Disc) -> dict[str, float]:
+    i = int(m.idx(d.s_mid))
     b = float(m.tables["B"][i])
     u = np.arange(-22.0, 22.0 + 1e-6, GRID, dtype=F32)
     v = np.arange(b - 8.0, b + 34.0, GRID, dtype=F32)
     uu, vv = np.meshgrid(u, v, indexing="ij")
-    sm = sample(m, np.full(uu.size, s_d, F32), uu.ravel(), vv.ravel())
+    sm = _plane_sample(m, d, uu.ravel(), vv.ravel())
     sac = np.isin(sm.label, (lb.CANAL, lb.CORD)).reshape(uu.shape)
     area = float(sac.sum() * GRID * GRID)
     mid = sac[np.argmin(np.abs(u))]
     return {"dural_sac_area_mm2": round(area, 2), "canal_ap_mm": round(float(mid.sum() * GRID), 2)}
 
 
-def recess_depth(m: SpineModel, s_d: float, side: float) -> float:
-    """Free AP run (CSF, cord, fat, root) in the lateral recess, from the disc/body backwards."""
-    i = int(m.idx(s_d))
+def recess_depth(m: SpineModel, d: Disc, side: float) -> float:
+    """Free AP run (CSF, cord, fat, root) in the lateral recess, from the disc/body backwards,
+    in the disc plane at 2 mm inside the bony canal's lateral wall."""
+    i = int(m.idx(d.s_mid))
     b, a_bc = float(m.tables["B"][i]), float(m.tables["a_bc"][i])
     step = 0.05
     v = np.arange(b - 4.0, b + 28.0, step, dtype=F32)
     u = np.full(v.size, side * (a_bc - 2.0), F32)
-    sm = sample(m, np.full(v.size, s_d, F32), u, v)
+    sm = _plane_sample(m, d, u, v)
     free = np.isin(sm.tissue, FREE_TISSUES)
-    bony = np.isin(sm.label, [lb.disc_label(d.level) for d in m.discs]) | (
+    bony = np.isin(sm.label, [lb.disc_label(x.level) for x in m.discs]) | (
         (sm.label >= lb.VERTEBRA_BASE) & (sm.label < lb.DISC_BASE)
     )
     last_front = int(np.nonzero(bony)[0].max()) + 1 if bony.any() else 0
@@ -202,13 +212,13 @@ def calibrate(m: SpineModel) -> None:
             target = d.recess_target[k]
             if target is None:
                 continue
-            got = recess_depth(m, d.s_mid, side)
+            got = recess_depth(m, d, side)
             if abs(got - target) > 0.1:
                 fronts[k] = fronts[k] + (target - got)
                 changed = True
         d.recess_front = (fronts[0], fronts[1])
         if d.canal_target_area is not None:
-            got = canal_section(m, d.s_mid)["dural_sac_area_mm2"]
+            got = canal_section(m, d)["dural_sac_area_mm2"]
             if got > 1.0 and abs(got - d.canal_target_area) > 3.0:
                 d.sac_scale = float(min(1.0, d.sac_scale * np.sqrt(d.canal_target_area / got)))
                 changed = True
@@ -237,8 +247,8 @@ def measure_study(
         j = next(k for k, d in enumerate(m.discs) if d.level == level)
         d = m.discs[j]
         up, lo = m.vertebrae[d.upper], m.vertebrae[d.lower]
-        canal = canal_section(m, d.s_mid)
-        rec = [recess_depth(m, d.s_mid, 1.0), recess_depth(m, d.s_mid, -1.0)]
+        canal = canal_section(m, d)
+        rec = [recess_depth(m, d, 1.0), recess_depth(m, d, -1.0)]
         fl, fr = foramen_measure(m, j, 0), foramen_measure(m, j, 1)
         h = disc_height(m, j)
         hi = round(h / d.expected_height, 4)

@@ -20,7 +20,7 @@ from reporter.synth.groundtruth import calibrate, measure_study
 from reporter.synth.headers import slice_headers, uid
 from reporter.synth.priors import LevelTargets, fill_level_targets, sample_targets
 from reporter.synth.sites import SequenceProfile, SiteProfile, get_site
-from reporter.synth.spine import SpineModel, build_spine
+from reporter.synth.spine import SpineModel, build_spine, disc_plane
 
 GENERATOR_VERSION = "1.0"
 STUDY_OVERRIDES = ("age", "sex", "n_lumbar", "transitional", "fov", "lordosis_deg",
@@ -105,14 +105,18 @@ def _axial_grids(
     spacing = sp.ax_thickness + sp.ax_gap
     for level in levels:
         d = m.disc(level)
-        i = int(m.idx(d.s_mid))
-        centre = (m.c[i] + 22.0 * m.nrm[i]).astype(float)
-        row, col = _block_frame(-m.t[i].astype(float), m.lat[i].astype(float))
+        centre, t, lat, _ = disc_plane(m, d)
+        row, col = _block_frame(-t, lat)
+        n_sl = sp.ax_slices_per_block
+        # In-plane offset only, so the disc centre stays on a slice: the middle one, or for an
+        # even count the one just caudal of the middle.
+        normal = np.cross(row, col)
+        centre = centre + 22.0 * col + (0.5 * spacing * normal if n_sl % 2 == 0 else 0.0)
         g = render.grid_from_frame(
             centre,
             row,
             col,
-            sp.ax_slices_per_block,
+            n_sl,
             spacing,
             sp.ax_matrix,
             sp.ax_fov,
@@ -219,13 +223,20 @@ def landmarks(m: SpineModel, levels: list[str]) -> dict[str, dict[str, list[floa
         def pt(s: float, u: float, v: float) -> list[float]:
             return [round(float(x), 3) for x in m.point(s, u, v)]
 
+        centre, _, lat, post = disc_plane(m, d)
+
+        def inplane(
+            u: float, v: float, c: np.ndarray = centre, a: np.ndarray = lat, p: np.ndarray = post
+        ) -> list[float]:
+            return [round(float(x), 3) for x in c + u * a + v * p]
+
         out[level] = {
-            "disc_centre": pt(d.s_mid, 0.0, 0.0),
-            "canal": pt(d.s_mid, 0.0, vc),
+            "disc_centre": inplane(0.0, 0.0),
+            "canal": inplane(0.0, vc),
             "foramen_left": pt(sr, ar + 4.75, vr),
             "foramen_right": pt(sr, -(ar + 4.75), vr),
-            "subarticular_left": pt(d.s_mid, a_bc - 2.0, b + 3.0),
-            "subarticular_right": pt(d.s_mid, -(a_bc - 2.0), b + 3.0),
+            "subarticular_left": inplane(a_bc - 2.0, b + 3.0),
+            "subarticular_right": inplane(-(a_bc - 2.0), b + 3.0),
         }
     return out
 

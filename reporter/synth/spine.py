@@ -387,3 +387,17 @@ def _draw_disc(
                 vt.schmorl_inf = node
             else:
                 vt.schmorl_sup = node
+
+
+def disc_plane(m: SpineModel, d: Disc) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mid-disc plane as axial images parallel to the disc see it: centre, caudal normal
+    (mean of the two endplate directions), lateral (+ = left) and posterior unit vectors, in LPS.
+    Under a slip the curve is sheared across the disc, so this is not the curve frame at s_mid."""
+    iu, il = int(m.idx(d.s_top - 0.5)), int(m.idx(d.s_bot + 0.5))
+    t = m.t[iu].astype(float) + m.t[il].astype(float)
+    t /= np.linalg.norm(t)
+    centre = 0.5 * (m.c[iu].astype(float) + m.c[il].astype(float))
+    y = np.array([0.0, 1.0, 0.0])
+    n = y - (y @ t) * t
+    n /= np.linalg.norm(n)
+    return centre, t, np.cross(t, n), n
