@@ -182,3 +182,14 @@ def test_one_dicom_file_can_be_given_directly(tmp_path: Path) -> None:
     series = load_study(paths[0]).series[0]
     assert series.shape == (1, 32, 32)
     assert np.isclose(series.spacing[0], 4.0)
+
+
+def test_classic_multiframe_without_per_frame_geometry_is_set_aside(tmp_path: Path) -> None:
+    info = StudyInfo()
+    spec = SeriesSpec("sagittal", "T1", n_slices=3, series_number=2)
+    datasets = series_datasets(spec, info)
+    datasets[0].NumberOfFrames = 2
+    datasets[0].PixelData = datasets[0].PixelData * 2
+    assert "per-frame geometry" in _problem(
+        _sagittal_and(tmp_path, datasets, info), spec.series_uid
+    )

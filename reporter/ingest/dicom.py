@@ -290,7 +290,13 @@ def _decode_stacks(stacks: list[Stack]) -> list[np.ndarray]:
         for k, f in enumerate(stack.frames):
             try:
                 if f.frame is None:
-                    image = read_pixels(f.ds, f.path, f.pixel_offset, staging)[0]
+                    images = read_pixels(f.ds, f.path, f.pixel_offset, staging)
+                    if images.shape[0] != 1:
+                        raise PixelDataError(
+                            f"{images.shape[0]} frames without per-frame geometry "
+                            "(not an enhanced MR object)"
+                        )
+                    image = images[0]
                 else:
                     key = id(f.ds)
                     if key not in multiframe:
