@@ -1,5 +1,164 @@
-"""Commands of this area (registered on reporter.cli.app.app)."""
+"""`spine-report train` and `spine-report finetune`: the VLM's training commands."""
 
 from __future__ import annotations
 
-from reporter.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reporter.cli.app import app, err_console, guarded, out_console
+from reporter.errors import UsageError
+
+TRAIN_SEED_START = 0
+VAL_SEED_START = 100_000
+FINETUNE_SEED_START = 200_000
+
+
+def _views_of(dirs: list[Path], cache: Path) -> list[Path]:
+    """Shard folders for `dirs`: used as they are when they hold shards, else cached once."""
+    from reporter.vlm.config import ViewConfig
+    from reporter.vlm.data import SHARD_GLOB, cache_folder
+
+    out = []
+    for d in dirs:
+        if not d.exists():
+            raise UsageError(f"data folder {d} does not exist")
+        if any(d.glob(SHARD_GLOB)):
+            out.append(d)
+            continue
+        target = cache / d.name
+        if not any(target.glob(SHARD_GLOB)):
+            err_console.print(f"caching views of {d} -> {target}")
+            cache_folder(target, d, ViewConfig())
+        out.append(target)
+    return out
+
+
+def _phantom_shards(target: Path, n: int, start: int, sites: list[str], workers: int) -> Path:
+    from rich.progress import Progress
+
+    from reporter.vlm.config import ViewConfig
+    from reporter.vlm.data import cache_phantoms
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"phantoms -> {target.name}", total=n)
+        _done, errors = cache_phantoms(
+            target, list(range(start, start + n)), sites, ViewConfig(), workers=workers,
+            progress=lambda k: progress.advance(task, k),
+        )  # fmt: skip
+    for e in errors[:5]:
+        err_console.print(f"skipped phantom {e}", markup=False)
+    return target
+
+
+@app.command("train")
+@guarded
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (resumes if present).")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Study folders with ground truth, or cached view shards."),
+    ] = None,
+    phantoms: Annotated[
+        int, typer.Option(help="Also generate this many training phantoms (seeds 0..N-1).")
+    ] = 0,
+    val_phantoms: Annotated[
+        int, typer.Option(help="Validation phantoms for calibration (seeds 100000..).")
+    ] = 0,
+    val: Annotated[list[Path] | None, typer.Option(help="Validation folders / shards.")] = None,
+    sites: Annotated[str, typer.Option(help="Comma-separated phantom sites.")] = "site-a,site-b",
+    cache: Annotated[Path | None, typer.Option(help="Where cached views go.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes for phantom generation.")] = 1,
+    loader_workers: Annotated[int, typer.Option(help="Processes that build batches.")] = 0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 3000,
+    batch: Annotated[int, typer.Option(help="Studies per batch.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    time_limit: Annotated[float | None, typer.Option(help="Stop and save after seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and batch order.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Resume from OUT/checkpoint.")] = True,
+) -> None:
+    """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
+    import torch
+
+    from reporter.vlm.train import TrainConfig, train
+
+    if torch.get_num_threads() > 4 and device != "cuda":
+        torch.set_num_threads(4)
+    cache_dir = cache or out / "cache"
+    site_list = [s.strip() for s in sites.split(",") if s.strip()]
+    train_dirs = _views_of(list(data or []), cache_dir)
+    if phantoms:
+        train_dirs.append(
+            _phantom_shards(cache_dir / "train", phantoms, TRAIN_SEED_START, site_list, workers)
+        )
+    if not train_dirs:
+        raise UsageError("give --data folders and/or --phantoms N")
+    val_dirs = _views_of(list(val or []), cache_dir)
+    if val_phantoms:
+        val_dirs.append(
+            _phantom_shards(cache_dir / "val", val_phantoms, VAL_SEED_START, site_list, workers)
+        )
+    cfg = TrainConfig(
+        steps=steps, batch_studies=batch, lr=lr, device=device, workers=loader_workers,
+        time_limit_s=time_limit, seed=seed,
+    )  # fmt: skip
+    summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume)
+    out_console.print(
+        f"model written to {out} ({summary['steps_done']} steps, "
+        f"loss {summary['final_loss_ema']:.4f}, {summary['seconds']} s on {summary['device']})"
+    )
+
+
+@app.command("finetune")
+@guarded
+def finetune_cmd(
+    base: Annotated[Path | None, typer.Option("--base", help="Base model folder.")] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="Studies of the new site (or shards).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Adapter folder to write.")] = Path("adapter"),
+    phantoms: Annotated[
+        int, typer.Option(help="Generate this many phantoms of --site (seeds 200000..).")
+    ] = 0,
+    site: Annotated[str, typer.Option(help="Site of generated phantoms.")] = "site-c",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
+    batch: Annotated[int, typer.Option(help="Studies per batch.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    vision: Annotated[bool, typer.Option(help="Adapt the vision tower too.")] = True,
+    merge_into: Annotated[
+        Path | None, typer.Option(help="Also write base + adapter merged as a model folder.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Processes for phantom generation.")] = 1,
+) -> None:
+    """Adapt a model to a new site with LoRA; writes adapter_config.json + safetensors."""
+    from rich.progress import Progress
+
+    from reporter.vlm.finetune import apply_adapter, finetune
+    from reporter.vlm.inference import load_model, save_model
+
+    dirs = _views_of(list(data or []), out.parent / f"{out.name}-cache")
+    if phantoms:
+        target = out.parent / f"{out.name}-cache" / "phantoms"
+        dirs.append(_phantom_shards(target, phantoms, FINETUNE_SEED_START, [site], workers))
+    if not dirs:
+        raise UsageError("give --data folders and/or --phantoms N")
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("finetune", total=steps)
+        summary = finetune(
+            base, dirs, out, steps=steps, batch_studies=batch, lr=lr, rank=rank, vision=vision,
+            device=device, progress=lambda k, loss: progress.update(
+                task, completed=k, description=f"finetune loss {loss:.4f}"
+            ),
+        )  # fmt: skip
+    out_console.print(
+        f"adapter written to {out} ({summary['adapter_bytes'] / 1e6:.2f} MB, "
+        f"{summary['studies']} studies, {summary['seconds']} s)"
+    )
+    if merge_into is not None:
+        merged = apply_adapter(load_model(base), out, merge=True)
+        save_model(merged, merge_into)
+        out_console.print(f"merged model written to {merge_into}")

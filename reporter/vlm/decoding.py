@@ -101,33 +101,57 @@ class SchemaGrammar:
         return True
 
     def allowed(self, index: int, decided: dict[str, dict[str, Any]]) -> tuple[Any, ...]:
-        """Values slot `index` may take after `decided` (field -> finding dict). NA is None."""
+        """Values slot `index` may take after `decided` (field -> finding dict). NA is None.
+
+        A value slot's candidates are checked against each decided field in turn (pairs are
+        memoised, so decoding stays fast); the schema's cross-field rules relate two fields, and
+        the assembled object is validated in full at the end anyway.
+        """
         slot = self.slots[index]
+        if slot.qualifier is None:
+            return tuple(
+                v
+                for v in self._alone(index)
+                if all(self._pair_ok(index, v, f, d) for f, d in decided.items() if f != slot.field)
+            )
         current = decided.get(slot.field)
-        if slot.qualifier is None:
-            key = (index, tuple(sorted((f, str(d)) for f, d in decided.items())))
-        else:
-            key = (index, str(current))
-        if key in self._cache:
-            return self._cache[key]
-        if slot.qualifier is None:
-            qualifiers = [s for s in self.slots if s.field == slot.field and s.qualifier]
-            out = tuple(
-                v for v in slot.values if self._value_possible(slot.field, v, qualifiers, decided)
+        key = (index, str(current))
+        if key not in self._cache:
+            if current is None or "not_assessable" in current:
+                out: tuple[Any, ...] = (None,)  # the finding was not assessed: no qualifiers
+            else:
+                # "Does not apply" when the finding validates without it, and every value it
+                # validates with.
+                out = tuple(
+                    q
+                    for q in (None, *slot.values)
+                    if self._valid({slot.field: {**current, slot.qualifier: q}})
+                )
+            self._cache[key] = out
+        return self._cache[key]
+
+    def _qualifiers(self, name: str) -> list[Slot]:
+        return [s for s in self.slots if s.field == name and s.qualifier]
+
+    def _alone(self, index: int) -> tuple[Any, ...]:
+        key = ("alone", index)
+        if key not in self._cache:
+            slot = self.slots[index]
+            quals = self._qualifiers(slot.field)
+            self._cache[key] = tuple(
+                v for v in slot.values if self._value_possible(slot.field, v, quals, {})
             )
-        elif current is None or "not_assessable" in current:
-            out = (None,)  # the finding itself was not assessed: its qualifiers do not apply
-        else:
-            # The qualifier's options: "does not apply" when the finding validates without it,
-            # and every value it validates with.
-            opts = (None, *slot.values)
-            out = tuple(
-                q
-                for q in opts
-                if self._valid({**decided, slot.field: {**current, slot.qualifier: q}})
+        return self._cache[key]
+
+    def _pair_ok(self, index: int, value: Any, other: str, finding: dict[str, Any]) -> bool:
+        key = ("pair", index, value, other, str(sorted(finding.items(), key=str)))
+        if key not in self._cache:
+            slot = self.slots[index]
+            other_clean = {k: v for k, v in finding.items() if k != "probability"}
+            self._cache[key] = self._value_possible(
+                slot.field, value, self._qualifiers(slot.field), {other: other_clean}
             )
-        self._cache[key] = out
-        return out
+        return bool(self._cache[key])
 
     def _value_possible(
         self, name: str, value: Any, qualifiers: list[Slot], decided: dict[str, dict[str, Any]]
