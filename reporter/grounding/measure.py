@@ -459,11 +459,17 @@ def _modic_ratio(series: Series, grid: Grid, body: str, frame: Frame, side: str)
         dd = dist[m]
         a0, a1 = np.percentile(c[:, 1], [2, 98])
         central_ap = np.abs(c[:, 1] - (a0 + a1) / 2) <= 0.3 * (a1 - a0)
-        u_lo, u_hi = np.percentile(c[:, 2], [1, 99])
-        mid = (u_lo + u_hi) / 2
-        near_disc = c[:, 2] < mid if side == "upper" else c[:, 2] > mid
-        in_band = central_ap & near_disc & (dd >= MODIC_BAND_MM[0]) & (dd <= MODIC_BAND_MM[1])
-        in_core = central_ap & (np.abs(c[:, 2] - mid) <= 0.2 * (u_hi - u_lo)) & (dd >= 4.0)
+        if not central_ap.any():
+            continue
+        # The endplate facing the disc, and the body's centre 12 mm inside it (not the middle
+        # of the whole label: the sacrum is long).
+        inward = 1.0 if side == "upper" else -1.0
+        face_u = float(np.percentile(c[central_ap, 2], 1 if side == "upper" else 99))
+        depth_in = (c[:, 2] - face_u) * inward
+        in_band = (
+            central_ap & (depth_in <= 6.0) & (dd >= MODIC_BAND_MM[0]) & (dd <= MODIC_BAND_MM[1])
+        )
+        in_core = central_ap & (np.abs(depth_in - 12.0) <= 4.0) & (dd >= 4.0)
         jj, ii = np.nonzero(m)
         band.append(series.pixels[kk, jj[in_band], ii[in_band]])
         core.append(series.pixels[kk, jj[in_core], ii[in_core]])

@@ -1,0 +1,139 @@
+"""The verdict logic: one verdict per statement, contradictions as results, never an exception."""
+
+from __future__ import annotations
+
+from grounding_factory import (
+    anatomy_for,
+    findings,
+    measures_normal,
+    sagittal_series,
+    spine_labels,
+    study_with,
+)
+
+from reporter.grounding import check
+from reporter.grounding.verdicts import Measurement
+from reporter.schema import LEVEL_FIELDS
+
+NAMES = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def _setup(n_lumbar: int = 5, uncertain: bool = False):
+    names = NAMES if n_lumbar == 5 else ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"]
+    s = sagittal_series((9, 200, 80))
+    lab = spine_labels(s.shape, names)
+    anatomy = anatomy_for(s, lab, names, n_lumbar=n_lumbar, uncertain=uncertain)
+    measures = {lv: measures_normal(lv) for lv in anatomy.levels}
+    return study_with([s]), anatomy, measures
+
+
+def _set(measures, level: str, **values: float) -> None:
+    for name, v in values.items():
+        measures[level][name] = Measurement(name=name, value=v, level=level, series_uid="1.2.3")
+
+
+def test_every_statement_gets_exactly_one_verdict() -> None:
+    study, anatomy, measures = _setup()
+    result = check(findings(), study, anatomy, measurements=measures)
+    level_verdicts = [v for v in result.verdicts if v.level is not None]
+    assert len(level_verdicts) == 6 * len(LEVEL_FIELDS)
+    assert len({(v.level, v.field) for v in level_verdicts}) == len(level_verdicts)
+    assert result.contradicted == []
+
+
+def test_severe_stenosis_where_the_canal_measures_normal_is_contradicted() -> None:
+    study, anatomy, measures = _setup()
+    claim = findings(levels={"L4-L5": {"canal_stenosis": "severe"}})
+    v = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    assert v is not None and v.verdict == "contradicted"
+    assert v.rule == "canal_stenosis"
+    assert "none" in v.supported_values
+    assert v.evidence and v.evidence[0].series_uid
+    assert v.evidence[0].position_lps is not None
+
+
+def test_narrow_canal_supports_the_stenosis_claim() -> None:
+    study, anatomy, measures = _setup()
+    _set(measures, "L4-L5", dural_sac_area_mm2=40.0)
+    claim = findings(levels={"L4-L5": {"canal_stenosis": "severe"}})
+    v = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    assert v.verdict == "supported"
+
+
+def test_modic_type_whose_signal_pattern_is_absent_is_contradicted() -> None:
+    study, anatomy, measures = _setup()
+    _set(measures, "L4-L5", modic_t1_ratio_upper=0.6, modic_t2_ratio_upper=1.5)  # type 1
+    ok = findings(levels={"L4-L5": {"modic_upper": 1}})
+    wrong = findings(levels={"L4-L5": {"modic_upper": 2}})
+    assert (
+        check(ok, study, anatomy, measurements=measures).verdict_for("L4-L5", "modic_upper").verdict
+        == "supported"
+    )
+    assert (
+        check(wrong, study, anatomy, measurements=measures)
+        .verdict_for("L4-L5", "modic_upper")
+        .verdict
+        == "contradicted"
+    )
+
+
+def test_a_level_the_spine_does_not_have_is_contradicted() -> None:
+    study, anatomy, measures = _setup(n_lumbar=5)
+    claim = findings(n_lumbar=6)  # claims L5-L6 and L6-S1 in a spine with five lumbar vertebrae
+    result = check(claim, study, anatomy, measurements=measures)
+    l56 = [v for v in result.verdicts if v.level == "L5-L6"]
+    assert l56 and all(v.verdict == "contradicted" and v.rule == "level_exists" for v in l56)
+    count = result.verdict_for(None, "lumbar_vertebrae")
+    assert count.verdict == "contradicted"
+
+
+def test_foraminal_stenosis_on_the_wrong_side_is_contradicted() -> None:
+    study, anatomy, measures = _setup()
+    for sector in ("cranial", "caudal", "anterior", "posterior"):
+        _set(measures, "L5-S1", **{f"foraminal_fat_{sector}_left": 0.05})
+    claim = findings(levels={"L5-S1": {"foraminal_stenosis_right": 2}})
+    result = check(claim, study, anatomy, measurements=measures)
+    assert result.verdict_for("L5-S1", "foraminal_stenosis_right").verdict == "contradicted"
+    assert result.verdict_for("L5-S1", "foraminal_stenosis_left").verdict == "contradicted"
+
+
+def test_herniation_on_the_wrong_side_is_contradicted() -> None:
+    study, anatomy, measures = _setup()
+    _set(measures, "L4-L5", posterior_extension_mm=4.5, herniation_base_mm=12.0,
+         herniation_circumference_deg=45.0, herniation_lateral_mm=-7.0)  # fmt: skip
+    right = {"herniation": {"value": "protrusion", "zone": "paracentral_right"}}
+    left = {"herniation": {"value": "protrusion", "zone": "paracentral_left"}}
+    ok = check(findings(levels={"L4-L5": right}), study, anatomy, measurements=measures)
+    bad = check(findings(levels={"L4-L5": left}), study, anatomy, measurements=measures)
+    assert ok.verdict_for("L4-L5", "herniation").verdict == "supported"
+    assert bad.verdict_for("L4-L5", "herniation").verdict == "contradicted"
+
+
+def test_uncertain_naming_makes_level_claims_unverifiable_not_contradicted() -> None:
+    study, anatomy, measures = _setup(uncertain=True)
+    claim = findings(levels={"L4-L5": {"canal_stenosis": "severe"}})
+    result = check(claim, study, anatomy, measurements=measures)
+    assert {v.verdict for v in result.verdicts if v.level} == {"unverifiable"}
+
+
+def test_missing_evidence_is_unverifiable() -> None:
+    study, anatomy, measures = _setup()
+    del measures["L3-L4"]["dural_sac_area_mm2"], measures["L3-L4"]["canal_ap_mm"]
+    claim = findings(levels={"L3-L4": {"canal_stenosis": "moderate"}})
+    v = check(claim, study, anatomy, measurements=measures).verdict_for("L3-L4", "canal_stenosis")
+    assert v.verdict == "unverifiable"
+
+
+def test_not_assessable_fields_are_not_statements() -> None:
+    study, anatomy, measures = _setup()
+    claim = findings(levels={"L3-L4": {"canal_stenosis": {"not_assessable": "artefact"}}})
+    result = check(claim, study, anatomy, measurements=measures)
+    assert result.verdict_for("L3-L4", "canal_stenosis") is None
+
+
+def test_check_measures_the_study_itself_without_raising() -> None:
+    study, anatomy, _ = _setup()
+    # No measurements passed: the checker measures the (blank) images and never raises.
+    result = check(findings(levels={"L4-L5": {"canal_stenosis": "severe"}}), study, anatomy)
+    assert len(result.verdicts) > 0
+    assert result.rules_sha256

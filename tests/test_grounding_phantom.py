@@ -1,0 +1,101 @@
+"""The checker on phantoms (evaluation seeds): measurements agree with the generator's ground
+truth, planted errors are flagged, and the `verify` command runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reporter.cli import app
+from reporter.grounding import check, measure
+from reporter.grounding.inject import inject_errors
+
+SEEDS = (1_000_020, 1_000_021)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    synth = pytest.importorskip("reporter.synth.phantom")
+    return [synth.generate_study(seed) for seed in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, phantoms) -> Path:
+    storage = pytest.importorskip("reporter.synth.storage")
+    return Path(storage.write_study(phantoms[0], tmp_path_factory.mktemp("phantom")))
+
+
+def test_canal_area_and_modic_ratios_match_the_generator(phantoms) -> None:
+    for ph in phantoms:
+        m = measure(ph.study, ph.anatomy)
+        truth = ph.meta["levels"]
+        for level, values in m.items():
+            t = truth.get(level)
+            if not t or "dural_sac_area_mm2" not in t or "dural_sac_area_mm2" not in values:
+                continue
+            area = values["dural_sac_area_mm2"].value
+            assert abs(area - t["dural_sac_area_mm2"]) <= 0.15 * t["dural_sac_area_mm2"] + 8
+            for side in ("upper", "lower"):
+                got = values.get(f"modic_t1_ratio_{side}")
+                if got is not None and got.value is not None:
+                    assert abs(got.value - t[f"modic_{side}"]["t1_ratio"]) < 0.15
+
+
+def test_ground_truth_is_mostly_supported_and_planted_errors_are_flagged(phantoms) -> None:
+    planted_flags, true_flags = [], []
+    for ph in phantoms:
+        measures = measure(ph.study, ph.anatomy)
+        truth_result = check(ph.findings, ph.study, ph.anatomy, measurements=measures)
+        level_verdicts = [v for v in truth_result.verdicts if v.level]
+        contradicted = [v for v in level_verdicts if v.verdict == "contradicted"]
+        assert len(contradicted) <= 0.05 * len(level_verdicts)
+        altered, planted = inject_errors(ph.findings, seed=ph.meta["seed"])
+        result = check(altered, ph.study, ph.anatomy, measurements=measures)
+        keys = {(p.level, p.field) for p in planted}
+        for v in result.verdicts:
+            if v.level is None:
+                continue
+            flagged = v.verdict == "contradicted"
+            (planted_flags if (v.level, v.field) in keys else true_flags).append(flagged)
+    assert sum(planted_flags) / len(planted_flags) >= 0.85
+    assert sum(true_flags) / len(true_flags) <= 0.05
+
+
+def test_verify_prints_json_verdicts_and_exits_0(study_dir: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["verify", str(study_dir / "findings.json"), "--study", str(study_dir / "dicom"),
+         "--seg", str(study_dir / "seg.dcm"), "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows and {"level", "field", "claimed", "verdict", "evidence"} <= set(rows[0])
+    assert {r["verdict"] for r in rows} <= {"supported", "contradicted", "unverifiable"}
+
+
+def test_verify_table_runs_on_a_nifti_label_map(study_dir: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        ["verify", str(study_dir / "findings.json"), "--study", str(study_dir / "dicom"),
+         "--seg", str(study_dir / "labels" / "sag_t2.nii.gz")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "supported" in res.stdout
+
+
+def test_verify_rejects_bad_findings_with_exit_65(study_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"study": {}, "levels": [{"level": "L9-L10"}]}')
+    res = CliRunner().invoke(app, ["verify", str(bad), "--study", str(study_dir / "dicom")])
+    assert res.exit_code == 65
+
+
+def test_verify_missing_findings_is_exit_66(study_dir: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["verify", str(tmp_path / "nope.json"), "--study", str(study_dir / "dicom")]
+    )
+    assert res.exit_code == 66
