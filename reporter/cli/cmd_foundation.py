@@ -90,7 +90,8 @@ def inspect(
                 "-" if r.field_strength is None else f"{r.field_strength:g}", use,
             )  # fmt: skip
         console = _wide_console()
-        console.print(table)
+        if inv.rows:
+            console.print(table)
         console.print(
             f"{inv.n_files} file(s) read, {inv.n_files_skipped} not DICOM", highlight=False
         )

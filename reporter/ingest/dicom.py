@@ -33,6 +33,7 @@ from reporter.ingest.classify import (
 )
 from reporter.ingest.frames import Frame, complete, frames_of
 from reporter.ingest.inventory import Inventory, SeriesRow
+from reporter.ingest.nifti import is_nifti
 from reporter.ingest.pixels import PIXEL_DATA_TAG, PixelDataError, read_pixels
 from reporter.ingest.roles import assign_roles
 from reporter.ingest.stacks import Stack, StackProblem, build_stacks
@@ -72,6 +73,7 @@ class _Reader:
     def __init__(self) -> None:
         self.n_files = 0
         self.n_not_dicom = 0
+        self.n_nifti = 0
         self.n_corrupt = 0
         self.n_no_image = 0
         self.n_unreadable = 0  # permissions, vanished files
@@ -92,6 +94,7 @@ class _Reader:
             return None
         except InvalidDicomError:
             self.n_not_dicom += 1
+            self.n_nifti += is_nifti(path)
             return None
         except Exception:  # a DICOM preamble, then anything from a damaged header
             self.n_corrupt += 1
@@ -130,6 +133,10 @@ def scan_folder(
                 n_frame_errors += 1
         inv = Inventory(source=str(root), n_files=reader.n_files)
         inv.n_files_skipped = reader.n_not_dicom
+        if reader.n_nifti:
+            inv.warnings.append(
+                f"{reader.n_nifti} NIfTI file(s) skipped: give the path of one to read it"
+            )
         if reader.n_corrupt + n_frame_errors:
             inv.warnings.append(
                 f"{reader.n_corrupt + n_frame_errors} DICOM file(s) could not be read "
