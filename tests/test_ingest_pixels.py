@@ -59,3 +59,41 @@ def test_odd_length_8_bit_data_with_padding_is_read(tmp_path: Path) -> None:
     write_datasets(datasets, tmp_path)
     series = load_study(tmp_path).series[0]
     np.testing.assert_array_equal(series.pixels[0].ravel(), np.arange(15, dtype=np.float32))
+
+
+def test_rle_compressed_enhanced_mr_decodes_every_frame(tmp_path: Path) -> None:
+    from dicom_factory import SLICE_CODE, enhanced_dataset
+
+    ds = enhanced_dataset([SeriesSpec("sagittal", "T2", n_slices=5, rows=16, cols=16)])
+    ds.compress(pydicom.uid.RLELossless)
+    write_datasets([ds], tmp_path)
+    series = load_study(tmp_path).series[0]
+    np.testing.assert_array_equal(series.pixels[:, 0, 0], np.arange(5) * SLICE_CODE)
+
+
+def test_jpeg_baseline_mr_decodes_close_to_the_original(tmp_path: Path) -> None:
+    gdcm = pytest.importorskip("gdcm")
+    datasets = series_datasets(SeriesSpec("sagittal", n_slices=1, rows=64, cols=64))
+    ds = datasets[0]
+    j, i = np.mgrid[0:64, 0:64]
+    original = (128 + 60 * np.sin(j / 6.0) * np.cos(i / 9.0)).astype(np.uint8)
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = original.tobytes()
+    src = write_datasets(datasets, tmp_path / "src")[0]
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGBaselineProcess1))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    (tmp_path / "jpeg").mkdir()
+    writer.SetFileName(str(tmp_path / "jpeg" / "a.dcm"))
+    assert writer.Write()
+    series = load_study(tmp_path / "jpeg").series[0]
+    assert series.transfer_syntax_uid == pydicom.uid.JPEGBaseline8Bit
+    assert np.abs(series.pixels[0] - original).mean() < 2.0  # lossy, but close
