@@ -1,9 +1,9 @@
 """A DICOM folder -> `Inventory` (every series and what became of it) -> `Study`.
 
-Each file is read once, completely (header and pixel data in one pass: the costly part is the
-parse, not the bytes); pixels are decoded only for series that survive classification, and the
-pixel data is then dropped from the dataset so that the dataset itself becomes the pixel-free
-header kept in `Series.headers` (no copy).
+Each file is opened for its header once (parsed up to the Pixel Data element, whose position is
+kept); pixels are read only for series that survive classification, straight into their volume
+(reporter/ingest/pixels.py). The header dataset, which never held pixel data, is the per-slice
+entry of `Series.headers`: no copy is made.
 """
 
 from __future__ import annotations
