@@ -97,6 +97,9 @@ class Study(BaseModel):
     set_aside: list[SetAside] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     n_files_skipped: int = 0  # non-DICOM files found in the folder
+    # How inputs without full DICOM geometry were interpreted, keyed by series_uid (2-D images:
+    # detected orientation, pixel-spacing estimate and method; see reporter.ingest.image2d).
+    input_notes: dict[str, Any] = Field(default_factory=dict)
 
     def get(self, role: Role) -> Series | None:
         """The series serving `role` (the first stack for multi-block axials)."""

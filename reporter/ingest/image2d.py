@@ -1,0 +1,413 @@
+"""A single 2-D sagittal image (PNG/JPEG/TIFF, or a single-frame DICOM) -> `Study`.
+
+NOTE FOR reporter.ingest.load_study (foundation): dispatch a path whose suffix is in
+`IMAGE2D_SUFFIXES`, or a single-frame DICOM *file* with no 3-D neighbours, to
+``load_image2d(path) -> Study``. It raises InputMissingError / InputDataError like the rest of
+ingest.
+
+What such an image lacks, and how it is made up for (all of it recorded in
+``Study.input_notes[series_uid]`` and summarised in ``Study.warnings`` so the report can say it):
+
+* **Orientation** is detected from the image content, never assumed: OrientNet
+  (reporter.ingest.image2d_nets) picks one of the eight flips/rotations; the image is turned to the
+  standard display (superior at the top, anterior at the left) before anything else sees it.
+* **Pixel spacing**, when the file has none (PNG), is estimated from anatomy: DiscNet finds the
+  five lumbar discs, and the median distance between neighbouring disc centres is set equal to
+  `DISC_STEP_MM`, the median lumbar disc-to-disc distance measured on SPIDER training images with
+  known spacing (eval/baselines_spider.py prints it). A DICOM file's PixelSpacing wins.
+* **Weighting** (T1/T2) comes from the caller, the DICOM description, or OrientNet's second head.
+* What one mid-sagittal slice cannot show (foramina, subarticular recesses, axial findings, Modic
+  typing without both T1 and T2) is listed by `reporter.ingest.assessability.unassessable_fields`.
+
+Geometry of the Series built: pixels (1, rows, cols) in the standard display; rows run superior
+-> inferior (-z in LPS), columns anterior -> posterior (+y), the slice normal is +x (left); the
+slice thickness is unknown and set to `NOMINAL_THICKNESS_MM` (noted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reporter.errors import InputDataError, InputMissingError, ModelFileError
+from reporter.ingest.image2d_nets import (
+    DISC_LEVELS,
+    DISC_SIZE,
+    ORIENT_SIZE,
+    WEIGHTINGS,
+    DiscNet,
+    OrientNet,
+    describe_orientation,
+    fit_square,
+    heatmap_peaks,
+    normalize,
+    undo_orientation,
+)
+from reporter.resources import weights_dir
+from reporter.study import Series, Study
+
+IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
+# on SPIDER training patients with the scanner's pixel spacing (eval/baselines_spider.py).
+DISC_STEP_MM = 38.0
+# Used only when no disc row can be trusted: a typical sagittal lumbar field of view.
+FALLBACK_FOV_MM = 300.0
+NOMINAL_THICKNESS_MM = 4.0
+# Below these, a detection is reported but not used to set the spacing.
+MIN_DISC_SCORE = 0.3
+MAX_STEP_RATIO = 1.6
+
+
+def _weights(name: str) -> Path:
+    path = weights_dir() / "image2d" / f"{name}.safetensors"
+    if not path.is_file():
+        raise ModelFileError(f"the 2-D input network weights are missing: {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _nets() -> tuple[OrientNet, DiscNet]:
+    from safetensors.torch import load_file
+
+    onet, dnet = OrientNet(), DiscNet()
+    try:
+        onet.load_state_dict(load_file(_weights("orient_net")))
+        dnet.load_state_dict(load_file(_weights("disc_net")))
+    except (RuntimeError, OSError) as exc:
+        raise ModelFileError(f"the 2-D input network weights cannot be loaded: {exc}") from None
+    return onet.eval(), dnet.eval()
+
+
+def weights_sha256() -> dict[str, str]:
+    return {
+        n: hashlib.sha256(_weights(n).read_bytes()).hexdigest() for n in ("orient_net", "disc_net")
+    }
+
+
+# ----------------------------------------------------------------------------- reading
+def _read_raster(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:
+                raise InputDataError(f"{path.name}: has {im.n_frames} frames; expected one image")
+            if im.mode in ("I;16", "I;16B", "I", "F"):
+                arr = np.asarray(im, dtype=np.float32)
+            else:
+                arr = np.asarray(im.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputDataError(f"{path.name}: not a readable image ({exc})") from None
+    return arr
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError) as exc:
+        raise InputDataError(f"{path.name}: not a readable DICOM file ({exc})") from None
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise InputDataError(
+            f"{path.name}: a multi-frame DICOM object is a volume, not a single 2-D image"
+        )
+    try:
+        arr = ds.pixel_array.astype(np.float32)
+    except Exception as exc:  # pydicom raises several types for missing decoders / bad data
+        raise InputDataError(f"{path.name}: pixel data cannot be decoded ({exc})") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].mean(-1)
+    if arr.ndim != 2:
+        raise InputDataError(f"{path.name}: expected one 2-D image, got shape {arr.shape}")
+    arr = arr * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
+        getattr(ds, "RescaleIntercept", 0) or 0
+    )
+    if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
+        arr = arr.max() - arr
+    info: dict[str, Any] = {
+        "study_uid": str(getattr(ds, "StudyInstanceUID", "") or ""),
+        "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or ""),
+        "sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "") or ""),
+        "description": str(getattr(ds, "SeriesDescription", "") or ""),
+        "vendor": str(getattr(ds, "Manufacturer", "") or ""),
+        "modality": str(getattr(ds, "Modality", "") or ""),
+    }
+    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
+    if spacing is not None and len(spacing) == 2 and float(spacing[0]) > 0:
+        info["pixel_spacing_mm"] = (float(spacing[0]), float(spacing[1]))
+    if info["modality"] and info["modality"] != "MR":
+        raise InputDataError(f"{path.name}: modality {info['modality']}, not MR")
+    return arr, info
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with path.open("rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+# ----------------------------------------------------------------------------- analysis
+@torch.no_grad()
+def detect_orientation(img: np.ndarray) -> tuple[int, float, str, float]:
+    """(orientation code, its probability, weighting, its probability) from the content."""
+    onet, _ = _nets()
+    x = torch.from_numpy(fit_square(normalize(img), ORIENT_SIZE)[0])[None, None]
+    lo, lw = onet(x)
+    po, pw = torch.softmax(lo, 1)[0], torch.softmax(lw, 1)[0]
+    code, w = int(po.argmax()), int(pw.argmax())
+    return code, float(po[code]), WEIGHTINGS[w], float(pw[w])
+
+
+@torch.no_grad()
+def locate_discs(canonical: np.ndarray) -> dict[str, tuple[float, float, float]]:
+    """Lumbar disc centres (row, col, score) in the pixels of a standard-display image."""
+    _, dnet = _nets()
+    sq, scale, _ = fit_square(normalize(canonical), DISC_SIZE)
+    logits = dnet(torch.from_numpy(sq)[None, None])[0]
+    pos, score = heatmap_peaks(logits)
+    f = logits.shape[-1] / DISC_SIZE
+    rc = ((pos + 0.5) / f - 0.5) / scale
+    return {
+        lv: (float(rc[i, 0]), float(rc[i, 1]), float(score[i])) for i, lv in enumerate(DISC_LEVELS)
+    }
+
+
+def discs_plausible(discs: dict[str, tuple[float, float, float]]) -> tuple[bool, str]:
+    """Whether the five discs look like a lumbar spine (all found, in order, evenly spaced)."""
+    pts = np.array([discs[lv][:2] for lv in DISC_LEVELS])
+    scores = np.array([discs[lv][2] for lv in DISC_LEVELS])
+    steps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    if scores.min() < MIN_DISC_SCORE:
+        weakest = DISC_LEVELS[int(scores.argmin())]
+        return False, f"disc {weakest} not found with confidence ({scores.min():.2f})"
+    if not (np.diff(pts[:, 0]) > 0).all():
+        return False, "the detected discs do not run cranio-caudally"
+    if steps.min() <= 0 or steps.max() / steps.min() > MAX_STEP_RATIO:
+        return False, "the detected discs are unevenly spaced"
+    return True, "five lumbar discs found in order"
+
+
+def estimate_spacing(
+    discs: dict[str, tuple[float, float, float]], shape: tuple[int, int]
+) -> tuple[float, str, bool]:
+    """(mm per pixel, how it was obtained, whether it rests on anatomy)."""
+    ok, why = discs_plausible(discs)
+    if ok:
+        pts = np.array([discs[lv][:2] for lv in DISC_LEVELS])
+        step_px = float(np.median(np.linalg.norm(np.diff(pts, axis=0), axis=1)))
+        return (
+            DISC_STEP_MM / step_px,
+            f"estimated from anatomy: median lumbar disc-to-disc distance {step_px:.1f} px set "
+            f"to {DISC_STEP_MM:.0f} mm",
+            True,
+        )
+    fallback = FALLBACK_FOV_MM / max(shape)
+    return (
+        fallback,
+        f"unknown; anatomy-based estimate failed ({why}); assumed a {FALLBACK_FOV_MM:.0f} mm "
+        "field of view",
+        False,
+    )
+
+
+def _uid(*parts: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=list(parts))
+
+
+# ----------------------------------------------------------------------------- public API
+def load_image2d(
+    path: Path | str,
+    *,
+    weighting: str | None = None,
+    pixel_spacing_mm: float | None = None,
+    orientation: int | None = None,
+) -> Study:
+    """A Study with one sagittal series of one slice, turned to the standard display.
+
+    `weighting` ("T1"/"T2"), `pixel_spacing_mm` and `orientation` (a code of
+    reporter.ingest.image2d_nets, 0 = standard display) override what would otherwise be
+    detected; whatever was detected or assumed is recorded in ``study.input_notes``.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputMissingError(f"no such image file: {p}")
+    if weighting is not None and weighting not in WEIGHTINGS:
+        raise ValueError(f"Argument 'weighting' must be one of {WEIGHTINGS}, not {weighting!r}.")
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    info: dict[str, Any] = {}
+    if _is_dicom(p):
+        img, info = _read_dicom(p)
+        kind = "single-frame DICOM"
+    elif p.suffix.lower() in IMAGE2D_SUFFIXES:
+        img = _read_raster(p)
+        kind = f"{p.suffix.lower().lstrip('.').upper()} image"
+    else:
+        raise InputDataError(f"{p.name}: not a 2-D image this tool reads ({IMAGE2D_SUFFIXES})")
+    if min(img.shape) < 32 or not np.isfinite(img).all() or float(img.max() - img.min()) <= 0:
+        raise InputDataError(f"{p.name}: the image is too small, blank or not finite")
+    return study_from_image(
+        img,
+        source=str(p),
+        digest=digest,
+        kind=kind,
+        header=info,
+        weighting=weighting,
+        pixel_spacing_mm=pixel_spacing_mm,
+        orientation=orientation,
+    )
+
+
+def study_from_image(
+    img: np.ndarray,
+    *,
+    source: str = "",
+    digest: str | None = None,
+    kind: str = "2-D image",
+    header: dict[str, Any] | None = None,
+    weighting: str | None = None,
+    pixel_spacing_mm: float | None = None,
+    orientation: int | None = None,
+) -> Study:
+    """The work of `load_image2d` on pixels already in memory (2-D array, any orientation)."""
+    header = header or {}
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim != 2:
+        raise InputDataError(f"expected one 2-D image, got shape {img.shape}")
+    digest = digest or hashlib.sha256(img.tobytes()).hexdigest()
+    code, p_code, w_net, p_w = detect_orientation(img)
+    notes: dict[str, Any] = {"input": kind, "file_sha256": digest}
+    if orientation is not None:
+        notes["orientation"] = {
+            "code": int(orientation),
+            "as_found": describe_orientation(int(orientation)),
+            "method": "given by the caller",
+            "detected_code": code,
+            "detected_probability": round(p_code, 4),
+        }
+        code = int(orientation)
+    else:
+        notes["orientation"] = {
+            "code": code,
+            "as_found": describe_orientation(code),
+            "probability": round(p_code, 4),
+            "method": "detected from the image content (OrientNet, reporter/weights/image2d)",
+        }
+    canonical = undo_orientation(img, code)
+
+    from reporter.ingest.classify import weighting_hint
+
+    hint = weighting_hint(header.get("description", "")) if header.get("description") else None
+    if weighting is not None:
+        wt, w_method = weighting, "given by the caller"
+    elif hint in WEIGHTINGS:
+        wt, w_method = str(hint), "from the DICOM series description"
+    else:
+        wt, w_method = w_net, f"detected from the image content (probability {p_w:.2f})"
+    notes["weighting"] = {"value": wt, "method": w_method}
+
+    discs = locate_discs(canonical)
+    plausible, why = discs_plausible(discs)
+    notes["discs_px"] = {lv: [round(v, 2) for v in discs[lv]] for lv in DISC_LEVELS}
+    notes["discs_plausible"] = plausible
+    notes["discs_note"] = why
+    if pixel_spacing_mm is not None:
+        row_mm = col_mm = float(pixel_spacing_mm)
+        s_method, anatomical = "given by the caller", False
+    elif "pixel_spacing_mm" in header:
+        row_mm, col_mm = header["pixel_spacing_mm"]
+        s_method, anatomical = "from the DICOM header (PixelSpacing)", False
+    else:
+        est, s_method, anatomical = estimate_spacing(discs, canonical.shape)
+        row_mm = col_mm = est
+    if code % 2 == 1 and pixel_spacing_mm is None and "pixel_spacing_mm" in header:
+        row_mm, col_mm = col_mm, row_mm  # a quarter turn swaps the header's row/column spacing
+    notes["pixel_spacing_mm"] = [round(row_mm, 4), round(col_mm, 4)]
+    notes["pixel_spacing_method"] = s_method
+    notes["pixel_spacing_estimated"] = anatomical
+    notes["slice_thickness_mm"] = f"unknown; nominal {NOMINAL_THICKNESS_MM} mm"
+
+    study_uid = header.get("study_uid") or _uid(digest, "study")
+    series_uid = header.get("series_uid") or _uid(digest, "series")
+    affine = np.array(
+        [
+            [NOMINAL_THICKNESS_MM, 0.0, 0.0, 0.0],
+            [0.0, 0.0, col_mm, 0.0],
+            [0.0, -row_mm, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    series = Series(
+        series_uid=series_uid,
+        study_uid=study_uid,
+        description=header.get("description") or f"2-D sagittal {wt} ({kind})",
+        plane="sagittal",
+        weighting=wt,  # type: ignore[arg-type]
+        role="sag_t1" if wt == "T1" else "sag_t2",
+        vendor=header.get("vendor", ""),
+        pixels=canonical[None].astype(np.float32),
+        affine=affine,
+        slice_thickness=None,
+        sop_instance_uids=[header["sop_instance_uid"]] if header.get("sop_instance_uid") else [],
+    )
+    warnings = [
+        f"single 2-D sagittal {kind}: orientation {notes['orientation']['as_found']} "
+        f"({notes['orientation']['method']}); pixel spacing {row_mm:.3f} mm "
+        f"({s_method}); foramina, subarticular recesses and axial findings are not assessable"
+    ]
+    study = Study(study_uid=study_uid, source=source, series=[series], warnings=warnings)
+    _set_notes(study, {series_uid: notes})
+    return study
+
+
+def _set_notes(study: Study, notes: dict[str, Any]) -> None:
+    """Study.input_notes when the Study model has it (additive field), else a JSON warning."""
+    if "input_notes" in type(study).model_fields:
+        study.input_notes.update(notes)  # type: ignore[attr-defined]
+    else:
+        study.warnings.append("input_notes: " + json.dumps(notes, sort_keys=True))
+
+
+def merge_studies(studies: list[Study], study_uid: str | None = None) -> Study:
+    """Several single-image studies of one patient (e.g. SPIDER t1 + t2) as one Study."""
+    if not studies:
+        raise ValueError("Argument 'studies' must contain at least one Study.")
+    uid = study_uid or studies[0].study_uid
+    series = []
+    for s in studies:
+        for se in s.series:
+            series.append(se.model_copy(update={"study_uid": uid}))
+    merged = Study(
+        study_uid=uid,
+        source=studies[0].source,
+        series=series,
+        warnings=[w for s in studies for w in s.warnings],
+    )
+    for s in studies:
+        _set_notes(merged, dict(getattr(s, "input_notes", {}) or {}))
+    return merged
+
+
+__all__ = [
+    "DISC_STEP_MM",
+    "IMAGE2D_SUFFIXES",
+    "detect_orientation",
+    "discs_plausible",
+    "estimate_spacing",
+    "load_image2d",
+    "locate_discs",
+    "merge_studies",
+    "study_from_image",
+    "weights_sha256",
+]
