@@ -193,3 +193,11 @@ def test_classic_multiframe_without_per_frame_geometry_is_set_aside(tmp_path: Pa
     assert "per-frame geometry" in _problem(
         _sagittal_and(tmp_path, datasets, info), spec.series_uid
     )
+
+
+def test_study_uid_picks_one_study_from_a_mixed_folder(tmp_path: Path) -> None:
+    first, second = StudyInfo(), StudyInfo()
+    write_series(SeriesSpec("sagittal", n_slices=4), tmp_path / "a", first)
+    write_series(SeriesSpec("sagittal", n_slices=6), tmp_path / "b", second)
+    study = load_study(tmp_path, study_uid=second.study_uid)
+    assert study.study_uid == second.study_uid and study.series[0].shape[0] == 6

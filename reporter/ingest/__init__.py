@@ -32,6 +32,7 @@ def scan(
     *,
     keep_derived: bool = False,
     oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+    study_uid: str | None = None,
 ) -> Inventory:
     """Everything found under `path` and what became of it; does not refuse (see `refusal`)."""
     p = _existing(path)
@@ -53,7 +54,12 @@ def scan(
             )
         )
         return inv
-    return scan_folder(p, keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg)
+    return scan_folder(
+        p,
+        keep_derived=keep_derived,
+        oblique_tolerance_deg=oblique_tolerance_deg,
+        study_uid=study_uid,
+    )
 
 
 def load_study(
@@ -61,15 +67,23 @@ def load_study(
     *,
     keep_derived: bool = False,
     oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+    study_uid: str | None = None,
 ) -> Study:
     """A `Study` from a DICOM folder (searched recursively), one DICOM file, or a NIfTI file.
 
     Raises InputMissingError (exit 66) when `path` does not exist, and InputDataError (exit 65)
-    when no MR images remain or no sagittal series is usable, or the folder mixes MR studies.
+    when no MR images remain or no sagittal series is usable, or the folder mixes MR studies
+    (`study_uid` picks one). `keep_derived` keeps DERIVED images (reformats) as series;
+    `oblique_tolerance_deg` is the angle within which a slice still counts as sagittal /
+    coronal / axial.
     """
-    return refuse_if_unusable(
-        scan(path, keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg)
+    inventory = scan(
+        path,
+        keep_derived=keep_derived,
+        oblique_tolerance_deg=oblique_tolerance_deg,
+        study_uid=study_uid,
     )
+    return refuse_if_unusable(inventory)
 
 
 __all__ = [

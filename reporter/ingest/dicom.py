@@ -113,6 +113,7 @@ def scan_folder(
     *,
     keep_derived: bool = False,
     oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+    study_uid: str | None = None,
 ) -> Inventory:
     """Read, group, classify and build every series under `root`; never raises for bad data."""
     reader = _Reader()
@@ -146,6 +147,8 @@ def scan_folder(
             inv.warnings.append(f"{reader.n_unreadable} file(s) could not be opened")
         if reader.n_no_image:
             inv.warnings.append(f"{reader.n_no_image} DICOM object(s) without images ignored")
+        if study_uid is not None:  # everything else is left out, as if in another folder
+            frames_by_series = {k: v for k, v in frames_by_series.items() if k[0] == study_uid}
         _build(inv, frames_by_series, keep_derived, oblique_tolerance_deg)
     return inv
 
@@ -165,7 +168,7 @@ def _build(
     if len(mr_studies) > 1:
         inv.refusal = (
             f"{inv.source} holds {len(mr_studies)} MR studies ({', '.join(mr_studies)}); "
-            "give the folder of one study"
+            "give the folder of one study, or choose one with study_uid"
         )
         return
     study_uid = mr_studies[0]
