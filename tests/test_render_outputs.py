@@ -202,3 +202,11 @@ def test_statements_cover_every_field_of_every_level() -> None:
     statements = build_statements(findings, [], None)
     assert len(statements) == 3 + len(findings.levels) * 14  # count, transitional, alignment
     assert all(s.verdict is None for s in statements)
+
+
+def test_bulge_is_said_once_and_not_denied_in_the_normal_summary(rendered) -> None:
+    out, _ = rendered
+    text = (out / "report.txt").read_text()
+    block = text.split("L1-L2:\n")[1].split("\n\n")[0]
+    assert "broad-based disc bulge" in block
+    assert "diffuse disc bulge" not in block and "No disc bulge" not in block

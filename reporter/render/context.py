@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporter.render.statements import Statement, impression, normal_summary
+from reporter.render.statements import Statement, impression, normal_summary, redundant
 from reporter.report import Report
 from reporter.schema import LEVEL_FIELDS
 from reporter.study import Study
@@ -61,13 +61,16 @@ def technique(study: Study) -> dict[str, Any]:
 
 def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]:
     out = []
+    skip = redundant(statements)
     for lf in report.raw_findings.levels:
         here = [s for s in statements if s.level == lf.level]
         shown = [s for s in here if s.status in ("reported", "indeterminate")]
         positive = sorted(
-            (s for s in shown if s.abnormal), key=lambda s: LEVEL_FIELDS.index(s.field)
+            (s for s in shown if s.abnormal and s.key not in skip),
+            key=lambda s: LEVEL_FIELDS.index(s.field),
         )
-        normal = [s for s in shown if not s.abnormal]
+        # The details table lists every shown statement that is not a positive line.
+        normal = [s for s in shown if not s.abnormal or s.key in skip]
         na = [s for s in here if s.status == "not_assessable"]
         reasons = sorted({s.reason for s in na})
         out.append(
@@ -75,8 +78,12 @@ def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]
                 "level": lf.level,
                 "positive": positive,
                 "normal": normal,
-                "normal_summary": normal_summary([s for s in normal if s.status == "reported"]),
-                "normal_indeterminate": [s for s in normal if s.status == "indeterminate"],
+                "normal_summary": normal_summary(
+                    [s for s in normal if s.status == "reported" and not s.abnormal]
+                ),
+                "normal_indeterminate": [
+                    s for s in normal if s.status == "indeterminate" and not s.abnormal
+                ],
                 "not_assessable": na,
                 "not_assessable_reasons": reasons,
                 "withheld": [s for s in here if s.status == "withheld"],

@@ -316,13 +316,26 @@ def _withheld_reason(s: Statement) -> str:
     return f"withheld: contradicted by the images ({s.reason})"
 
 
+def redundant(statements: list[Statement]) -> set[str]:
+    """Keys of statements another one already says: 'disc bulge' (disc_bulging) next to a
+    herniation graded 'bulge' at the same level. They stay in tables, not in the prose."""
+    shown = {(s.level, s.field): s for s in statements if s.status in ("reported", "indeterminate")}
+    out = set()
+    for (level, fld), s in shown.items():
+        hern = shown.get((level, "herniation"))
+        if fld == "disc_bulging" and s.value is True and hern is not None and hern.value == "bulge":
+            out.add(s.key)
+    return out
+
+
 def impression(statements: list[Statement], max_items: int = 8) -> list[dict[str, Any]]:
     """Level-grouped positive statements, the most significant level first.
 
     Withheld statements are left out (they are listed apart); indeterminate ones stay, marked."""
     by_level: dict[str | None, list[Statement]] = {}
+    skip = redundant(statements)
     for s in statements:
-        if s.abnormal and s.status in ("reported", "indeterminate"):
+        if s.abnormal and s.status in ("reported", "indeterminate") and s.key not in skip:
             by_level.setdefault(s.level, []).append(s)
     groups = []
     for level, items in by_level.items():
