@@ -2,6 +2,7 @@
 
     python eval/bench_synth.py speed --n 20 [--site site-a] [--write]
     python eval/bench_synth.py priors --priors balanced --n 1000 [--workers 2]
+    python eval/bench_synth.py realism [--n 6] [--img docs/img]
 
 Speed is CPU time of this process per study (`time.process_time`), i.e. per core, so it does not
 depend on how busy a shared machine is; wall time is printed beside it.
@@ -18,6 +19,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from reporter.schema import LEVEL_FIELDS, field_values
 
@@ -96,6 +99,173 @@ def priors_table(n: int, priors: str, workers: int, start: int) -> dict[str, Any
     return {k: dict(v) for k, v in total.items()}
 
 
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def _diff_sigma(box: np.ndarray, axis: int) -> float:
+    """Noise from neighbour differences inside a homogeneous region (robust to a cropped FOV
+    without air): sigma = std(diff) / sqrt(2)."""
+    return float(np.std(np.diff(box, axis=axis))) / np.sqrt(2.0)
+
+
+def real_ivd_metrics() -> list[dict[str, float]]:
+    """Disc / CSF / marrow T2 signal ratios and SNR in the real 1.5 T T2 FSE volumes (axes:
+    0 superior->inferior, 1 anterior->posterior, 2 left-right; 1 mm)."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    rows = []
+    for path in sorted((REAL / "lumbar3d").glob("ivd_*_seg.nii.gz")):
+        a = np.asarray(nib.load(str(path).replace("_seg", "")).dataobj, dtype=float)
+        seg = np.asarray(nib.load(str(path)).dataobj).astype(int)
+        cents = {k: np.array(ndimage.center_of_mass(seg == k)) for k in range(1, 6)}
+        disc, core, csf, marrow, noise = [], [], [], [], []
+        for k in range(1, 6):
+            mask = seg == k
+            disc.append(a[mask].mean())
+            er = ndimage.binary_erosion(mask, iterations=2)
+            core.append(a[er].mean() if er.any() else a[mask].mean())
+            z, y, x = (round(c) for c in cents[k])
+            y_post = int(np.nonzero(mask[z, :, x])[0].max()) if mask[z, :, x].any() else y + 15
+            box = a[z - 3 : z + 4, y_post + 2 : y_post + 14, x - 2 : x + 3]
+            csf.append(np.percentile(box, 95))
+            if k < 5:
+                mz, my, mx = ((cents[k] + cents[k + 1]) / 2).round().astype(int)
+                box = a[mz - 3 : mz + 4, my - 4 : my + 5, mx - 3 : mx + 4]
+                marrow.append(np.median(box))
+                noise.append(_diff_sigma(box, axis=1))
+        sigma = float(np.median(noise))
+        rows.append(_ratios(path.name.split("_seg")[0], disc, core, csf, marrow, sigma))
+    return rows
+
+
+def _ratios(name: str, disc: list, core: list, csf: list, marrow: list, sigma: float) -> dict:
+    c = float(np.mean(csf))
+    return {
+        "source": name,
+        "disc/CSF": float(np.mean(disc)) / c,
+        "disc_core/CSF": float(np.mean(core)) / c,
+        "marrow/CSF": float(np.mean(marrow)) / c,
+        "SNR_marrow": float(np.mean(marrow)) / sigma,
+        "SNR_CSF": c / sigma,
+    }
+
+
+def phantom_t2_metrics(ph: object) -> dict[str, float]:
+    """The same measurements on a phantom's sagittal T2, with its ground-truth labels."""
+    from scipy import ndimage
+
+    from reporter.anatomy import labels as lb
+
+    s = ph.study.get("sag_t2")  # type: ignore[attr-defined]
+    lab = ph.anatomy.labels  # type: ignore[attr-defined]
+    a = s.pixels.astype(float)
+    k0 = a.shape[0] // 2
+    mid = slice(k0 - 1, k0 + 2)
+    disc, core, csf, marrow = [], [], [], []
+    for level in ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"):
+        mask = lab == lb.disc_label(level)
+        if not mask.any():
+            continue
+        disc.append(a[mask].mean())
+        er = ndimage.binary_erosion(mask, structure=np.ones((1, 5, 5)))
+        core.append(a[er].mean() if er.any() else a[mask].mean())
+        rows = np.nonzero(mask[k0].any(axis=1))[0]
+        sl = lab[mid, rows.min() : rows.max() + 1]
+        csf.append(np.percentile(a[mid, rows.min() : rows.max() + 1][sl == lb.CANAL], 95))
+    noise = []
+    for name in ("L1", "L2", "L3", "L4", "L5"):
+        mask = lab[k0] == lb.vertebra_label(name)
+        er = ndimage.binary_erosion(mask, structure=np.ones((7, 7)))
+        if er.any():
+            marrow.append(np.median(a[k0][er]))
+            jj, ii = np.nonzero(er)
+            jc, ic = int(np.median(jj)), int(np.median(ii))
+            noise.append(_diff_sigma(a[k0, jc - 4 : jc + 5, ic - 4 : ic + 5], axis=1))
+    sigma = float(np.median(noise))
+    return _ratios(f"{ph.meta['site']} seed {ph.meta['seed']}", disc, core, csf, marrow, sigma)  # type: ignore[attr-defined]
+
+
+def _u8(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(img, [1.0, 99.5])
+    return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+
+
+def _tile(img: np.ndarray, size: int = 256, title: str = "") -> object:
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(_u8(img))
+    im.thumbnail((size, size))
+    canvas = Image.new("L", (size, size))
+    canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+    if title:
+        ImageDraw.Draw(canvas).text((4, 4), title, fill=255)
+    return canvas
+
+
+def montage_site(site: str, seeds: list[int], out: Path) -> None:
+    """Real images (top) beside this site's phantoms (bottom), each windowed the same way:
+    1st to 99.5th percentile of its own pixels."""
+    import nibabel as nib
+    from PIL import Image
+
+    from reporter.synth import generate_study
+
+    real = []
+    spider = REAL / "spider" / "images"
+    for name in ("100_t1", "100_t2", "104_t2"):
+        p = spider / f"{name}.png"
+        if p.is_file():
+            real.append(
+                _tile(np.asarray(Image.open(p).convert("L"), float), title=f"SPIDER {name}")
+            )
+    ivd = REAL / "lumbar3d" / "ivd_20.nii.gz"
+    if ivd.is_file():
+        a = np.asarray(nib.load(str(ivd)).dataobj, float)
+        real.append(_tile(a[:, :, a.shape[2] // 2], title="lumbar3d ivd_20 T2"))
+    ph_tiles = []
+    for seed in seeds[:2]:
+        ph = generate_study(seed, site=site, age=35)
+        t1, t2 = ph.study.get("sag_t1"), ph.study.get("sag_t2")
+        k = t2.shape[0] // 2
+        ph_tiles.append(_tile(t1.pixels[k], title=f"{site} T1 {seed}"))
+        ph_tiles.append(_tile(t2.pixels[k], title=f"{site} T2 {seed}"))
+    cols = max(len(real), len(ph_tiles))
+    img = Image.new("L", (256 * cols, 512))
+    for n, t in enumerate(real):
+        img.paste(t, (256 * n, 0))
+    for n, t in enumerate(ph_tiles):
+        img.paste(t, (256 * n, 256))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+
+
+def realism(n: int, img_dir: Path | None) -> None:
+    from reporter.synth import generate_study
+
+    if not (REAL / "lumbar3d").is_dir():
+        print(f"real data not found at {REAL}")
+        return
+    rows = real_ivd_metrics()
+    for site in ("site-a", "site-b", "site-c"):
+        for seed in range(1_000_300, 1_000_300 + n):
+            # Young adults, as the real volunteers (Menezes-Reis 2016).
+            rows.append(phantom_t2_metrics(generate_study(seed, site=site, age=30)))
+    keys = ["disc/CSF", "disc_core/CSF", "marrow/CSF", "SNR_marrow", "SNR_CSF"]
+    print(f"{'source':24s} " + " ".join(f"{k:>13s}" for k in keys))
+    groups: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        groups[r["source"].split(" ")[0].split("_")[0]].append(r)
+        print(f"{r['source']:24s} " + " ".join(f"{r[k]:13.3f}" for k in keys))
+    print("means:")
+    for g, rs in groups.items():
+        print(f"{g:24s} " + " ".join(f"{np.mean([r[k] for r in rs]):13.3f}" for k in keys))
+    if img_dir is not None:
+        for site in ("site-a", "site-b", "site-c"):
+            montage_site(site, [1_000_310, 1_000_311], img_dir / f"phantom_{site}.png")
+        print(f"montages in {img_dir}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -110,9 +280,14 @@ def main() -> None:
     pp.add_argument("--workers", type=int, default=1)
     pp.add_argument("--start", type=int, default=1_000_000)
     pp.add_argument("--json", type=Path, help="write the counts here")
+    rp = sub.add_parser("realism")
+    rp.add_argument("--n", type=int, default=6)
+    rp.add_argument("--img", type=Path, default=None, help="write montages here")
     a = ap.parse_args()
     if a.cmd == "speed":
         speed(a.n, a.site, a.write, a.start)
+    elif a.cmd == "realism":
+        realism(a.n, a.img)
     else:
         counts = priors_table(a.n, a.priors, a.workers, a.start)
         if a.json:

@@ -62,7 +62,8 @@ def _band_ratios(ph: Phantom, vertebra: str, endplate: str) -> tuple[float, floa
         idx = np.argwhere(lab == lb.vertebra_label(vertebra))
         sc, uc, vc = project(m, s.index_to_lps(idx))
         inner = (np.abs(uc) < 0.6 * vt.half_width) & (np.abs(vc) < 0.6 * vt.half_depth)
-        rel = (sc - vt.s_top) / vt.height
+        # The sacrum is drawn as one long bone: its S1 segment is the first 30 mm.
+        rel = (sc - vt.s_top) / min(vt.height, 30.0)
         # Distance from the (concave) endplate surface, as the generator draws it.
         conc = vt.conc_inf if endplate == "inf" else vt.conc_sup
         q2 = (uc / vt.half_width) ** 2 + (vc / vt.half_depth) ** 2

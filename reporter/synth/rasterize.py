@@ -69,8 +69,11 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     nuc = np.ones(n, F32)
 
     # --- body wall, subcutaneous fat, viscera, muscle ----------------------------------------
-    vcen = 0.5 * (m.skin_posterior + m.body_anterior)
-    bd = 0.5 * (m.skin_posterior - m.body_anterior)
+    # The back bulges out over the sacrum (buttocks) instead of following the lordosis in.
+    sac_top = m.vertebrae[-1].s_top
+    skin = m.skin_posterior + 0.6 * np.clip(s - sac_top + 20.0, 0.0, None)
+    vcen = 0.5 * (skin + m.body_anterior)
+    bd = 0.5 * (skin - m.body_anterior)
     bw = m.body_half_width
     dv0 = v - vcen
     inside = (u / bw) ** 2 + (dv0 / bd) ** 2 <= 1.0
@@ -97,7 +100,7 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
 
     # The spine proper: the posterior arch and canal, then bodies and discs (which win), each
     # evaluated only on the points that can hold them.
-    post = np.nonzero(inner & (au < 70.0) & (v > B - 3.0) & (v < B + 62.0))[0]
+    post = np.nonzero(inner & (au < 70.0) & (v > B - 3.0) & (v < B + 70.0))[0]
     if post.size:
         _posterior(m, post, s, u, v, i, B, label, tissue)
     ant = np.nonzero(inner & (au < A + 32.0) & (v > -B - 12.0) & (v < B + 16.0))[0]
@@ -316,7 +319,7 @@ def _bodies_discs(m, c, s_, u_, v_, A_, B_, q2_, in_xs_, vi_, di_, ala_, label, 
     lab[body] = P["label"][vic[body]]
     tis[body] = tx.MARROW
     e = np.minimum(e_top, e_bot)
-    cortex = body & ((e < 0.9) | ((q2 > 0.86) & ~alam) | (v > B - 0.9) & ~alam)
+    cortex = body & ((e < 0.7) | ((q2 > 0.92) & ~alam) | (v > B - 0.7) & ~alam)
     # Modic bands: marrow next to the endplate, most of its width.
     for key_t, key_w, dist in (
         ("band_sup_t", "band_sup_w", e_top),

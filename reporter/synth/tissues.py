@@ -32,7 +32,7 @@ BASE_TISSUES: tuple[Tissue, ...] = (
     Tissue("subcutaneous_fat", 0.95, 280.0, 150.0, 0.1),
     Tissue("muscle", 0.70, 1000.0, 38.0),
     Tissue("cortex", 0.05, 1000.0, 5.0),
-    Tissue("marrow", 0.85, 480.0, 95.0, 0.15),  # adult fatty-red marrow mix
+    Tissue("marrow", 0.82, 420.0, 82.0, 0.15),  # adult fatty-red marrow mix
     Tissue("annulus", 0.55, 900.0, 38.0),
     Tissue("nucleus", 0.92, 1150.0, 130.0),  # template; each disc gets its own copy
     Tissue("csf", 1.00, 4000.0, 2000.0, 0.05),
@@ -40,7 +40,7 @@ BASE_TISSUES: tuple[Tissue, ...] = (
     Tissue("root", 0.72, 900.0, 70.0),
     Tissue("fat", 0.95, 280.0, 150.0, 0.1),
     Tissue("ligamentum_flavum", 0.45, 800.0, 45.0),
-    Tissue("posterior_bone", 0.60, 500.0, 60.0, 0.15),
+    Tissue("posterior_bone", 0.75, 480.0, 80.0, 0.15),  # marrow of arch and processes
     Tissue("ligament", 0.25, 800.0, 20.0),
     Tissue("facet_fluid", 0.95, 3000.0, 800.0, 0.05),
     Tissue("metal", 0.0, 1000.0, 1.0),
