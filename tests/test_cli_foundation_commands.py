@@ -83,11 +83,14 @@ def test_inspect_refuses_a_study_without_usable_sagittal_with_exit_65(tmp_path: 
     assert any(not r["usable"] and "spacing" in r["problem"] for r in rows)
 
 
-def test_inspect_refuses_two_studies_with_exit_65(tmp_path: Path) -> None:
+def test_inspect_refuses_two_studies_with_exit_65_unless_one_is_chosen(tmp_path: Path) -> None:
+    chosen = StudyInfo()
     write_series(SeriesSpec("sagittal"), tmp_path / "a", StudyInfo())
-    write_series(SeriesSpec("sagittal"), tmp_path / "b", StudyInfo())
+    write_series(SeriesSpec("sagittal"), tmp_path / "b", chosen)
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 65 and "2 MR studies" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["inspect", str(tmp_path), "--study-uid", chosen.study_uid])
+    assert result.exit_code == 0, result.output
 
 
 def test_inspect_of_a_missing_path_exits_66(tmp_path: Path) -> None:

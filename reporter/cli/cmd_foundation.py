@@ -59,6 +59,9 @@ def _fmt_spacing(spacing: list[float] | None) -> str:
 def inspect(
     study_dir: Annotated[Path, typer.Argument(help="DICOM folder (recursive) or NIfTI file.")],
     as_json: Annotated[bool, typer.Option("--json", help="A machine-readable list.")] = False,
+    study_uid: Annotated[
+        str | None, typer.Option("--study-uid", help="Pick one study from a mixed folder.")
+    ] = None,
 ) -> None:
     """The series found: plane, weighting, slices, spacing, and what each would be used for.
 
@@ -68,7 +71,7 @@ def inspect(
 
     from reporter.ingest import scan
 
-    inv = scan(study_dir)
+    inv = scan(study_dir, study_uid=study_uid)
     if as_json:
         keys = ("series_uid", "stack_index", "series_number", "description", "plane", "weighting",
                 "n_slices", "spacing", "matrix", "vendor", "field_strength", "role", "usable",
