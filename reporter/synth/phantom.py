@@ -19,7 +19,7 @@ from reporter.synth.curve import build_curve, build_tables
 from reporter.synth.groundtruth import calibrate, measure_study
 from reporter.synth.headers import slice_headers, uid
 from reporter.synth.priors import LevelTargets, fill_level_targets, sample_targets
-from reporter.synth.sites import SequenceProfile, SiteProfile, get_site
+from reporter.synth.sites import SITES, SequenceProfile, SiteProfile, get_site
 from reporter.synth.spine import SpineModel, build_spine, disc_plane
 
 GENERATOR_VERSION = "1.0"
@@ -162,6 +162,20 @@ def _domain_random_signal(n: int, rng: np.random.Generator) -> np.ndarray:
     return sig
 
 
+def _randomize_contrast(
+    clean: np.ndarray, smp: render.Sampling, n_tissues: int, rng: np.random.Generator
+) -> np.ndarray:
+    """SynthSeg-style: per-tissue Gaussian spread around the random mean, then a random gamma,
+    so a segmenter learns shape rather than one scanner's contrast."""
+    std = rng.uniform(0.0, 0.08, n_tissues).astype(np.float32)
+    mid = smp.tissues[len(smp.tissues) // 2].reshape(clean.shape)
+    out = clean + std[mid] * rng.standard_normal(clean.shape, dtype=np.float32)
+    out = np.clip(out, 0.0, None)
+    gamma = float(np.exp(rng.normal(0.0, 0.3)))
+    peak = float(out.max()) or 1.0
+    return ((out / peak) ** gamma * peak).astype(np.float32)
+
+
 def _form_image(
     clean: np.ndarray,
     g: render.Grid,
@@ -249,6 +263,13 @@ def generate_study(
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, not {seed!r}")
     sp = get_site(site)
+    if sp.domain_randomized:
+        # Geometry and protocol of a random physical site; intensities randomized per series.
+        pick = np.random.default_rng([int(seed), 2])
+        base = SITES[("site-a", "site-b", "site-c")[int(pick.integers(3))]]
+        rates = {"ghosting": 0.3, "gibbs": 0.4, "wrap": 0.15}
+        sp = replace(base, name="random", institution=sp.institution, domain_randomized=True,
+                     artifact_rates=rates)  # fmt: skip
     render_images = bool(overrides.pop("render", True))
     rng = np.random.default_rng([int(seed), 0])
     st = sample_targets(rng, [], priors)
@@ -302,6 +323,8 @@ def generate_study(
                 else:
                     sig = tx.tissue_signal(m.tissues, sp.field_strength, seq.tr, seq.te)
                 clean = render.noise_free(sig, smp, g.shape)
+                if sp.domain_randomized:
+                    clean = _randomize_contrast(clean, smp, len(m.tissues), rng_img)
                 ref = float(sig[tx.MARROW]) if not sp.domain_randomized else float(sig.mean())
                 snr = sp.snr_t1 if "T1" in seq.description.upper() else sp.snr_t2
                 img, arts = _form_image(clean, g, sp, snr, ref, rng_img, posterior_y, plane)

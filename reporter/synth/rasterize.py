@@ -28,7 +28,7 @@ class Sampled:
     nucleus: np.ndarray  # float32, fraction of the disc voxel that is nucleus (1 elsewhere)
 
 
-def project(m: SpineModel, pts: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, ...]:
+def project(m: SpineModel, pts: np.ndarray, iterations: int = 6) -> tuple[np.ndarray, ...]:
     """(N, 3) LPS mm -> s, u, v (float32): nearest point on the curve by Newton steps from z.
 
     Far from the spine on the concave (posterior) side the nearest point is not unique; there the
@@ -88,7 +88,9 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     muscle = inner & (((au - 26.0) / 25.0) ** 2 + ((vb - 42.0) / 34.0) ** 2 <= 1.0)
     muscle |= inner & (((au - 58.0) / 16.0) ** 2 + ((vb - 12.0) / 12.0) ** 2 <= 1.0)
     ps = T["psoas"][i]
-    muscle |= inner & (ps > 0) & (au > A - 4.0) & (au < A - 4.0 + ps) & (v > -0.9 * B) & (v < B + 3)
+    half = np.maximum(0.5 * ps, 0.5)
+    psoas = ((au - (A - 4.0 + half)) / half) ** 2 + ((v - 0.15 * B) / (0.95 * B + 2.0)) ** 2 <= 1.0
+    muscle |= inner & (ps > 0) & psoas
     tissue[muscle] = tx.MUSCLE
     label[muscle] = lb.MUSCLE
     # Aorta (flow void) left-anterior of the bodies down to its bifurcation near L4; IVC right.
