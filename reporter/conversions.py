@@ -154,9 +154,7 @@ SPIDER_LEVELS: dict[int, str] = {
     6: "T12-L1", 7: "T11-T12", 8: "T10-T11", 9: "T9-T10",
 }  # fmt: skip
 SPIDER_LABELS: dict[str, int] = {v: k for k, v in SPIDER_LEVELS.items()}
-# SPIDER records that a disc is herniated, not where: a protrusion needs a zone in our schema,
-# so "central" stands in for "zone not recorded". Converting back ignores the zone.
-SPIDER_HERNIATION_ZONE = "central"
+# SPIDER records that a disc is herniated, not where: the zone stays None ("not recorded").
 _SPIDER_NA = "not graded in SPIDER"
 
 
@@ -184,7 +182,7 @@ def from_spider_row(row: Mapping[str, Any]) -> LevelFindings:
         disc_narrowing={"value": ("none", "moderate")[_int(row, "Disc narrowing", (0, 1))]},
         disc_bulging={"value": bool(bulging)},
         herniation=(
-            {"value": "protrusion", "zone": SPIDER_HERNIATION_ZONE}
+            {"value": "protrusion"}
             if herniation
             else {"value": "bulge" if bulging else "none"}
         ),

@@ -98,12 +98,11 @@ class Finding(BaseModel, Generic[T]):
 
 
 class HerniationFinding(Finding[HerniationType]):
+    # None with a focal herniation means the source did not record where (e.g. SPIDER).
     zone: HerniationZone | None = None
 
     @model_validator(mode="after")
     def _zone_only_with_focal_herniation(self) -> HerniationFinding:
-        if self.value in ("protrusion", "extrusion") and self.zone is None:
-            raise ValueError("'zone' is required for a protrusion or extrusion")
         if self.value in ("none", None) and self.zone is not None:
             raise ValueError("'zone' is given but no herniation is stated")
         return self

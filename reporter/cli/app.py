@@ -28,7 +28,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"spine-report: error: {message}", markup=False, highlight=False)
+    err_console.print(
+        f"spine-report: error: {message}", markup=False, highlight=False, soft_wrap=True
+    )
     return typer.Exit(code=code)
 
 
