@@ -210,3 +210,12 @@ def test_bulge_is_said_once_and_not_denied_in_the_normal_summary(rendered) -> No
     block = text.split("L1-L2:\n")[1].split("\n\n")[0]
     assert "broad-based disc bulge" in block
     assert "diffuse disc bulge" not in block and "No disc bulge" not in block
+
+
+def test_unwritable_output_folder_is_an_output_error_with_exit_73(tmp_path: Path) -> None:
+    study, anatomy, report, statements = _report()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError) as err:
+        outputs.write_outputs(report, study, anatomy, statements, blocker / "out")
+    assert err.value.exit_code == 73
