@@ -35,7 +35,15 @@ def _views_of(dirs: list[Path], cache: Path) -> list[Path]:
     return out
 
 
-def _phantom_shards(target: Path, n: int, start: int, sites: list[str], workers: int) -> Path:
+def _phantom_shards(
+    target: Path,
+    n: int,
+    start: int,
+    sites: list[str],
+    workers: int,
+    priors: tuple[str, ...] = ("realistic",),
+    time_limit_s: float | None = None,
+) -> Path:
     from rich.progress import Progress
 
     from reporter.vlm.config import ViewConfig
@@ -45,7 +53,8 @@ def _phantom_shards(target: Path, n: int, start: int, sites: list[str], workers:
         task = progress.add_task(f"phantoms -> {target.name}", total=n)
         _done, errors = cache_phantoms(
             target, list(range(start, start + n)), sites, ViewConfig(), workers=workers,
-            progress=lambda k: progress.advance(task, k),
+            progress=lambda k: progress.advance(task, k), priors=priors,
+            time_limit_s=time_limit_s,
         )  # fmt: skip
     for e in errors[:5]:
         err_console.print(f"skipped phantom {e}", markup=False)
@@ -68,6 +77,12 @@ def train_cmd(
     ] = 0,
     val: Annotated[list[Path] | None, typer.Option(help="Validation folders / shards.")] = None,
     sites: Annotated[str, typer.Option(help="Comma-separated phantom sites.")] = "site-a,site-b",
+    priors: Annotated[
+        str, typer.Option(help="Phantom priors cycled over training shards (comma-separated).")
+    ] = "realistic,realistic,balanced",
+    generate_seconds: Annotated[
+        float | None, typer.Option(help="Stop generating training phantoms after this long.")
+    ] = None,
     cache: Annotated[Path | None, typer.Option(help="Where cached views go.")] = None,
     workers: Annotated[int, typer.Option(help="Processes for phantom generation.")] = 1,
     loader_workers: Annotated[int, typer.Option(help="Processes that build batches.")] = 0,
@@ -90,8 +105,12 @@ def train_cmd(
     site_list = [s.strip() for s in sites.split(",") if s.strip()]
     train_dirs = _views_of(list(data or []), cache_dir)
     if phantoms:
+        prior_list = tuple(p.strip() for p in priors.split(",") if p.strip())
+        target = cache_dir / "train"
         train_dirs.append(
-            _phantom_shards(cache_dir / "train", phantoms, TRAIN_SEED_START, site_list, workers)
+            _phantom_shards(
+                target, phantoms, TRAIN_SEED_START, site_list, workers, prior_list, generate_seconds
+            )
         )
     if not train_dirs:
         raise UsageError("give --data folders and/or --phantoms N")

@@ -55,9 +55,9 @@ class TextConfig:
     # Either a local Hugging Face folder (`path`) or the fields of a LlamaConfig.
     path: str | None = None
     model_type: str = "llama"
-    hidden_size: int = 192
-    intermediate_size: int = 512
-    num_hidden_layers: int = 3
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 2
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
     max_position_embeddings: int = 256

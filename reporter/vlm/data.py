@@ -89,11 +89,12 @@ def make_example(
 
 
 # -- sources ------------------------------------------------------------------------------------
-def phantom_example(seed: int, site: str, cfg: ViewConfig) -> Example:
+def phantom_example(seed: int, site: str, cfg: ViewConfig, priors: str = "realistic") -> Example:
     from reporter.synth import generate_study
 
-    ph = generate_study(seed, site=site)
-    return make_example(ph.study, ph.anatomy, ph.findings, cfg, {"seed": seed, "site": site})
+    ph = generate_study(seed, site=site, priors=priors)
+    meta = {"seed": seed, "site": site, "priors": priors}
+    return make_example(ph.study, ph.anatomy, ph.findings, cfg, meta)
 
 
 def folder_examples(root: Path, cfg: ViewConfig) -> Iterator[Example]:
@@ -219,13 +220,15 @@ class ShardSet:
         return out
 
 
-def _phantom_worker(args: tuple[list[int], str, ViewConfig, Path, int]) -> tuple[int, list[str]]:
-    seeds, site, cfg, out_dir, shard_id = args
+def _phantom_worker(
+    args: tuple[list[int], str, str, ViewConfig, Path, int],
+) -> tuple[int, list[str]]:
+    seeds, site, priors, cfg, out_dir, shard_id = args
     torch.set_num_threads(1)
     examples, errors = [], []
     for seed in seeds:
         try:
-            examples.append(phantom_example(seed, site, cfg))
+            examples.append(phantom_example(seed, site, cfg, priors))
         except (InputDataError, ValueError) as exc:  # a phantom the views cannot use: skip it
             errors.append(f"seed {seed}: {exc}")
     if examples:
@@ -239,37 +242,73 @@ def cache_phantoms(
     sites: list[str],
     cfg: ViewConfig,
     workers: int = 1,
-    shard_size: int = 32,
+    shard_size: int = 16,
     progress: Callable[[int], None] | None = None,
+    priors: tuple[str, ...] = ("realistic",),
+    time_limit_s: float | None = None,
 ) -> tuple[int, list[str]]:
-    """Generate phantoms (site chosen round-robin by seed) and cache their views as shards.
+    """Generate phantoms and cache their views as shards of `shard_size` consecutive seeds.
 
+    Shard k gets site sites[k % len(sites)] and priors priors[(k // len(sites)) % len(priors)].
     Shards already present are kept, so an interrupted caching run resumes where it stopped.
+    With `time_limit_s` no new shard starts after that many seconds (the seeds actually used are
+    in each shard's metadata).
     """
+    import time
+
+    t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for shard_id, start in enumerate(range(0, len(seeds), shard_size)):
         chunk = seeds[start : start + shard_size]
         if (out_dir / f"views-{shard_id:05d}.safetensors").exists():
             continue
-        # One site per shard keeps each worker's synth state simple; sites alternate by shard.
-        jobs.append((chunk, sites[shard_id % len(sites)], cfg, out_dir, shard_id))
+        site = sites[shard_id % len(sites)]
+        prior = priors[(shard_id // len(sites)) % len(priors)]
+        jobs.append((chunk, site, prior, cfg, out_dir, shard_id))
     done, errors = 0, []
+
+    def expired() -> bool:
+        return time_limit_s is not None and time.time() - t0 > time_limit_s
+
     if workers <= 1:
-        results: Iterable[tuple[int, list[str]]] = map(_phantom_worker, jobs)
-        for n, errs in results:
-            done += n
-            errors += errs
+        for job in jobs:
+            if expired():
+                break
+            n, errs = _phantom_worker(job)
+            done, errors = done + n, errors + errs
             if progress:
                 progress(n)
     else:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(workers) as pool:
-            for n, errs in pool.imap_unordered(_phantom_worker, jobs):
-                done += n
-                errors += errs
-                if progress:
-                    progress(n)
+        pool = ctx.Pool(workers)
+        try:
+            # Keep `workers` shards in flight; after the time limit start no new one, but let
+            # those under way finish (a shard is a few seconds of work).
+            queue = list(jobs)
+            running = []
+            while queue or running:
+                while queue and len(running) < workers and not expired():
+                    running.append(pool.apply_async(_phantom_worker, (queue.pop(0),)))
+                if expired():
+                    queue.clear()
+                if not running:
+                    break
+                ready = [r for r in running if r.ready()]
+                if not ready:
+                    time.sleep(0.05)
+                    continue
+                for r in ready:
+                    running.remove(r)
+                    n, errs = r.get()
+                    done, errors = done + n, errors + errs
+                    if progress:
+                        progress(n)
+        finally:
+            pool.terminate()
+            pool.join()
+        for tmp in out_dir.glob("*.tmp"):  # shards cut off mid-write by the time limit
+            tmp.unlink()
     return done, errors
 
 

@@ -28,6 +28,7 @@ from reporter.vlm.tokenizer import SpineTokenizer
 from reporter.vlm.views import (
     GLOBAL_VIEWS,
     LEVEL_VIEWS,
+    REPORTED_LEVELS,
     StudyViews,
     build_views,
     not_assessable_fields,
@@ -186,10 +187,10 @@ class SpineVLM:
             levels[level] = LevelFindings.model_validate({"level": level, **_clean(fields)})
         if anatomy is not None:
             for lv in anatomy.levels:
-                if lv in LEVELS and lv not in levels:
+                if lv in REPORTED_LEVELS and lv not in levels:
                     levels[lv] = not_assessable_level(lv, "disc not found in the segmentation")
             for lv in anatomy.missing:
-                if lv in LEVELS and lv not in levels:
+                if lv in REPORTED_LEVELS and lv not in levels:
                     levels[lv] = not_assessable_level(lv, "outside the field of view")
         ordered = [levels[lv] for lv in LEVELS if lv in levels]
         study = StudyLevelFindings.model_validate(

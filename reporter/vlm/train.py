@@ -51,10 +51,14 @@ class TrainConfig:
     time_limit_s: float | None = None  # stop early (and save) when the wall clock runs out
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> float:
+    """Linear warm-up, then cosine decay over the steps -- or over the wall-clock budget when
+    `time_limit_s` is set and runs out first, so a time-boxed run still ends annealed."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.time_limit_s and elapsed_s is not None:
+        progress = max(progress, elapsed_s / cfg.time_limit_s)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
@@ -191,7 +195,7 @@ def train(
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=start, loss=float("nan"))
         for step in range(start, cfg.steps):
-            lr = lr_at(step, cfg)
+            lr = lr_at(step, cfg, time.time() - t0)
             for g in opt.param_groups:
                 g["lr"] = lr
             batch = _to(next(stream), device)

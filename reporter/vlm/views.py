@@ -36,6 +36,11 @@ CHANNELS = ("T2", "T1", "STIR")
 GLOBAL_VIEWS = ("sag_mid", "para_left_full", "para_right_full")
 LEVEL_VIEWS = ("level_sag", "level_para_left", "level_para_right", "level_axial")
 MIN_COVERAGE = 0.5  # a view sampling less of its grid inside the series counts as absent
+# The report covers the disc levels from T12-L1 down (ARCHITECTURE.md); thoracic discs higher up
+# that the anatomy may name are not looked at.
+REPORTED_LEVELS = LEVELS[
+    LEVELS.index("T12-L1") :
+]  # a view sampling less of its grid inside the series counts as absent
 
 _SAG_ROLES = {"T2": "sag_t2", "T1": "sag_t1", "STIR": "sag_stir"}
 _AX_ROLES = {"T2": "ax_t2", "T1": "ax_t1"}
@@ -265,7 +270,7 @@ def build_views(study: Study, anatomy: Anatomy, cfg: ViewConfig) -> StudyViews:
         g_imgs.append(img)
         g_pres.append(pres)
 
-    levels = [lv for lv in LEVELS if lv in geo]
+    levels = [lv for lv in REPORTED_LEVELS if lv in geo]
     l_imgs = np.zeros((len(levels), len(LEVEL_VIEWS), 3, size, size), np.float32)
     l_pres = np.zeros((len(levels), len(LEVEL_VIEWS), 3), bool)
     for li, level in enumerate(levels):

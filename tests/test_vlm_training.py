@@ -1,0 +1,139 @@
+"""Model folders (sha256-checked safetensors), the training loop, LoRA adapters, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_vlm_decoding import tiny_config
+from typer.testing import CliRunner
+from vlm_toy import toy_study
+
+from reporter.cli.app import app
+from reporter.errors import ModelFileError
+from reporter.schema import LEVEL_FIELDS, StudyFindings, field_values
+from reporter.vlm.config import ViewConfig
+from reporter.vlm.data import ShardSet, make_example, shard_views, write_shard
+from reporter.vlm.finetune import ADAPTER_CONFIG, ADAPTER_WEIGHTS, finetune
+from reporter.vlm.inference import load_model, new_model, save_model
+from reporter.vlm.train import CHECKPOINT, TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _findings(levels: list[str], rng: np.random.Generator) -> StudyFindings:
+    out = []
+    for lv in levels:
+        d: dict = {"level": lv}
+        for f in LEVEL_FIELDS:
+            d[f] = {"value": field_values(f)[int(rng.integers(len(field_values(f))))]}
+        d["herniation"] = {"value": "none"}
+        d["spondylolisthesis"] = {"value": 0}
+        out.append(d)
+    study = {"lumbar_vertebrae": 5, "transitional": {"value": "none"},
+             "alignment": {"value": "normal"}}  # fmt: skip
+    return StudyFindings.model_validate({"study": study, "levels": out})
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("shards")
+    examples = []
+    for s in range(4):
+        study, anatomy = toy_study(seed=s, axial=s % 2 == 0)
+        examples.append(make_example(study, anatomy, _findings(anatomy.levels, rng), ViewConfig(),
+                                     {"seed": s}))  # fmt: skip
+    write_shard(folder / "views-00000.safetensors", examples)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(steps=2, batch_studies=2, warmup=1, checkpoint_every=1)
+    import reporter.vlm.train as tr
+
+    orig = tr.new_model
+    tr.new_model = lambda config=None: orig(tiny_config())
+    try:
+        train([shards], out, cfg, val_dirs=[shards], resume=False)
+    finally:
+        tr.new_model = orig
+    return out
+
+
+def test_saved_model_round_trips_and_predicts_the_same(trained, shards):
+    data = ShardSet.load([shards])
+    a = load_model(trained).predict_views(shard_views(data, 0))
+    b = load_model(trained).predict_views(shard_views(data, 0))
+    assert a == b
+    assert (trained / "calibration.json").is_file()
+    assert (trained / CHECKPOINT / "optimizer.safetensors").is_file()
+
+
+def test_tampered_weights_are_refused_with_model_file_error(trained, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained, bad)
+    with (bad / "model.safetensors").open("r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(bad)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model(bad)
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "nope")
+
+
+def test_training_resumes_from_its_checkpoint(trained, shards):
+    cfg = TrainConfig(steps=3, batch_studies=2, warmup=1, checkpoint_every=100)
+    summary = train([shards], trained, cfg, resume=True)
+    assert summary["steps_done"] == 3
+
+
+def test_lora_adapter_is_peft_format_and_changes_provenance(trained, shards, tmp_path):
+    adapter = tmp_path / "adapter"
+    info = finetune(trained, [shards], adapter, steps=2, batch_studies=2)
+    assert (adapter / ADAPTER_CONFIG).is_file() and (adapter / ADAPTER_WEIGHTS).is_file()
+    model = load_model(trained, adapter)
+    prov = model.provenance()
+    assert prov["adapter_sha256"] == info["adapter_sha256"]
+    assert prov["prompt_version"] == "vlm-v1" and len(prov["prompt_sha256"]) == 64
+    findings = model.predict_views(shard_views(ShardSet.load([shards]), 1))
+    StudyFindings.model_validate_json(findings.to_json())
+
+
+def test_predict_from_study_and_anatomy_gives_probabilities_for_every_assessed_field(tmp_path):
+    model = new_model(tiny_config())
+    save_model(model, tmp_path / "m")
+    study, anatomy = toy_study()
+    findings = load_model(tmp_path / "m").predict(study, anatomy)
+    assert [lf.level for lf in findings.levels] == anatomy.levels
+    for lf in findings.levels:
+        for f in LEVEL_FIELDS:
+            fd = getattr(lf, f)
+            assert fd.not_assessable or 0.0 < fd.probability <= 1.0
+
+
+def test_cli_finetune_with_missing_base_exits_66(tmp_path, shards):
+    result = CliRunner().invoke(
+        app, ["finetune", "--base", str(tmp_path / "nope"), "--data", str(shards),
+              "--out", str(tmp_path / "a")],
+    )  # fmt: skip
+    assert result.exit_code == 66
+    assert "does not exist" in result.output
