@@ -72,60 +72,125 @@ def _named_values() -> set[int]:
     return {v for v in lab.ALL_LABELS if lab.is_vertebra(v) or lab.is_disc(v)}
 
 
-def bench_phantoms(weights: list[str], sites: list[str], n: int, log) -> dict:
+def _eval_case(job: tuple[int, str, Path | None]) -> dict:
+    """Generate one evaluation phantom; return what scoring needs (runs in a worker process).
+
+    With a cache folder the case is kept as npz, so a second benchmark (another model) on the
+    same phantoms skips the generation."""
+    seed, site, cache = job
+    path = cache / f"{site}_{seed}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            from reporter.study import Series
+
+            series = Series(
+                series_uid=str(z["uid"]), study_uid="cached", plane="sagittal", weighting="T2",
+                role="sag_t2", pixels=z["pixels"], affine=z["affine"],
+            )  # fmt: skip
+            return {"seed": seed, "series": series, "truth": z["truth"], "kind": str(z["kind"])}
+    case = _generate_case(seed, site)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path, uid=case["series"].series_uid, pixels=case["series"].pixels,
+            affine=case["series"].affine, truth=case["truth"], kind=case["kind"],
+        )  # fmt: skip
+    return case
+
+
+def _generate_case(seed: int, site: str) -> dict:
     from reporter.synth import generate_study
 
-    models = {w: load_segmenter(w) for w in weights}
-    results: dict = {}
-    for w, model in models.items():
-        per_site: dict = {}
+    torch.set_num_threads(1)
+    ph = generate_study(seed, site=site)
+    series = segmentation_series(ph.study)
+    if series.series_uid == ph.anatomy.reference_series_uid:
+        truth = ph.anatomy.labels
+    else:
+        truth = ph.anatomy.extra_labels[f"{series.series_uid}#{series.stack_index}"]
+    transitional = ph.meta.get("transitional", "none") != "none" or ph.meta.get("n_lumbar", 5) != 5
+    return {
+        "seed": seed,
+        "series": series,
+        "truth": np.asarray(truth, dtype=np.int16),
+        "kind": "transitional" if transitional else "standard",
+        "meta": {k: ph.meta.get(k) for k in ("n_lumbar", "transitional", "fov")},
+    }
+
+
+def bench_phantoms(
+    weights: list[str],
+    sites: list[str],
+    n: int,
+    log,
+    workers: int = 0,
+    device: str = "cpu",
+    save_dir: Path | None = None,
+    cache: Path | None = None,
+) -> dict:
+    import multiprocessing as mp
+
+    models = {w: load_segmenter(w).to(device) for w in weights}
+    results: dict = {w: {} for w in weights}
+    pool = mp.get_context("fork").Pool(workers) if workers else None
+    try:
         for site in sites:
-            scores: dict[str, list[float]] = {k: [] for k in REPORTED}
-            naming: dict[str, list[bool]] = {"standard": [], "transitional": []}
+            jobs = [(EVAL_SEED_START + i, site, cache) for i in range(n)]
+            cases = pool.imap(_eval_case, jobs) if pool else map(_eval_case, jobs)
+            scores = {w: {k: [] for k in REPORTED} for w in weights}
+            naming = {w: {"standard": [], "transitional": []} for w in weights}
+            saved: dict[str, np.ndarray] = {}
             t0 = time.monotonic()
-            for i in range(n):
-                seed = EVAL_SEED_START + i
-                ph = generate_study(seed, site=site)
-                series = segmentation_series(ph.study)
-                if series.series_uid == ph.anatomy.reference_series_uid:
-                    truth = ph.anatomy.labels
-                else:
-                    truth = ph.anatomy.extra_labels[f"{series.series_uid}#{series.stack_index}"]
-                generic, _ = model.predict_series(series.pixels, series.affine)
+            for case in cases:
+                series, truth = case["series"], case["truth"]
                 true_generic = sd.to_generic(truth)
-                for name, classes in REPORTED.items():
-                    d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
-                    if d is not None:
-                        scores[name].append(d)
-                anat = anatomy_from_generic(generic, series)
-                kind = (
-                    "transitional"
-                    if ph.meta.get("transitional", "none") != "none"
-                    or ph.meta.get("n_lumbar", 5) != 5
-                    else "standard"
-                )
-                naming[kind].append(naming_correct(anat.labels, truth))
-            site_res = {
-                "n_studies": n,
-                "seconds_per_study": round((time.monotonic() - t0) / max(n, 1), 2),
-                "dice_mean": {k: _mean(v) for k, v in scores.items()},
-                "dice_min": {k: (round(min(v), 4) if v else None) for k, v in scores.items()},
-                "naming_accuracy": {
-                    k: (round(float(np.mean(v)), 4) if v else None) for k, v in naming.items()
-                },
-                "naming_n": {k: len(v) for k, v in naming.items()},
-            }
-            per_site[site] = site_res
-            log(f"[{Path(w).name}] {site}: {json.dumps(site_res)}")
-        results[w] = per_site
+                for w, model in models.items():
+                    generic, _ = model.predict_series(series.pixels, series.affine)
+                    for name, classes in REPORTED.items():
+                        d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
+                        if d is not None:
+                            scores[w][name].append(d)
+                    anat = anatomy_from_generic(generic, series)
+                    naming[w][case["kind"]].append(naming_correct(anat.labels, truth))
+                    if save_dir is not None and w == weights[-1]:
+                        saved[f"pred_{case['seed']}"] = generic
+                if save_dir is not None:
+                    saved[f"truth_{case['seed']}"] = truth
+                    saved[f"affine_{case['seed']}"] = np.asarray(series.affine)
+                    saved[f"kind_{case['seed']}"] = np.array(case["kind"])
+            elapsed = time.monotonic() - t0
+            for w in weights:
+                site_res = {
+                    "n_studies": n,
+                    "seconds_per_study": round(elapsed / max(n, 1), 2),
+                    "dice_mean": {k: _mean(v) for k, v in scores[w].items()},
+                    "dice_min": {
+                        k: (round(min(v), 4) if v else None) for k, v in scores[w].items()
+                    },
+                    "naming_accuracy": {
+                        k: (round(float(np.mean(v)), 4) if v else None)
+                        for k, v in naming[w].items()
+                    },
+                    "naming_n": {k: len(v) for k, v in naming[w].items()},
+                }
+                results[w][site] = site_res
+                log(f"[{Path(w).name}] {site}: {json.dumps(site_res)}")
+            if save_dir is not None:
+                save_dir.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(save_dir / f"preds_{site}.npz", **saved)
+    finally:
+        if pool is not None:
+            pool.terminate()
     return results
 
 
-def bench_real(weights: list[str], folder: Path, log, all_volumes: bool = False) -> dict:
+def bench_real(
+    weights: list[str], folder: Path, log, all_volumes: bool = False, device: str = "cpu"
+) -> dict:
     vols = [v for v in sd.load_lumbar3d_folder(folder) if v.heldout or all_volumes]
     results: dict = {}
     for w in weights:
-        model = load_segmenter(w)
+        model = load_segmenter(w).to(device)
         per_vol = {}
         for vol in vols:
             st = vol.stack
@@ -163,17 +228,37 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None, help="lumbar3d folder")
     ap.add_argument("--all-real", action="store_true", help="also the training volumes")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="processes generating phantoms")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--save-preds", type=Path, default=None, help="folder for npz predictions")
+    ap.add_argument("--cache", type=Path, default=None, help="folder caching generated phantoms")
+    ap.add_argument("--generate-only", action="store_true", help="fill --cache, score nothing")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from reporter.anatomy.segmenter import default_weights_path
 
+    if args.generate_only:
+        for i in range(args.phantoms):  # sites interleaved: a cut-short run covers all
+            for site in args.sites.split(","):
+                _eval_case((EVAL_SEED_START + i, site, args.cache))
+                print(f"cached {site} {EVAL_SEED_START + i}", flush=True)
+        return
     weights = args.weights or [str(default_weights_path())]
     out: dict = {"weights": {w: load_segmenter(w).sha256 for w in weights}}
     if args.phantoms:
-        out["phantoms"] = bench_phantoms(weights, args.sites.split(","), args.phantoms, print)
+        out["phantoms"] = bench_phantoms(
+            weights,
+            args.sites.split(","),
+            args.phantoms,
+            lambda m: print(m, flush=True),
+            workers=args.workers,
+            device=args.device,
+            save_dir=args.save_preds,
+            cache=args.cache,
+        )
     if args.real:
-        out["real_lumbar3d"] = bench_real(weights, args.real, print, args.all_real)
+        out["real_lumbar3d"] = bench_real(weights, args.real, print, args.all_real, args.device)
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:

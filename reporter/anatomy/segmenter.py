@@ -20,14 +20,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.anatomy import Anatomy
+from reporter.anatomy.segmenter_instances import anatomy_from_generic
 from reporter.errors import InputDataError, ModelFileError
 from reporter.resources import weights_dir
 from reporter.study import Series, Study
+
+__all__ = [
+    "Segmenter",
+    "SegmenterConfig",
+    "anatomy_from_generic",
+    "load_segmenter",
+    "segment_study",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -123,6 +130,12 @@ class Segmenter:
     sha256: str
     path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def to(self, device: str | torch.device) -> Segmenter:
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        return self
 
     @torch.no_grad()
     def predict_series(
@@ -135,9 +148,9 @@ class Segmenter:
         confidence = np.zeros(pixels.shape, dtype=np.float32)
         self.network.eval()
         for start in range(0, len(img), batch):
-            chunk = frame.to_canonical(img[start : start + batch], "bilinear")
+            chunk = frame.to_canonical(img[start : start + batch].to(self.device), "bilinear")
             logits = _pad_and_run(self.network, chunk, self.config.divisor)
-            logits = frame.to_native(logits, "bilinear")
+            logits = frame.to_native(logits.float(), "bilinear").cpu()
             prob = torch.softmax(logits, dim=1)
             conf, cls = prob.max(dim=1)
             labels[start : start + batch] = cls.numpy().astype(np.uint8)
@@ -214,161 +227,22 @@ def segmentation_series(study: Study) -> Series:
 
 
 def segment_study(study: Study, weights: Path | str | Segmenter | None = None) -> Anatomy:
-    """Segment the study's sagittal T2 (or T1) and name vertebrae and discs."""
+    """Segment the study's sagittal T2 (or T1) and name vertebrae and discs.
+
+    The other sagittal and axial stacks get the label map resampled into their grids
+    (extra_labels): on axials that gives the canal and the level of every slice, at the
+    resolution of the sagittal slice spacing.
+    """
+    from reporter.anatomy.importers import resample_nearest, stack_key
+
     segmenter = _cached(weights)
     series = segmentation_series(study)
     generic, _ = segmenter.predict_series(series.pixels, series.affine)
-    return anatomy_from_generic(generic, series, detail=f"builtin segmenter {segmenter.sha256}")
-
-
-# --- from generic classes to named structures ------------------------------------------------
-
-
-@dataclass
-class Instance:
-    kind: str  # "vertebra" | "sacrum" | "disc"
-    mask: np.ndarray  # boolean, native grid
-    z_mm: float  # patient superior coordinate of the centroid (LPS z)
-    voxels: int
-
-
-def _instances(
-    generic: np.ndarray, cls: int, kind: str, affine: np.ndarray, voxel_ml: float
-) -> list[Instance]:
-    comp, n = ndimage.label(generic == cls)
-    if n == 0:
-        return []
-    counts = np.bincount(comp.ravel())[1:]
-    centroids = ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
-    out = []
-    # Structures smaller than ~0.3 ml are fragments (a vertebral body is ~20-40 ml, a disc 5+).
-    min_voxels = max(4, int(0.3 / voxel_ml))
-    for i, (count, c) in enumerate(zip(counts, centroids, strict=True), start=1):
-        if count < min_voxels:
+    anatomy = anatomy_from_generic(generic, series, detail=f"builtin segmenter {segmenter.sha256}")
+    for other in study.series:
+        if other is series or other.role not in ("sag_t1", "sag_t2", "sag_stir", "ax_t2", "ax_t1"):
             continue
-        z = float((affine[:3, :3] @ np.asarray(c) + affine[:3, 3])[2])
-        out.append(Instance(kind, comp == i, z, int(count)))
-    return _merge_close(sorted(out, key=lambda s: -s.z_mm), min_gap_mm=12.0)
-
-
-def _merge_close(items: list[Instance], min_gap_mm: float) -> list[Instance]:
-    """Fragments of one body (split across slices) sit at nearly the same height: merge them.
-
-    Consecutive vertebrae (or discs) are 25-45 mm apart, so pieces closer than 12 mm are one.
-    """
-    merged: list[Instance] = []
-    for item in items:
-        if merged and abs(merged[-1].z_mm - item.z_mm) < min_gap_mm:
-            a = merged[-1]
-            w = a.voxels + item.voxels
-            z = (a.z_mm * a.voxels + item.z_mm * item.voxels) / w
-            merged[-1] = Instance(a.kind, a.mask | item.mask, z, w)
-        else:
-            merged.append(item)
-    return merged
-
-
-@dataclass
-class Naming:
-    """What ordering and counting concluded."""
-
-    vertebrae: list[tuple[str, Instance]]
-    discs: list[tuple[str, Instance]]
-    lumbar_vertebrae: int | None
-    uncertain: bool
-    convention: str
-
-
-def name_instances(
-    vertebrae: list[Instance], discs: list[Instance], sacrum: Instance | None
-) -> Naming:
-    """Minimal naming: count from the sacrum upward assuming five lumbar vertebrae.
-
-    Without a sacrum the lowest vertebra is provisionally called L5 and naming is uncertain.
-    """
-    names_up = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9"]
-    bodies = [v for v in vertebrae if sacrum is None or v.z_mm > sacrum.z_mm]
-    bodies = sorted(bodies, key=lambda s: s.z_mm)  # caudal first
-    named_v = [(names_up[i], b) for i, b in enumerate(bodies[: len(names_up)])]
-    # A disc's name follows from how many named bodies lie below it.
-    chain = (["S1"] if sacrum is not None else []) + names_up
-    heights = ([sacrum.z_mm] if sacrum is not None else []) + [b.z_mm for _, b in named_v]
-    named_d: list[tuple[str, Instance]] = []
-    for disc in discs:
-        below = sum(1 for h in heights if h < disc.z_mm)
-        if below == 0 or below >= len(chain):
-            continue
-        level = f"{chain[below]}-{chain[below - 1]}"
-        if level in lab.LEVELS and all(level != n for n, _ in named_d):
-            named_d.append((level, disc))
-    vert_list = ([("S1", sacrum)] if sacrum is not None else []) + named_v
-    return Naming(
-        vertebrae=sorted(vert_list, key=lambda t: -t[1].z_mm),
-        discs=sorted(named_d, key=lambda t: -t[1].z_mm),
-        lumbar_vertebrae=5 if sacrum is not None else None,
-        uncertain=sacrum is None,
-        convention="counted from the sacrum upward"
-        if sacrum is not None
-        else "sacrum not found: lowest vertebra provisionally L5",
-    )
-
-
-def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") -> Anatomy:
-    """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs."""
-    affine = np.asarray(series.affine, dtype=float)
-    voxel_ml = float(np.prod(series.spacing)) / 1000.0
-    vertebrae = _instances(generic, sd.VERTEBRA, "vertebra", affine, voxel_ml)
-    discs = _instances(generic, sd.DISC, "disc", affine, voxel_ml)
-    sacra = _instances(generic, sd.SACRUM, "sacrum", affine, voxel_ml)
-    sacrum = max(sacra, key=lambda s: s.voxels) if sacra else None
-    if sacrum is not None and sacrum.voxels * voxel_ml < 2.0:
-        sacrum = None  # a sliver at the FOV edge does not anchor the count
-    naming = name_instances(vertebrae, discs, sacrum)
-
-    out = np.zeros(generic.shape, dtype=np.int16)
-    out[generic == sd.CANAL] = lab.CANAL
-    out[generic == sd.CORD] = lab.CORD
-    out[generic == sd.POSTERIOR] = lab.POSTERIOR_ELEMENTS
-    left = _left_slices(generic, affine)
-    side = left[:, None, None]
-    out[(generic == sd.FORAMEN) & side] = lab.FORAMEN_LEFT
-    out[(generic == sd.FORAMEN) & ~side] = lab.FORAMEN_RIGHT
-    out[(generic == sd.ROOT) & side] = lab.ROOT_LEFT
-    out[(generic == sd.ROOT) & ~side] = lab.ROOT_RIGHT
-    for name, inst in naming.vertebrae:
-        out[inst.mask] = lab.vertebra_label(name)
-    for level, inst in naming.discs:
-        out[inst.mask] = lab.disc_label(level)
-
-    vert_names = [n for n, _ in naming.vertebrae]
-    level_names = [n for n, _ in naming.discs]
-    expected_v = ["L1", "L2", "L3", "L4", "L5", "S1"]
-    expected_d = ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
-    missing = [v for v in expected_v if v not in vert_names]
-    missing += [d for d in expected_d if d not in level_names]
-    return Anatomy(
-        reference_series_uid=series.series_uid,
-        reference_stack_index=series.stack_index,
-        labels=out,
-        affine=affine,
-        source="builtin_segmenter",
-        source_detail=detail,
-        vertebrae=vert_names,
-        levels=level_names,
-        lumbar_vertebrae=naming.lumbar_vertebrae,
-        transitional="none",
-        enumeration_confidence=0.5 if naming.uncertain else 0.9,
-        naming_uncertain=naming.uncertain,
-        naming_convention=naming.convention,
-        missing=missing,
-    )
-
-
-def _left_slices(generic: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Per slice: does it lie on the patient's left of the canal (LPS +x)?"""
-    n = generic.shape[0]
-    mid = np.array([[k, generic.shape[1] / 2, generic.shape[2] / 2] for k in range(n)])
-    x = (mid @ affine[:3, :3].T + affine[:3, 3])[:, 0]
-    canal = np.nonzero(generic == sd.CANAL)
-    centre = float(np.mean(x[canal[0]])) if canal[0].size else float(np.mean(x))
-    return x > centre
+        anatomy.extra_labels[stack_key(other)] = resample_nearest(
+            anatomy.labels, series.affine, other.shape, other.affine
+        )
+    return anatomy

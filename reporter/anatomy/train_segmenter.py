@@ -82,11 +82,12 @@ class PhantomPool:
         self.next_seed = first_seed
         self.stacks: list[sd.SliceStack] = []
         self.generated = 0
+        self.stride = 1  # seeds advance by the number of parallel pools
 
     def add_one(self) -> None:
         seed = TRAIN_SEED_START + (self.next_seed % (TRAIN_SEED_END - TRAIN_SEED_START))
-        site = self.sites[self.next_seed % len(self.sites)]
-        self.next_seed += 1
+        site = self.sites[(self.next_seed // self.stride) % len(self.sites)]
+        self.next_seed += self.stride
         new = sd.phantom_stacks(self.generate(seed, site))
         self.generated += 1
         self.stacks.extend(new)
@@ -310,12 +311,69 @@ def load_checkpoint(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer)
 # --- the loop --------------------------------------------------------------------------------
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches; each DataLoader worker keeps its own phantom pool and seed stream.
+
+    With `workers=0` it runs in the training process (the CPU path); with workers the phantom
+    generation, the expensive part, runs in parallel.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        real: list[sd.SliceStack],
+        generate: Callable[[int, str], object] | None,
+        first_seed: int,
+        rng_key: int,
+    ) -> None:
+        self.cfg, self.real, self.generate = cfg, real, generate
+        self.first_seed, self.rng_key = first_seed, rng_key
+        self.pool: PhantomPool | None = None
+
+    def _setup(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)
+        if self.generate is not None:
+            # Workers draw disjoint seeds: worker w takes first_seed + w, + w + nw, ...
+            self.pool = PhantomPool(
+                self.generate,
+                self.cfg.sites,
+                max(2, self.cfg.pool_size // nw),
+                first_seed=self.first_seed * nw + wid,
+            )
+            self.pool.stride = nw
+            self.pool.fill()
+        return np.random.default_rng([self.cfg.seed, self.rng_key, wid])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        rng = self._setup()
+        n = 0
+        while True:
+            if self.pool is not None and n > 0 and n % self.cfg.refresh_every == 0:
+                self.pool.add_one()
+            n += 1
+            yield make_batch(self.pool.stacks if self.pool else [], self.real, self.cfg, rng)
+
+
+def lr_at(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Warm-up, then cosine decay to 2%; under a wall-clock budget the schedule follows
+    whichever runs out first, steps or time, so a time-capped run still anneals."""
     warm = min(100, cfg.steps // 10)
     if step < warm:
         return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+    t = max((step - warm) / max(1, cfg.steps - warm), time_fraction)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        batch.image.to(device, non_blocking=True),
+        batch.labels.to(device, non_blocking=True),
+        batch.annotated.to(device, non_blocking=True),
+        batch.valid.to(device, non_blocking=True),
+    )
 
 
 def train(
@@ -326,8 +384,14 @@ def train(
     generate: Callable[[int, str], object] | None = None,
     phantoms: bool = True,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
+    workers: int = 0,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
-    """Train and write out_dir/{model.safetensors, config.json, train_log.json}."""
+    """Train and write out_dir/{model.safetensors, config.json, train_log.json}.
+
+    `max_minutes` stops early (and says so in the config) when a wall-clock budget runs out.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     torch.set_num_threads(cfg.threads)
@@ -336,17 +400,18 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {out_dir}: {exc}") from None
+    dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.model)
     if cfg.init:
         init = load_segmenter(cfg.init)
         net.load_state_dict(init.network.state_dict())
+    net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "losses": [], "config": cfg.to_json()}
     if resume:
         state = load_checkpoint(out_dir, net, opt)
         log(f"resuming at step {state['step']}")
-    rng = np.random.default_rng([cfg.seed, state["step"]])
 
     real: list[sd.SliceStack] = []
     real_names: list[str] = []
@@ -356,19 +421,25 @@ def train(
                 real.append(vol.stack)
                 real_names.append(vol.name)
         log(f"real volumes for training: {', '.join(real_names)}")
-    pool: PhantomPool | None = None
-    if phantoms:
-        pool = PhantomPool(
-            generate or default_generator(),
-            cfg.sites,
-            cfg.pool_size,
-            first_seed=cfg.seed * 10_000 + state["step"] // max(1, cfg.refresh_every),
-        )
-    if pool is None and not real:
+    gen = (generate or default_generator()) if phantoms else None
+    if gen is None and not real:
         raise InputDataError("nothing to train on: no phantoms and no real volumes")
-
-    loss_fn = PartialDiceCE()
+    # A resumed run continues with fresh phantoms and a fresh sample order, never repeats.
+    first_seed = cfg.seed * 10_000 + state["step"] // max(1, cfg.refresh_every)
+    stream = BatchStream(cfg, real, gen, first_seed, rng_key=state["step"])
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    loss_fn = PartialDiceCE().to(dev)
+    amp = dev.type == "cuda"
     t0 = time.monotonic()
+    t_start = t0
+    stopped_early = False
     with Progress(
         TextColumn("[bold]train-segmenter"),
         BarColumn(),
@@ -378,21 +449,21 @@ def train(
         TimeElapsedColumn(),
         transient=False,
     ) as progress:
-        task = progress.add_task("train", total=cfg.steps, loss=float("nan"), note="")
+        task = progress.add_task("train", total=cfg.steps, loss=float("nan"), note="phantoms")
         progress.update(task, completed=state["step"])
-        if pool is not None:
-            progress.update(task, note="generating phantoms")
-            pool.fill(lambda n: progress.update(task, note=f"phantoms {n}/{cfg.pool_size}"))
         net.train()
         running = None
+        batches = iter(loader)
         while state["step"] < cfg.steps:
             step = state["step"]
-            if pool is not None and step % cfg.refresh_every == 0 and step > 0:
-                pool.add_one()
-            batch = make_batch(pool.stacks if pool else [], real, cfg, rng)
+            batch = _to(next(batches), dev)
+            frac = (time.monotonic() - t_start) / 60 / max_minutes if max_minutes else 0.0
+            lr = lr_at(step, cfg, frac)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            loss = loss_fn(net(batch.image), batch)
+                g["lr"] = lr
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(batch.image)
+            loss = loss_fn(logits.float(), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -402,25 +473,39 @@ def train(
             state["step"] = step + 1
             if state["step"] % 10 == 0:
                 state["losses"].append([state["step"], round(running, 5)])
-            progress.update(task, advance=1, loss=running, note=f"lr {lr_at(step, cfg):.1e}")
-            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
+            progress.update(task, advance=1, loss=running, note=f"lr {lr:.1e}")
+            out_of_time = max_minutes is not None and frac >= 1.0
+            if (
+                state["step"] % cfg.checkpoint_every == 0
+                or state["step"] == cfg.steps
+                or out_of_time
+            ):
                 state["elapsed_s"] = state.get("elapsed_s", 0.0) + time.monotonic() - t0
                 t0 = time.monotonic()
                 save_checkpoint(out_dir, net, opt, state)
+            if out_of_time:
+                stopped_early = True
+                log(f"time budget of {max_minutes} min reached at step {state['step']}")
+                break
+    del batches, loader
     extra = {
         "training": {
-            "steps": cfg.steps,
+            "steps": state["step"],
+            "planned_steps": cfg.steps,
+            "stopped_early": stopped_early,
+            "batch_size": cfg.batch_size,
+            "crop": cfg.crop,
             "final_loss": running,
             "real_volumes": real_names,
             "heldout_real": list(sd.LUMBAR3D_HELDOUT),
-            "sites": list(cfg.sites),
+            "sites": list(cfg.sites) if gen is not None else [],
             "seed": cfg.seed,
             "init": cfg.init,
-            "phantoms_generated": pool.generated if pool else 0,
+            "device": dev.type,
             "elapsed_s": round(state.get("elapsed_s", 0.0), 1),
         }
     }
-    digest = save_weights(net, cfg.model, out_dir, extra)
+    digest = save_weights(net.cpu(), cfg.model, out_dir, extra)
     (out_dir / "train_log.json").write_text(json.dumps(state, indent=1) + "\n")
     log(f"wrote {out_dir / 'model.safetensors'} sha256 {digest}")
     return {"sha256": digest, **extra["training"]}

@@ -32,6 +32,15 @@ def train_segmenter(
     ] = False,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Crops per step.")] = 8,
+    crop: Annotated[int, typer.Option("--crop", min=32, help="Crop side in pixels (1 mm).")] = 192,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Data-loader processes making phantoms.")
+    ] = 0,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop (and save) after this long.")
+    ] = None,
 ) -> None:
     """Train the built-in segmenter on phantoms (and real lumbar3d volumes with --real)."""
     from reporter.anatomy.train_segmenter import TrainConfig, train
@@ -44,6 +53,8 @@ def train_segmenter(
         seed=seed,
         lr=lr,
         threads=threads,
+        batch_size=batch_size,
+        crop=crop,
         init=str(init) if init else None,
     )
     result = train(
@@ -52,6 +63,9 @@ def train_segmenter(
         real_dir=real,
         resume=resume,
         phantoms=not no_phantoms,
+        device=device,
+        workers=workers,
+        max_minutes=max_minutes,
         log=lambda m: err_console.print(m, markup=False, highlight=False),
     )
     out_console.print(f"{out / 'model.safetensors'} sha256 {result['sha256']}", markup=False)

@@ -1,0 +1,199 @@
+"""From the segmenter's generic classes to named structures.
+
+The network says "vertebra", "sacrum", "disc", ...; this module splits those into instances,
+drops what cannot be a mobile level (fragments, remnant discs inside the sacrum), estimates the
+number of lumbar-type vertebrae, and hands the ordering and naming to reporter.anatomy.naming.
+
+Enumeration. Nothing on a sagittal lumbar MRI marks T12 as thoracic except ribs, usually outside
+the field of view, so the count of lumbar-type vertebrae is estimated from the conus medullaris:
+its tip usually lies at L1 - L2 (Saifuddin et al., Spine 1998: mean lower third of L1, SD about
+one third of a vertebral level). Four or six is called only when the tip sits far from where
+five would put it (prior prevalence of 4 / 6 lumbar vertebrae about 1.5% / 3%), and the
+enumeration confidence says how sure that is. In real patients the conus varies more than in
+phantoms; naming from the sacrum upward with five lumbar vertebrae stays the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from reporter.anatomy import labels as lab
+from reporter.anatomy import naming as nm
+from reporter.anatomy import segmenter_data as sd
+from reporter.anatomy.anatomy import Anatomy
+from reporter.study import Series
+
+# Conus tip relative to the centroid of L1 along the spine, and its spread (mm; phantom and
+# literature agree on about a quarter body height below the centroid, SD ~9 mm).
+CONUS_OFFSET_MM = -6.5
+CONUS_SD_MM = 9.0
+PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}
+
+
+@dataclass
+class Instance:
+    kind: str  # "vertebra" | "sacrum" | "disc"
+    mask: np.ndarray  # boolean, native grid
+    centroid: np.ndarray  # LPS mm
+    voxels: int
+
+
+def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float) -> list[Instance]:
+    """Connected components of one class, specks dropped, fragments of one body merged."""
+    kind = {sd.VERTEBRA: "vertebra", sd.SACRUM: "sacrum", sd.DISC: "disc"}[cls]
+    comp, n = ndimage.label(generic == cls)
+    if n == 0:
+        return []
+    counts = np.bincount(comp.ravel())
+    centres = ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
+    # A vertebral body is 20-40 ml and a disc 5+ ml; anything under 0.3 ml is a fragment.
+    min_voxels = max(4, int(0.3 / voxel_ml))
+    found = [
+        Instance(kind, comp == i, np.asarray(c) @ affine[:3, :3].T + affine[:3, 3], int(counts[i]))
+        for i, c in enumerate(centres, start=1)
+        if counts[i] >= min_voxels
+    ]
+    return _merge_fragments(found)
+
+
+def _merge_fragments(items: list[Instance], gap_mm: float = 12.0) -> list[Instance]:
+    """Pieces of one body (split across slices) sit at nearly the same height along the spine;
+    consecutive vertebrae or discs are 25-45 mm apart, so pieces closer than 12 mm are one."""
+    items = sorted(items, key=lambda s: -s.centroid[2])
+    merged: list[Instance] = []
+    for item in items:
+        if merged and abs(merged[-1].centroid[2] - item.centroid[2]) < gap_mm:
+            a = merged[-1]
+            w = a.voxels + item.voxels
+            c = (a.centroid * a.voxels + item.centroid * item.voxels) / w
+            merged[-1] = Instance(a.kind, a.mask | item.mask, c, w)
+        else:
+            merged.append(item)
+    return merged
+
+
+def _touches(mask: np.ndarray, other: np.ndarray, reach: int = 3) -> int:
+    """Voxels of `other` within `reach` in-plane pixels of `mask` (slice by slice)."""
+    grown = ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3), bool), iterations=reach)
+    return int((grown & other).sum())
+
+
+def drop_sacral_discs(
+    discs: list[Instance], generic: np.ndarray, sacrum: Instance | None
+) -> list[Instance]:
+    """A disc with sacrum around it and no mobile vertebra next to it is a sacral remnant
+    (S1-S2 of a lumbarized S1), not a named level."""
+    if sacrum is None:
+        return discs
+    vert = generic == sd.VERTEBRA
+    keep = []
+    for d in discs:
+        near_sacrum = _touches(d.mask, sacrum.mask)
+        near_vertebra = _touches(d.mask, vert)
+        if near_sacrum > 0 and near_vertebra < 0.05 * near_sacrum:
+            continue
+        keep.append(d)
+    return keep
+
+
+def estimate_lumbar_count(
+    mobile: list[Instance], cord: np.ndarray, affine: np.ndarray, axis: np.ndarray
+) -> tuple[int, float]:
+    """(number of lumbar-type vertebrae, confidence) from the conus tip; (5, low) without it.
+
+    `mobile`: vertebrae above the sacrum, caudal first.
+    """
+    if not cord.any() or len(mobile) < 4:
+        return 5, 0.6
+    pts = np.argwhere(cord) @ affine[:3, :3].T + affine[:3, 3]
+    heights = pts @ axis
+    tip = float(np.percentile(heights, 1.0))  # the caudal end, robust to a stray voxel
+    scores = {}
+    for n_lumbar, prior in PRIOR_LUMBAR.items():
+        if n_lumbar > len(mobile):
+            continue
+        l1 = float(mobile[n_lumbar - 1].centroid @ axis)
+        d = tip - (l1 + CONUS_OFFSET_MM)
+        scores[n_lumbar] = np.log(prior) - 0.5 * (d / CONUS_SD_MM) ** 2
+    if not scores:
+        return 5, 0.6
+    vals = np.array(list(scores.values()))
+    post = np.exp(vals - vals.max())
+    post /= post.sum()
+    best = max(scores, key=lambda k: scores[k])
+    return int(best), float(post[list(scores).index(best)])
+
+
+def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") -> Anatomy:
+    """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs."""
+    affine = np.asarray(series.affine, dtype=float)
+    voxel_ml = float(np.prod(series.spacing)) / 1000.0
+    vertebrae = instances(generic, sd.VERTEBRA, affine, voxel_ml)
+    sacra = instances(generic, sd.SACRUM, affine, voxel_ml)
+    sacrum = max(sacra, key=lambda s: s.voxels) if sacra else None
+    if sacrum is not None and sacrum.voxels * voxel_ml < 2.0:
+        sacrum = None  # a sliver at the FOV edge does not anchor the count
+    discs = drop_sacral_discs(instances(generic, sd.DISC, affine, voxel_ml), generic, sacrum)
+
+    axis = nm.spine_axis([v.centroid for v in vertebrae + discs])
+    sacral_height = float(sacrum.centroid @ axis) if sacrum is not None else -np.inf
+    mobile = sorted(
+        (v for v in vertebrae if float(v.centroid @ axis) > sacral_height),
+        key=lambda v: float(v.centroid @ axis),
+    )
+    n_lumbar, confidence = 5, 0.6
+    if sacrum is not None:
+        n_lumbar, confidence = estimate_lumbar_count(mobile, generic == sd.CORD, affine, axis)
+    named, naming = nm.name_instances(
+        [v.mask for v in mobile],
+        [d.mask for d in discs],
+        sacrum.mask if sacrum is not None else None,
+        affine,
+        n_lumbar=n_lumbar,
+    )
+    out = _tissues(generic, affine)
+    structures = named > 0
+    out[structures] = named[structures]
+    return Anatomy(
+        reference_series_uid=series.series_uid,
+        reference_stack_index=series.stack_index,
+        labels=out,
+        affine=affine,
+        source="builtin_segmenter",
+        source_detail=detail,
+        vertebrae=naming.vertebrae,
+        levels=naming.levels,
+        lumbar_vertebrae=naming.lumbar_vertebrae,
+        transitional=naming.transitional,
+        enumeration_confidence=min(naming.confidence, confidence),
+        naming_uncertain=naming.naming_uncertain,
+        naming_convention=naming.convention,
+        missing=naming.missing,
+    )
+
+
+def _tissues(generic: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Non-level classes in our convention; foramina and roots get their side from the slice."""
+    out = np.zeros(generic.shape, dtype=np.int16)
+    out[generic == sd.CANAL] = lab.CANAL
+    out[generic == sd.CORD] = lab.CORD
+    out[generic == sd.POSTERIOR] = lab.POSTERIOR_ELEMENTS
+    left = _left_slices(generic, affine)[:, None, None]
+    out[(generic == sd.FORAMEN) & left] = lab.FORAMEN_LEFT
+    out[(generic == sd.FORAMEN) & ~left] = lab.FORAMEN_RIGHT
+    out[(generic == sd.ROOT) & left] = lab.ROOT_LEFT
+    out[(generic == sd.ROOT) & ~left] = lab.ROOT_RIGHT
+    return out
+
+
+def _left_slices(generic: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Per slice: does it lie on the patient's left of the canal (LPS +x)?"""
+    n = generic.shape[0]
+    mid = np.array([[k, generic.shape[1] / 2, generic.shape[2] / 2] for k in range(n)])
+    x = (mid @ affine[:3, :3].T + affine[:3, 3])[:, 0]
+    canal = np.nonzero(generic == sd.CANAL)[0]
+    centre = float(np.mean(x[canal])) if canal.size else float(np.mean(x))
+    return x > centre
