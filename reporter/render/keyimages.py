@@ -65,24 +65,57 @@ def _labels_for(anatomy: Anatomy, series: Series) -> np.ndarray | None:
     return None
 
 
-def _pick_measurement(statement: Statement) -> Measurement | None:
-    placed = [m for m in statement.evidence if m.slice_index is not None or m.position_lps]
+def _pick_measurement(study: Study, statement: Statement) -> Measurement | None:
+    """The measurement to draw: one on a series of the study, a slice-exact one first."""
+    placed = [
+        m
+        for m in statement.evidence
+        if m.series_uid and _series(study, m.series_uid, m.stack_index) is not None
+    ]
+    placed.sort(key=lambda m: (m.slice_index is None, m.unit != "mm", m.value is None))
     return placed[0] if placed else None
 
 
-def _best_slice(labels: np.ndarray, values: list[int]) -> int | None:
-    counts = np.isin(labels, values).sum(axis=(1, 2))
-    return int(np.argmax(counts)) if counts.max() > 0 else None
-
-
-def _structures(statement: Statement) -> list[int]:
-    """The labels whose slice best shows this statement when no measurement says where."""
-    f = statement.field
-    if f.startswith("foraminal_stenosis"):
-        return [L.FORAMEN_LEFT if f.endswith("left") else L.FORAMEN_RIGHT]
+def _anchor(statement: Statement, meas: Measurement | None) -> list[int]:
+    """The structure a statement (or its measurement) is about: where to look and to draw."""
+    name = (meas.name if meas is not None else "") + " " + statement.field
+    side = "left" if "left" in name else "right" if "right" in name else None
+    if "foram" in name or "root" in name:
+        if side == "left":
+            return [L.FORAMEN_LEFT, L.ROOT_LEFT]
+        if side == "right":
+            return [L.FORAMEN_RIGHT, L.ROOT_RIGHT]
+        return [L.FORAMEN_LEFT, L.FORAMEN_RIGHT]
+    if "canal" in name or "dural" in name or "recess" in name or "subarticular" in name:
+        return [L.CANAL]
     if statement.level:
         return [L.disc_label(statement.level)]
     return [L.CANAL]
+
+
+def _resampled_labels(anatomy: Anatomy, series: Series, k: int) -> np.ndarray:
+    """The anatomy's label map sampled (nearest) on slice k of another series' grid."""
+    rows, cols = series.shape[1], series.shape[2]
+    jj, ii = np.mgrid[0:rows, 0:cols]
+    idx = np.stack([np.full_like(jj, k), jj, ii], axis=-1).reshape(-1, 3)
+    lps = series.index_to_lps(idx)
+    inv = np.linalg.inv(anatomy.affine)
+    ref = np.rint(lps @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+    shape = np.array(anatomy.labels.shape)
+    ok = np.all((ref >= 0) & (ref < shape), axis=1)
+    out = np.zeros(rows * cols, dtype=anatomy.labels.dtype)
+    out[ok] = anatomy.labels[ref[ok, 0], ref[ok, 1], ref[ok, 2]]
+    return out.reshape(rows, cols)
+
+
+def _level_band(lab3d: np.ndarray, level: str | None, margin: int) -> slice:
+    """Rows (of a sagittal-like grid) covering the level's disc, with a margin."""
+    if level is None:
+        return slice(None)
+    rows = np.nonzero((lab3d == L.disc_label(level)).any(axis=(0, 2)))[0]
+    if rows.size == 0:
+        return slice(None)
+    return slice(max(int(rows.min()) - margin, 0), int(rows.max()) + margin + 1)
 
 
 def _norm(img: np.ndarray) -> np.ndarray:
@@ -96,51 +129,69 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)
 
 
+def _direction(series: Series, name: str) -> np.ndarray:
+    """Pixel step (rows, cols) per mm along the patient axis a distance is measured on:
+    cranio-caudal for heights, antero-posterior for everything else (AP width, depth)."""
+    axis = np.array([0.0, 0.0, 1.0]) if "height" in name else np.array([0.0, 1.0, 0.0])
+    row_vec, col_vec = series.affine[:3, 1], series.affine[:3, 2]
+    d = np.array([axis @ row_vec / (row_vec @ row_vec), axis @ col_vec / (col_vec @ col_vec)])
+    norm = np.linalg.norm(d * np.array(series.spacing[1:]))
+    return d / norm if norm > 0 else np.array([0.0, 1.0 / series.spacing[2]])
+
+
 def render_key_image(study: Study, anatomy: Anatomy, statement: Statement) -> KeyImage | None:
-    """The key image of one statement, or None when there is nothing to show it on."""
-    meas = _pick_measurement(statement)
-    # Show the measured series when its labels are known; else the reference series, with the
-    # measurement's position projected onto it.
-    series: Series | None = None
-    if meas is not None and meas.series_uid:
-        series = _series(study, meas.series_uid, meas.stack_index)
-    if series is None or _labels_for(anatomy, series) is None:
+    """The key image of one statement, or None when there is nothing to show it on.
+
+    The measured series and slice when the measurement names them (labels resampled onto it
+    when the anatomy has none there); else the reference series, on the slice that shows the
+    statement's structure best at its level."""
+    meas = _pick_measurement(study, statement)
+    series = _series(study, meas.series_uid, meas.stack_index) if meas and meas.series_uid else None
+    if series is None:
         series = _series(study, anatomy.reference_series_uid, anatomy.reference_stack_index)
+        if meas is not None:
+            meas = meas.model_copy(update={"slice_index": None})  # it belongs to another grid
     if series is None:
         return None
-    labels = _labels_for(anatomy, series)
-    same_series = (
-        meas is not None
-        and meas.series_uid == series.series_uid
-        and meas.stack_index == series.stack_index
-    )
+    own = _labels_for(anatomy, series)
+    anchor = _anchor(statement, meas)
+    _, row_mm, col_mm = series.spacing
 
-    point: np.ndarray | None = None  # (k, j, i) on `series`
-    if meas is not None and meas.position_lps:
-        point = series.lps_to_index(np.asarray(meas.position_lps, dtype=float))
-    k: int | None = None
-    if same_series and meas is not None and meas.slice_index is not None:
-        k = int(meas.slice_index)
-    elif point is not None:
-        k = round(float(point[0]))
-    if (k is None or not 0 <= k < series.shape[0]) and labels is not None:
-        k = _best_slice(labels, _structures(statement))
+    k: int | None = meas.slice_index if meas is not None else None
+    if k is None and own is not None:
+        band = _level_band(own, statement.level, margin=round(10 / row_mm))
+        counts = np.isin(own[:, band, :], anchor).sum(axis=(1, 2))
+        k = int(np.argmax(counts)) if counts.max() > 0 else None
+    if k is None and meas is not None and meas.position_lps:
+        k = round(float(series.lps_to_index(np.asarray(meas.position_lps))[0]))
     if k is None or not 0 <= k < series.shape[0]:
         k = series.shape[0] // 2
 
     img = series.pixels[k].astype(np.float32)
-    lab = labels[k] if labels is not None else np.zeros(img.shape, dtype=np.int16)
+    lab = own[k] if own is not None else _resampled_labels(anatomy, series, k)
 
-    # Centre the crop on the measurement, else on the level's disc, else on the slice.
-    if point is not None:
-        cj, ci = float(point[1]), float(point[2])
-    else:
-        target = lab == L.disc_label(statement.level) if statement.level else lab == L.CANAL
-        if target.any():
-            cj, ci = (float(c) for c in ndimage.center_of_mass(target))
-        else:
-            cj, ci = img.shape[0] / 2, img.shape[1] / 2
-    _, row_mm, col_mm = series.spacing
+    # Where to centre and draw: the anchor structure at this level, else the disc, else the
+    # measurement's position, else the middle.
+    disc = lab == L.disc_label(statement.level) if statement.level else np.zeros_like(lab, bool)
+    target = np.isin(lab, anchor)
+    if statement.level and disc.any() and target.any() and not np.array_equal(target, disc):
+        rows = np.nonzero(disc.any(axis=1))[0]
+        margin = round(12 / row_mm)
+        near = np.zeros_like(target)
+        near[max(rows.min() - margin, 0) : rows.max() + margin + 1] = True
+        # On a sagittal slice keep the part of the canal / foramen beside this disc.
+        if (target & near).any() and series.plane != "axial":
+            target &= near
+    point: tuple[float, float] | None = None
+    if target.any():
+        point = tuple(float(c) for c in ndimage.center_of_mass(target))  # type: ignore[assignment]
+    elif disc.any():
+        point = tuple(float(c) for c in ndimage.center_of_mass(disc))  # type: ignore[assignment]
+    elif meas is not None and meas.position_lps:
+        kji = series.lps_to_index(np.asarray(meas.position_lps))
+        point = (float(kji[1]), float(kji[2]))
+    cj, ci = point if point is not None else (img.shape[0] / 2, img.shape[1] / 2)
+
     half_r = round(CROP_MM / 2 / row_mm)
     half_c = round(CROP_MM / 2 / col_mm)
     r0, c0 = round(cj) - half_r, round(ci) - half_c
@@ -177,27 +228,25 @@ def render_key_image(study: Study, anatomy: Anatomy, statement: Statement) -> Ke
     draw = ImageDraw.Draw(pil)
     sy, sx = OUT_PX / crop.shape[0], OUT_PX / crop.shape[1]  # px per voxel
     caption = f"{statement.level or 'study'}: {statement.text}"
+    col = COLORS["measurement"]
     if meas is not None:
         caption += f" | {meas.name} = {_fmt(meas)}"
-    if point is not None:
-        py, px = (point[1] - r0) * sy, (point[2] - c0) * sx
-        col = COLORS["measurement"]
-        if meas is not None and meas.unit == "mm" and meas.value is not None:
-            # Draw the distance itself: along the row axis for heights, else across columns.
-            vertical = "height" in meas.name
-            half = meas.value / 2 / (row_mm if vertical else col_mm) * (sy if vertical else sx)
-            if vertical:
-                draw.line([(px, py - half), (px, py + half)], fill=col, width=3)
-                draw.line([(px - 6, py - half), (px + 6, py - half)], fill=col, width=2)
-                draw.line([(px - 6, py + half), (px + 6, py + half)], fill=col, width=2)
-            else:
-                draw.line([(px - half, py), (px + half, py)], fill=col, width=3)
-                draw.line([(px - half, py - 6), (px - half, py + 6)], fill=col, width=2)
-                draw.line([(px + half, py - 6), (px + half, py + 6)], fill=col, width=2)
+        py, px = (cj - r0) * sy, (ci - c0) * sx
+        if meas.unit == "mm" and meas.value is not None and meas.value > 0:
+            # The distance itself, to scale, along the axis it is measured on.
+            dj, di = _direction(series, meas.name) * meas.value / 2
+            a = (px - di * sx, py - dj * sy)
+            b = (px + di * sx, py + dj * sy)
+            draw.line([a, b], fill=col, width=3)
+            # End ticks perpendicular to the line (x, y) = (di*sx, dj*sy).
+            tx, ty = -dj * sy, di * sx
+            norm = float(np.hypot(tx, ty)) or 1.0
+            tx, ty = tx / norm * 6, ty / norm * 6
+            for ex, ey in (a, b):
+                draw.line([(ex - tx, ey - ty), (ex + tx, ey + ty)], fill=col, width=2)
         else:
             draw.ellipse([(px - 6, py - 6), (px + 6, py + 6)], outline=col, width=3)
-        if meas is not None:
-            draw.text((4, OUT_PX - 16), f"{meas.name} = {_fmt(meas)}", fill=col)
+        draw.text((4, OUT_PX - 16), f"{meas.name} = {_fmt(meas)}", fill=col)
     # 10 mm scale bar, so a reader can judge any distance on the image.
     bar = 10.0 / col_mm * sx
     draw.line([(OUT_PX - 12 - bar, 12), (OUT_PX - 12, 12)], fill=(255, 255, 255), width=2)
