@@ -219,3 +219,15 @@ def test_unwritable_output_folder_is_an_output_error_with_exit_73(tmp_path: Path
     with pytest.raises(OutputError) as err:
         outputs.write_outputs(report, study, anatomy, statements, blocker / "out")
     assert err.value.exit_code == 73
+
+
+def test_study_without_dicom_headers_gets_every_output_but_sr_and_seg(tmp_path: Path) -> None:
+    """A NIfTI input has no DICOM headers to reference: no SR/SEG, said in the report."""
+    study, anatomy, report, statements = _report()
+    study.series[0].headers = []
+    written = outputs.write_outputs(report, study, anatomy, statements, tmp_path)
+    assert set(written) == {"text", "html", "json", "provenance"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report.txt", "report.html", "findings.json", "provenance.json"]
+    )
+    assert "NOTE: report.sr.dcm and seg.dcm not written" in (tmp_path / "report.txt").read_text()

@@ -116,6 +116,7 @@ def build_context(
             "indication": indication,
         },
         "technique": technique(study),
+        "notes": list(report.technique.get("notes", [])),
         "anatomy": anatomy,
         "study_statements": study_statements,
         "levels": _levels(report, statements),

@@ -12,7 +12,7 @@ from reporter.render.context import build_context
 from reporter.render.html import key_images, render_html
 from reporter.render.json_out import render_json
 from reporter.render.provenance import now_iso, render_provenance
-from reporter.render.seg import build_seg
+from reporter.render.seg import build_seg, reference_series
 from reporter.render.sr import build_sr
 from reporter.render.statements import Statement
 from reporter.render.text import render_text
@@ -30,6 +30,18 @@ FILES: dict[str, str] = {
 }
 
 
+def dicom_possible(study: Study, anatomy: Anatomy) -> str | None:
+    """None when SR and SEG can be written; else why not (they need the source DICOM headers,
+    which a NIfTI input does not have)."""
+    series = reference_series(study, anatomy)
+    if len(series.headers) != series.shape[0]:
+        return (
+            "report.sr.dcm and seg.dcm not written: the input has no DICOM headers to "
+            "reference (NIfTI input)"
+        )
+    return None
+
+
 def render_all(
     report: Report,
     study: Study,
@@ -38,17 +50,28 @@ def render_all(
     stage: Path,
     indication: str | None = None,
 ) -> dict[str, Path]:
-    """Write all outputs into the folder `stage`; returns kind -> path inside `stage`."""
-    paths = {kind: stage / name for kind, name in FILES.items()}
-    seg = build_seg(study, anatomy)
-    seg.dataset.save_as(paths["seg"], enforce_file_format=True)
-    sr = build_sr(study, statements, report.measurements, seg, report.provenance)
-    sr.save_as(paths["sr"], enforce_file_format=True)
+    """Write the outputs into the folder `stage`; returns kind -> path inside `stage`
+    (provenance.json is written by the caller, last)."""
+    paths: dict[str, Path] = {}
+    why_not = dicom_possible(study, anatomy)
+    if why_not is None:
+        seg = build_seg(study, anatomy)
+        paths["seg"] = stage / FILES["seg"]
+        seg.dataset.save_as(paths["seg"], enforce_file_format=True)
+        sr = build_sr(study, statements, report.measurements, seg, report.provenance)
+        paths["sr"] = stage / FILES["sr"]
+        sr.save_as(paths["sr"], enforce_file_format=True)
+    else:
+        report.technique["notes"] = [*report.technique.get("notes", []), why_not]
     images = key_images(study, anatomy, statements)
     context = build_context(report, study, statements, images, indication)
-    paths["text"].write_text(render_text(context), encoding="utf-8")
-    paths["html"].write_text(render_html(context), encoding="utf-8")
-    paths["json"].write_text(render_json(report, statements), encoding="utf-8")
+    for kind, text in (
+        ("text", render_text(context)),
+        ("html", render_html(context)),
+        ("json", render_json(report, statements)),
+    ):
+        paths[kind] = stage / FILES[kind]
+        paths[kind].write_text(text, encoding="utf-8")
     return paths
 
 
@@ -67,16 +90,18 @@ def write_outputs(
     out_dir = Path(out_dir)
     t_render = time.perf_counter()
     with atomic.staged_dir(out_dir) as stage:
-        render_all(report, study, anatomy, statements, stage, indication)
+        written = render_all(report, study, anatomy, statements, stage, indication)
         report.provenance.timings_s["render"] = round(time.perf_counter() - t_render, 3)
         if t0 is not None:
             report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
         report.provenance.finished_at = now_iso()
-        (stage / FILES["provenance"]).write_text(
+        written["provenance"] = stage / FILES["provenance"]
+        written["provenance"].write_text(
             render_provenance(report.provenance, anatomy), encoding="utf-8"
         )
-        moved = atomic.commit_files(stage, out_dir, list(FILES.values()))
-    by_kind = {kind: moved[name] for kind, name in FILES.items()}
+        kinds = [k for k in FILES if k in written]  # provenance.json moves in last
+        moved = atomic.commit_files(stage, out_dir, [FILES[k] for k in kinds])
+    by_kind = {kind: moved[FILES[kind]] for kind in kinds}
     report.outputs = {kind: str(p) for kind, p in by_kind.items()}
     return by_kind
 
