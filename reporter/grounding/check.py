@@ -130,19 +130,28 @@ def _narrowing(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) ->
 
 
 def _herniation_options(m: LevelMeasures) -> tuple[set[str] | None, list[Measurement]]:
-    (ext, base, circ), ev = _values(
-        m, "posterior_extension_mm", "herniation_base_mm", "herniation_circumference_deg"
+    """Herniation types the measurements allow: extension and base with the rule's tolerance,
+    the focal angle +-20 degrees (sagittal slices are coarse across the rim), and a
+    circumferential bulge when most slices across the posterior wall reach out."""
+    (ext, base, circ, broad), ev = _values(
+        m,
+        "posterior_extension_mm",
+        "herniation_base_mm",
+        "herniation_circumference_deg",
+        "herniation_broad_fraction",
     )
     if ext is None:
         return None, ev
     r = grading.rules()["herniation"]
     tol = r["tolerance_mm"]
     base = base if base is not None else 0.0
-    circ = circ if circ is not None else 0.0
+    circs = [(circ or 0.0) - 20.0, circ or 0.0, (circ or 0.0) + 20.0]
+    if broad is not None and broad >= 0.75:
+        circs.append(360.0)
     opts: set[str] = set()
     for e in (ext - tol, ext, ext + tol):
-        for c in (circ - 20.0, circ, circ + 20.0):  # circumference is coarse on a few slices
-            for b in (base - tol, base, base + tol):
+        for c in circs:
+            for b in (base - 2 * tol, base, base + 2 * tol):
                 opts.add(grading.herniation_grade(max(e, 0.0), max(b, 0.0), c))
     return opts, ev
 

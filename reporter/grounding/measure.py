@@ -528,15 +528,16 @@ def _herniation(grid: Grid, level: str, frame: Frame, up: str, lo: str) -> dict[
     over = reach >= grading.rules()["herniation"]["min_extension_mm"]
     # Rim angle per slice: its width over the posterior wall's distance from the body centre.
     per_slice = float(np.degrees(step / 16.0))
-    # A bulge reaches out all around: (nearly) every slice across the wall shows it.
+    # A bulge reaches out all around, so (nearly) every slice across the wall shows it; the
+    # share of slices that do is kept apart from the focal angle.
     tol = grading.rules()["herniation"]["tolerance_mm"]
-    broad = (reach >= grading.rules()["herniation"]["min_extension_mm"] - tol).mean() >= 0.75
-    circ = 360.0 if broad and len(reach) >= 3 else float(over.sum() * per_slice)
+    broad = float((reach >= grading.rules()["herniation"]["min_extension_mm"] - tol).mean())
     base = float((reach >= 0.5 * depth).sum() * step) if depth > 0 else 0.0
     return {
         "posterior_extension_mm": depth,
         "herniation_base_mm": base,
-        "herniation_circumference_deg": circ,
+        "herniation_circumference_deg": float(over.sum() * per_slice),
+        "herniation_broad_fraction": broad if len(reach) >= 3 else 0.0,
         "herniation_lateral_mm": float(lat[best]),
     }
 
@@ -658,8 +659,8 @@ def _plane_point(g: Grid, k: int, frame: Frame, lat: np.ndarray, a: np.ndarray) 
 
 
 def _canal_half_width(g: Grid, k: int, frame: Frame, level: str) -> dict[str, float]:
-    """Bony canal half-width on each side, from the axial slice: scanning outward 1 mm behind
-    the disc, the first non-free label is the foraminal frame (0.5 mm outside the wall)."""
+    """Bony canal half-width on each side, from the axial slice: scanning sideways just behind
+    the disc, the foraminal frame starts 0.5 mm outside the canal's wall."""
     step = 0.05
     a_line = np.arange(-10.0, 40.0, step)
     mid = g.sample(_plane_point(g, k, frame, np.zeros_like(a_line), a_line), k=k)
@@ -668,17 +669,34 @@ def _canal_half_width(g: Grid, k: int, frame: Frame, level: str) -> dict[str, fl
     is_bony = np.isin(mid, bony)
     if not is_bony.any():
         return {}
-    wall_a = a_line[int(np.nonzero(is_bony)[0].max())] + 1.0
+    wall_a = a_line[int(np.nonzero(is_bony)[0].max())]
     passable = (*FREE, *bony)  # a herniation may reach into the recess: look past it
     lat_line = np.arange(0.0, 30.0, step)
+    lab = g.labels[k]
     out: dict[str, float] = {}
     for side, sgn in (("left", 1.0), ("right", -1.0)):
-        row = g.sample(
-            _plane_point(g, k, frame, sgn * lat_line, np.full(lat_line.size, wall_a)), k=k
-        )
-        hit = np.nonzero(~np.isin(row, passable))[0]
-        if hit.size and lat_line[hit[0]] > 5.0:
-            out[side] = float(lat_line[hit[0]] - 0.5)
+        # Perineural fat and root fill the foramen from its medial edge, 0.5 mm outside the
+        # canal wall; where the fat is gone, scan sideways just behind the disc instead (the
+        # most lateral first hit over a few rows: a superior articular process is met medially).
+        labs = (L.FORAMEN_LEFT, L.ROOT_LEFT) if side == "left" else (L.FORAMEN_RIGHT, L.ROOT_RIGHT)
+        fat = np.isin(lab, labs)
+        hits: list[float] = []
+        if fat.sum() >= 5:
+            c = g.slice_coords(k, fat, frame)
+            c = c[(c[:, 1] > wall_a - 3.0) & (c[:, 1] < wall_a + 14.0)]
+            if len(c) >= 5:
+                hits.append(float(np.percentile(np.abs(c[:, 0]), 2)))
+        if not hits:
+            for da in (0.5, 0.8, 1.1):
+                row = g.sample(
+                    _plane_point(g, k, frame, sgn * lat_line, np.full(lat_line.size, wall_a + da)),
+                    k=k,
+                )
+                hit = np.nonzero(~np.isin(row, passable))[0]
+                if hit.size:
+                    hits.append(float(lat_line[hit[0]]))
+        if hits and 7.0 <= max(hits) <= 18.0:
+            out[side] = max(hits) - 0.5
     return out
 
 
@@ -686,34 +704,47 @@ def _recess_depths(
     grid: Grid, frame: Frame, level: str, up: str, lo: str, half_width: dict[str, float]
 ) -> dict[str, float]:
     """Free AP run behind the disc at the disc's mid-height, 2 mm inside the bony canal wall,
-    on the sagittal slice nearest that line (axial blocks need not cut the disc's mid-height)."""
+    on the sagittal slices around that line (axial blocks need not cut the disc's mid-height)."""
     bony = [L.disc_label(level), L.vertebra_label(up), L.vertebra_label(lo)]
+    out: dict[str, float] = {}
+    # The canal's centre line from its two walls (the disc centroid may sit off it).
+    centre, half = 0.0, dict(half_width)
+    if "left" in half_width and "right" in half_width:
+        centre = (half_width["left"] - half_width["right"]) / 2
+        half = dict.fromkeys(half_width, (half_width["left"] + half_width["right"]) / 2)
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        if side not in half:
+            continue
+        x = centre + sgn * (half[side] - 2.0)
+        kf = float(grid.series.lps_to_index(frame.lps(x, 0.0, 0.0))[0])
+        # The line rarely lies on a slice: interpolate the runs of the two slices around it.
+        k0 = int(np.floor(kf))
+        runs: list[tuple[float, float]] = []
+        for k, w in ((k0, 1.0 - (kf - k0)), (k0 + 1, kf - k0)):
+            if 0 <= k < grid.labels.shape[0] and w > 0.05:
+                r = _recess_run(grid, k, frame, x, bony)
+                if r is not None:
+                    runs.append((r, w))
+        if runs:
+            out[side] = float(sum(r * w for r, w in runs) / sum(w for _, w in runs))
+    return out
+
+
+def _recess_run(grid: Grid, k: int, frame: Frame, x: float, bony: list[int]) -> float | None:
+    """Free run behind the disc on slice k along the AP line at lateral x, mid-height."""
     step = 0.05
     a_line = np.arange(-10.0, 40.0, step)
-    out: dict[str, float] = {}
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        if side not in half_width:
+    runs = []
+    for u in (-0.5, 0.0, 0.5):
+        line = grid.sample(frame.lps(np.full(a_line.size, x), a_line, np.full(a_line.size, u)), k=k)
+        b = np.isin(line, bony)
+        if not b.any():
             continue
-        x = sgn * (half_width[side] - 2.0)
-        kf = float(grid.series.lps_to_index(frame.lps(x, 0.0, 0.0))[0])
-        k = round(kf)
-        if not 0 <= k < grid.labels.shape[0]:
-            continue
-        runs = []
-        for u in (-0.5, 0.0, 0.5):
-            line = grid.sample(
-                frame.lps(np.full(a_line.size, x), a_line, np.full(a_line.size, u)), k=k
-            )
-            b = np.isin(line, bony)
-            if not b.any():
-                continue
-            start = int(np.nonzero(b)[0].max()) + 1
-            free = np.isin(line[start:], FREE)
-            stop = np.nonzero(~free)[0]
-            runs.append((stop[0] if stop.size else free.size) * step)
-        if runs:
-            out[side] = float(np.median(runs))
-    return out
+        start = int(np.nonzero(b)[0].max()) + 1
+        free = np.isin(line[start:], FREE)
+        stop = np.nonzero(~free)[0]
+        runs.append((stop[0] if stop.size else free.size) * step)
+    return float(np.median(runs)) if runs else None
 
 
 # --- the study ------------------------------------------------------------------------------------
@@ -784,7 +815,7 @@ def _measure_level(
         add("slip_percent", _slip_percent(up, lo), "%",
             "posterior corners along the lower body's AP axis, % of its depth")  # fmt: skip
         for name, value in _herniation(grid, level, frame, upper, lower).items():
-            unit = "deg" if name.endswith("deg") else "mm"
+            unit = {"deg": "deg", "ion": "ratio"}.get(name[-3:], "mm")
             add(name, value, unit, "sagittal slices: disc edge beyond the bodies' edges", kk=None)
     disc_half = 0.5 * (height or 8.0)
     for side in ("left", "right"):
