@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -208,6 +209,8 @@ def read_worklist(path: str | os.PathLike[str]) -> list[WorkItem]:
 # --- the worker process ---------------------------------------------------------------------
 def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: str) -> None:
     """Load the model once, then report the items the main process sends until it sends None."""
+    # Ctrl-C reaches the whole process group; the main process decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import torch
 
@@ -276,8 +279,9 @@ def _run_item(item: WorkItem, model: str | None, adapter: str | None, out: Path)
     except BaseException as exc:  # isolate: one bad study never stops the batch
         shutil.rmtree(stage, ignore_errors=True)
         reason = _describe(exc)
-        if not isinstance(exc, ReporterError):
-            reason += " | " + traceback.format_exc(limit=2).strip().splitlines()[-1][:200]
+        if not isinstance(exc, ReporterError) and exc.__traceback__ is not None:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            reason += f" at {Path(where.filename).name}:{where.lineno} in {where.name}"
         return {
             "type": "result",
             "status": "failed",
@@ -317,6 +321,9 @@ def run_batch(
         raise UsageError(f"--workers must be at least 1, not {workers}")
     if timeout_s <= 0:
         raise UsageError(f"the per-study timeout must be positive, not {timeout_s}")
+    for label, p in (("model", model), ("adapter", adapter)):
+        if p is not None and not Path(p).exists():
+            raise InputMissingError(f"the {label} path {p} does not exist")
     items = read_worklist(worklist)
     out_dir = Path(out)
     try:
@@ -447,7 +454,9 @@ def _dispatch(
                     if msg["type"] == "ready":
                         w.ready = True
                     elif msg["type"] == "fatal":
-                        raise BatchFatalError(f"a worker could not start: {msg['error']}")
+                        err = BatchFatalError(f"a worker could not start: {msg['error']}")
+                        err.exit_code = int(msg.get("code", err.exit_code))
+                        raise err
                     elif msg["type"] == "result" and w.item is not None:
                         item, w.item = w.item, None
                         record(
