@@ -68,6 +68,8 @@ def get_model(model: Any = None, adapter: Any = None) -> Any:
 
     An object with a `predict` method is taken as an already loaded model."""
     if model is not None and hasattr(model, "predict"):
+        if adapter is not None:
+            raise UsageError("pass the adapter with the model's path, not with a loaded model")
         return model
     for label, p in (("model", model), ("adapter", adapter)):
         if p is not None and not Path(p).exists():

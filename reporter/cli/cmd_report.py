@@ -80,7 +80,8 @@ def demo(
     phantom = generate_study(DEMO_SEED, site=DEMO_SITE)
     written = write_study(phantom, study_dir)
     err_console.print("reporting it ...")
-    report = report_study(written, out_dir=out / "report")
+    dicom = written / "dicom"  # the phantom folder also holds its truth; report the images
+    report = report_study(dicom if dicom.is_dir() else written, out_dir=out / "report")
     _print_summary(report, f"Demo report of the phantom study in {written}")
 
 
