@@ -198,7 +198,8 @@ def test_cli_report_of_a_missing_folder_exits_66(tmp_path: Path) -> None:
 def _default_weights_present() -> bool:
     from reporter.resources import weights_dir
 
-    return (weights_dir() / "vlm").is_dir()
+    # The demo runs the embedded VLM and the built-in segmenter.
+    return (weights_dir() / "vlm").is_dir() and (weights_dir() / "segmenter").is_dir()
 
 
 @pytest.mark.slow
