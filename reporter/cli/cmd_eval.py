@@ -39,6 +39,13 @@ def eval_command(
         bool,
         typer.Option("--no-injected", help="Skip the checker-alone run with planted errors."),
     ] = False,
+    anatomy: Annotated[
+        str,
+        typer.Option(
+            "--anatomy",
+            help="segmenter (default, as for users) or truth (the cases' own label maps).",
+        ),
+    ] = "segmenter",
     injected_anatomy: Annotated[
         str,
         typer.Option(
@@ -60,11 +67,14 @@ def eval_command(
         raise UsageError("give --benchmark or --data, not both")
     if fmt not in DATA_FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
+    if anatomy not in ("segmenter", "truth"):
+        raise UsageError(f"--anatomy must be segmenter or truth, not {anatomy!r}")
     if injected_anatomy not in ("truth", "pipeline"):
         raise UsageError(f"--injected-anatomy must be truth or pipeline, not {injected_anatomy!r}")
     config = EvalConfig(
         model=model,
         adapter=adapter,
+        anatomy=anatomy,
         injected=not no_injected,
         injected_anatomy=injected_anatomy,
         injected_every=injected_every,

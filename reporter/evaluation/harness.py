@@ -56,6 +56,10 @@ class LabeledStudy:
 class EvalConfig:
     model: str | None = None
     adapter: str | None = None
+    # Where the pipeline's anatomy comes from: "segmenter" (the built-in one, as for a user's
+    # study) or "truth" (the case's own label map, imported as a user's --seg would be; isolates
+    # the model and the checker from segmentation errors).
+    anatomy: str = "segmenter"
     injected: bool = True  # also run the checker alone on truth with planted errors
     injected_seed: int = 0
     # Which anatomy the planted-error check uses: "truth" (the phantom's label maps: the checker
@@ -175,12 +179,14 @@ class DistributionRecorder:
 class Evaluator:
     """Holds what is loaded once per process (the model) and evaluates studies one at a time."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: EvalConfig, model: Any = None) -> None:
+        """`model`: an already loaded model; by default the one `config` names, loaded once."""
         self.config = config
         from reporter.pipeline import get_model
 
-        self.model = DistributionRecorder(get_model(config.model, config.adapter))
+        self.model = DistributionRecorder(model or get_model(config.model, config.adapter))
         self._validator = _schema_validator()
+        self._segment_s = 0.0
 
     def provenance(self) -> dict[str, Any]:
         try:
@@ -197,7 +203,7 @@ class Evaluator:
             return record
         try:
             t0 = time.perf_counter()
-            report, anatomy = self._report(item.study)
+            report, anatomy = self._report(item)
             record.latency_s = time.perf_counter() - t0
         except ReporterError as exc:
             record.error = f"{type(exc).__name__}: {exc}"
@@ -210,6 +216,10 @@ class Evaluator:
             )
             return record
         record.schema_valid = self._valid(report.raw_findings)
+        record.timings = {
+            **{k: float(v) for k, v in report.provenance.timings_s.items()},
+            "segment": round(self._segment_s, 3),
+        }
         if item.truth is not None:
             scoring.compare_findings(
                 record,
@@ -229,18 +239,26 @@ class Evaluator:
             and item.truth is not None
             and zlib.crc32(item.case_id.encode()) % every == 0
         ):
+            t0 = time.perf_counter()
             self._injected(record, item, report, anatomy)
+            record.timings["injected_check"] = round(time.perf_counter() - t0, 3)
         return record
 
-    def _report(self, study: Study) -> tuple[Any, Anatomy]:
+    def _report(self, item: LabeledStudy) -> tuple[Any, Anatomy]:
         """The one path: report_study on the in-memory study with the loaded model. The anatomy
-        is made by the same `segment` call report_study would make, and handed to it, so the
-        harness can also score level naming against the truth."""
-        from reporter.anatomy import segment
+        is made by the same `segment` call report_study would make (or is the truth's label map
+        with `anatomy="truth"`) and handed to it, so level naming can be scored as well."""
         from reporter.pipeline import report_study
 
-        anatomy = segment(study)
-        report = report_study(study, model=self.model, anatomy=anatomy)
+        t0 = time.perf_counter()
+        if self.config.anatomy == "truth" and item.truth_anatomy is not None:
+            anatomy = item.truth_anatomy
+        else:
+            from reporter.anatomy import segment
+
+            anatomy = segment(item.study)
+        self._segment_s = time.perf_counter() - t0
+        report = report_study(item.study, model=self.model, anatomy=anatomy)
         return report, anatomy
 
     def _valid(self, findings: StudyFindings) -> bool:
@@ -312,7 +330,19 @@ def _init_worker(config: EvalConfig) -> None:
 
 def _work_case(case: Case, priors: str) -> dict[str, Any]:
     assert _WORKER is not None
-    return _WORKER.evaluate(phantom_study(case, priors)).to_json() | {"_rss": _rss_mb()}
+    return _evaluate_case(_WORKER, case, priors).to_json() | {"_rss": _rss_mb()}
+
+
+def _evaluate_case(ev: Evaluator, case: Case, priors: str) -> StudyRecord:
+    t0 = time.perf_counter()
+    try:
+        item = phantom_study(case, priors)
+    except Exception as exc:  # a generator failure is recorded like any other failed study
+        return StudyRecord(case_id=case.case_id, site=case.site, error=f"generate: {exc}")
+    gen_s = time.perf_counter() - t0
+    rec = ev.evaluate(item)
+    rec.timings["generate"] = round(gen_s, 3)
+    return rec
 
 
 def _limit_threads() -> None:
@@ -350,7 +380,9 @@ def run_benchmark(
     limit: int | None = None,
     workers: int = 1,
     progress: Callable[[int, int, StudyRecord], None] | None = None,
+    model: Any = None,
 ) -> RunResult:
+    """`model`: an already loaded model object (in-process runs only; workers load `config`'s)."""
     bench = get_benchmark(name)
     cases = bench.cases(limit)
     t0 = time.perf_counter()
@@ -358,10 +390,10 @@ def run_benchmark(
     rss = [_rss_mb()]
     if workers <= 1:
         _limit_threads()
-        ev = Evaluator(config)
+        ev = Evaluator(config, model)
         prov = ev.provenance()
         for i, case in enumerate(cases):
-            rec = ev.evaluate(phantom_study(case, bench.priors))
+            rec = _evaluate_case(ev, case, bench.priors)
             records.append(rec)
             if progress:
                 progress(i + 1, len(cases), rec)

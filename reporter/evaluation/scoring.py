@@ -92,6 +92,9 @@ class StudyRecord:
     error: str | None = None  # the study could not be reported (counted, metrics skip it)
     schema_valid: bool = False
     latency_s: float | None = None
+    # seconds per stage: the pipeline's own (report.provenance.timings_s) plus the harness's
+    # "generate", "segment" and "injected_check"
+    timings: dict[str, float] = field(default_factory=dict)
     # condition -> [[truth, prediction], ...] over levels (and sides) both assessed
     pairs: dict[str, list[list[Any]]] = field(default_factory=dict)
     # condition -> [[truth is abnormal, P(abnormal)], ...]
@@ -331,6 +334,11 @@ def subgroup_metrics(records: Sequence[StudyRecord]) -> dict[str, Any]:
     }
 
 
+def _median_timings(records: Sequence[StudyRecord]) -> dict[str, float]:
+    stages = sorted({k for r in records for k in r.timings})
+    return {k: M.percentile([r.timings[k] for r in records if k in r.timings], 50) for k in stages}
+
+
 def _ece(records: Sequence[StudyRecord]) -> float:
     pts = [c for r in records for c in r.calibration]
     return M.expected_calibration_error([c[0] for c in pts], [c[1] for c in pts])
@@ -374,6 +382,7 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
             "p95": M.percentile(latencies, 95),
         },
         "peak_rss_mb": peak_rss_mb,
+        "timings_s_median": _median_timings(ok),
         "by_site": _by(records, lambda r: r.site),
         "by_sex": _by(records, lambda r: r.sex),
         "by_age": _by(records, lambda r: age_band(r.age)),
