@@ -93,6 +93,10 @@ def train_cmd(
     time_limit: Annotated[float | None, typer.Option(help="Stop and save after seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and batch order.")] = 0,
     resume: Annotated[bool, typer.Option(help="Resume from OUT/checkpoint.")] = True,
+    reload_every: Annotated[
+        int, typer.Option(help="Re-read --data every N steps if shards were added.")
+    ] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 250,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
@@ -121,7 +125,8 @@ def train_cmd(
         )
     cfg = TrainConfig(
         steps=steps, batch_studies=batch, lr=lr, device=device, workers=loader_workers,
-        time_limit_s=time_limit, seed=seed,
+        time_limit_s=time_limit, seed=seed, reload_every=reload_every,
+        checkpoint_every=checkpoint_every,
     )  # fmt: skip
     summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume)
     out_console.print(
@@ -181,3 +186,37 @@ def finetune_cmd(
         merged = apply_adapter(load_model(base), out, merge=True)
         save_model(merged, merge_into)
         out_console.print(f"merged model written to {merge_into}")
+
+
+@app.command("calibrate")
+@guarded
+def calibrate_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model folder to calibrate in place.")],
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="Validation studies (or shards).")
+    ] = None,
+    val_phantoms: Annotated[
+        int, typer.Option(help="Generate this many validation phantoms (seeds 100000..).")
+    ] = 0,
+    sites: Annotated[str, typer.Option(help="Comma-separated phantom sites.")] = "site-a,site-b",
+    workers: Annotated[int, typer.Option(help="Processes for phantom generation.")] = 1,
+) -> None:
+    """Fit temperature scaling and abstention thresholds on a validation split."""
+    from reporter.vlm.calibration import fit_calibration
+    from reporter.vlm.data import ShardSet
+    from reporter.vlm.inference import load_model, save_model
+
+    dirs = _views_of(list(data or []), model / "cache")
+    if val_phantoms:
+        site_list = [s.strip() for s in sites.split(",") if s.strip()]
+        dirs.append(
+            _phantom_shards(
+                model / "cache" / "val", val_phantoms, VAL_SEED_START, site_list, workers
+            )
+        )
+    if not dirs:
+        raise UsageError("give --data folders and/or --val-phantoms N")
+    m = load_model(model)
+    m.calibration = fit_calibration(m, ShardSet.load(dirs))
+    save_model(m, model)
+    out_console.print(f"calibration written to {model / 'calibration.json'}")

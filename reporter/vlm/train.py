@@ -49,6 +49,9 @@ class TrainConfig:
     workers: int = 0  # DataLoader workers that build batches (0 = in the training process)
     augment: dict[str, Any] = field(default_factory=lambda: asdict(Augment()))
     time_limit_s: float | None = None  # stop early (and save) when the wall clock runs out
+    # Re-read the data folders every this many steps when shards were added meanwhile (train
+    # while a phantom-caching process is still filling them); 0 = never.
+    reload_every: int = 0
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> float:
@@ -85,6 +88,20 @@ class _BatchStream(torch.utils.data.IterableDataset):
             perm = rng.permutation(n)
             for start in range(0, n - self.batch_studies + 1, self.batch_studies):
                 yield self.batcher.batch(list(perm[start : start + self.batch_studies]), rng)
+
+
+def _loader(batcher: Batcher, cfg: TrainConfig, step: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        _BatchStream(batcher, cfg.batch_studies, cfg.seed + step),
+        batch_size=None,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+
+
+def _count_shards(dirs: list[Path]) -> int:
+    return sum(1 for d in dirs for _ in Path(d).glob("views-*.safetensors"))
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -174,14 +191,8 @@ def train(
     if start:
         restore_optimizer(out, opt)
     batcher = Batcher(net, data, Augment(**cfg.augment))
-    loader = torch.utils.data.DataLoader(
-        _BatchStream(batcher, cfg.batch_studies, cfg.seed + start),
-        batch_size=None,
-        num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0,
-        prefetch_factor=4 if cfg.workers > 0 else None,
-    )
-    stream = iter(loader)
+    n_shards = _count_shards(data_dirs)
+    stream = iter(_loader(batcher, cfg, start))
     t0 = time.time()
     ema: float | None = None
     history: list[tuple[int, float]] = []
@@ -198,6 +209,13 @@ def train(
             lr = lr_at(step, cfg, time.time() - t0)
             for g in opt.param_groups:
                 g["lr"] = lr
+            if cfg.reload_every and step % cfg.reload_every == 0 and step > start:
+                fresh = _count_shards(data_dirs)
+                if fresh != n_shards:
+                    data, n_shards = ShardSet.load(data_dirs), fresh
+                    batcher = Batcher(net, data, Augment(**cfg.augment))
+                    stream = iter(_loader(batcher, cfg, step))
+                    err_console.print(f"step {step}: {len(data)} training studies now")
             batch = _to(next(stream), device)
             loss = loss_of(model, batch, device)
             opt.zero_grad(set_to_none=True)
@@ -222,6 +240,7 @@ def train(
     summary: dict[str, Any] = {
         "steps_done": step + 1,
         "train_studies": len(data),
+        "train_seeds": sorted(m["seed"] for m in data.meta if "seed" in m),
         "final_loss_ema": ema,
         "seconds": round(time.time() - t0, 1),
         "device": str(device),
