@@ -283,11 +283,12 @@ class Evaluator:
         seed = self.config.injected_seed + zlib.crc32(item.case_id.encode())
         planted_findings, planted = inject_errors(item.truth, seed=seed)
         if self.config.injected_anatomy == "truth" and item.truth_anatomy is not None:
-            result = check(planted_findings, item.study, item.truth_anatomy)
+            anat = item.truth_anatomy
         else:
-            result = check(
-                planted_findings, item.study, anatomy, measurements=_measure_dict(report)
-            )
+            anat = anatomy
+        # The report already measured the study on `anatomy`: judge on those same numbers.
+        measured = _measure_dict(report) if anat is anatomy else None
+        result = check(planted_findings, item.study, anat, measurements=measured)
         planted_keys = {(p.level, p.field) for p in planted}
         for v in result.verdicts:
             if v.level is None:
