@@ -331,7 +331,10 @@ def _init_worker(config: EvalConfig) -> None:
 
 def _work_case(case: Case, priors: str) -> dict[str, Any]:
     assert _WORKER is not None
-    return _evaluate_case(_WORKER, case, priors).to_json() | {"_rss": _rss_mb()}
+    return _evaluate_case(_WORKER, case, priors).to_json() | {
+        "_rss": _rss_mb(),
+        "_prov": _WORKER.provenance(),
+    }
 
 
 def _evaluate_case(ev: Evaluator, case: Case, priors: str) -> StudyRecord:
@@ -408,6 +411,7 @@ def run_benchmark(
             for i, fut in enumerate(futures):
                 data = fut.result()
                 rss.append(float(data.pop("_rss")))
+                prov = data.pop("_prov") or prov
                 rec = StudyRecord(**data)
                 records.append(rec)
                 if progress:
