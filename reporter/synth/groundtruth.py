@@ -22,7 +22,8 @@ from reporter.synth import tissues as tx
 from reporter.synth.rasterize import F32, foramen_params, project, sample
 from reporter.synth.spine import Disc, SpineModel, disc_plane
 
-GRID = 0.2  # mm, cross-section sampling for areas
+GRID = 0.25  # mm, cross-section sampling for areas
+FORAMEN_GRID = 0.125  # mm, the parasagittal foramen section
 FREE_TISSUES = (tx.CSF, tx.CORD, tx.FAT, tx.ROOT)
 # Herniation zone by the angle of the focal extension from the posterior midline (rad).
 ZONE_LIMITS = (
@@ -91,8 +92,8 @@ def foramen_measure(m: SpineModel, j: int, side: int) -> dict[str, Any]:
     i = int(m.idx(sr))
     a_bc = float(m.tables["a_bc"][i])
     sgn = 1.0 if side == 0 else -1.0
-    s = np.arange(sr - 10.0, sr + 16.0, 0.1, dtype=F32)
-    vb = np.arange(0.0, 12.5, 0.1, dtype=F32)
+    s = np.arange(sr - 10.0, sr + 16.0, FORAMEN_GRID, dtype=F32)
+    vb = np.arange(0.0, 12.5, FORAMEN_GRID, dtype=F32)
     ss, vv = np.meshgrid(s, vb, indexing="ij")
     b_s = m.tables["B"][m.idx(ss.ravel())]
     u = np.full(ss.size, sgn * (a_bc + 4.75), F32)
@@ -116,7 +117,7 @@ def foramen_measure(m: SpineModel, j: int, side: int) -> dict[str, Any]:
     )
     fr = [float((fat & sec).sum() / max((exp_fat & sec).sum(), 1)) for sec in sectors]
     fr = [round(min(x, 1.5), 3) for x in fr]
-    root_ratio = round(float(root.sum() * 0.01 / (np.pi * r * r)), 3)
+    root_ratio = round(float(root.sum() * FORAMEN_GRID**2 / (np.pi * r * r)), 3)
     return {"sector_fat_fractions": fr, "root_area_ratio": root_ratio,
             "grade": grading.lee_grade(fr, root_ratio)}  # fmt: skip
 

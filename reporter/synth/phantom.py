@@ -183,11 +183,10 @@ def _form_image(
     snr: float,
     ref: float,
     rng: np.random.Generator,
-    posterior_y: float,
+    bias: np.ndarray,
     plane: str,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     arts: dict[str, Any] = {}
-    bias = render.bias_field(g, rng, posterior_y, 1.0 if sp.field_strength >= 1.0 else 1.4)
     img = clean * bias
     phase_axis = 2 if plane == "sagittal" else 1
     rates = sp.artifact_rates
@@ -302,7 +301,8 @@ def generate_study(
     findings, level_meta = measure_study(
         m, levels, assess, sp.field_strength, (t1s.tr, t1s.te), (t2s.tr, t2s.te)
     )
-    ax_levels = [lv for lv in levels if lv in in_fov]
+    # Axial blocks through the lumbar discs (T12-L1 is covered by the sagittals only).
+    ax_levels = [lv for lv in levels if lv in in_fov and not lv.startswith("T")]
     axials = _axial_grids(m, sp, ax_levels)
 
     study_uid = uid(seed, site, "study")
@@ -311,6 +311,7 @@ def generate_study(
     artifacts: dict[str, Any] = {}
     labels_by_key: dict[str, np.ndarray] = {}
     posterior_y = float(m.point(0.0, 0.0, m.skin_posterior)[1])
+    bias_cache: dict[int, np.ndarray] = {}
 
     def make_series(role: str, seq: SequenceProfile, number: int, stacks: list[render.Grid],
                     smps: list[render.Sampling | None], plane: str) -> None:  # fmt: skip
@@ -327,7 +328,10 @@ def generate_study(
                     clean = _randomize_contrast(clean, smp, len(m.tissues), rng_img)
                 ref = float(sig[tx.MARROW]) if not sp.domain_randomized else float(sig.mean())
                 snr = sp.snr_t1 if "T1" in seq.description.upper() else sp.snr_t2
-                img, arts = _form_image(clean, g, sp, snr, ref, rng_img, posterior_y, plane)
+                if id(g) not in bias_cache:  # one coil sensitivity per geometry
+                    strength = 1.0 if sp.field_strength >= 1.0 else 1.4
+                    bias_cache[id(g)] = render.bias_field(g, rng_img, posterior_y, strength)
+                img, arts = _form_image(clean, g, sp, snr, ref, rng_img, bias_cache[id(g)], plane)
                 artifacts[f"{role}#{si}"] = arts
                 stored, pixels = _quantize(
                     img, sp.rescale_slope, 12 if sp.manufacturer != "Philips" else 15

@@ -83,22 +83,29 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
     label[inside] = lb.SUBCUTANEOUS_FAT
     tissue[inner] = tx.VISCERA
     label[inner] = lb.BACKGROUND
-    # Erector spinae / multifidus either side of the spinous processes, quadratus laterally.
-    vb = v - B
-    muscle = inner & (((au - 26.0) / 25.0) ** 2 + ((vb - 42.0) / 34.0) ** 2 <= 1.0)
-    muscle |= inner & (((au - 58.0) / 16.0) ** 2 + ((vb - 12.0) / 12.0) ** 2 <= 1.0)
-    ps = T["psoas"][i]
-    half = np.maximum(0.5 * ps, 0.5)
-    psoas = ((au - (A - 4.0 + half)) / half) ** 2 + ((v - 0.15 * B) / (0.95 * B + 2.0)) ** 2 <= 1.0
-    muscle |= inner & (ps > 0) & psoas
-    tissue[muscle] = tx.MUSCLE
-    label[muscle] = lb.MUSCLE
-    # Aorta (flow void) left-anterior of the bodies down to its bifurcation near L4; IVC right.
-    above = s < m.s_bifurcation
-    aorta = inner & above & (((u - 0.45 * A) / 11.0) ** 2 + ((v + B + 13.0) / 11.0) ** 2 <= 1.0)
-    tissue[aorta] = tx.AIR
-    ivc = inner & above & (((u + 0.6 * A) / 12.0) ** 2 + ((v + B + 10.0) / 8.0) ** 2 <= 1.0)
-    tissue[ivc] = tx.VESSEL
+    # Muscles and great vessels, only where they can be.
+    zone = np.nonzero(inner & (au < 100.0) & (v > -B - 40.0))[0]
+    if zone.size:
+        uz, vz, az, bz, auz, sz = u[zone], v[zone], A[zone], B[zone], au[zone], s[zone]
+        vb = vz - bz
+        # Erector spinae / multifidus either side of the spinous processes, quadratus laterally.
+        mus = ((auz - 26.0) / 25.0) ** 2 + ((vb - 42.0) / 34.0) ** 2 <= 1.0
+        mus |= ((auz - 58.0) / 16.0) ** 2 + ((vb - 12.0) / 12.0) ** 2 <= 1.0
+        ps = T["psoas"][i[zone]]
+        half = np.maximum(0.5 * ps, 0.5)
+        psoas = ((auz - (az - 4.0 + half)) / half) ** 2 + (
+            (vz - 0.15 * bz) / (0.95 * bz + 2.0)
+        ) ** 2
+        mus |= (ps > 0) & (psoas <= 1.0)
+        zm = zone[mus]
+        tissue[zm] = tx.MUSCLE
+        label[zm] = lb.MUSCLE
+        # Aorta (flow void) left-anterior of the bodies down to its bifurcation near L4; IVC.
+        above = sz < m.s_bifurcation
+        aorta = above & (((uz - 0.45 * az) / 11.0) ** 2 + ((vz + bz + 13.0) / 11.0) ** 2 <= 1.0)
+        tissue[zone[aorta]] = tx.AIR
+        ivc = above & (((uz + 0.6 * az) / 12.0) ** 2 + ((vz + bz + 10.0) / 8.0) ** 2 <= 1.0)
+        tissue[zone[ivc]] = tx.VESSEL
 
     # The spine proper: the posterior arch and canal, then bodies and discs (which win), each
     # evaluated only on the points that can hold them.
