@@ -40,8 +40,10 @@ def axial_sac_area(ph: Phantom, level: str) -> float:
 
 
 def check_canal(ph: Phantom) -> None:
+    blocks = set(ph.meta["axial_blocks"])
     sev = [lf.level for lf in ph.findings.levels if lf.canal_stenosis.value == "severe"]
     nor = [lf.level for lf in ph.findings.levels if lf.canal_stenosis.value == "none"]
+    sev, nor = [lv for lv in sev if lv in blocks], [lv for lv in nor if lv in blocks]
     if not sev or not nor:
         return
     worst_normal = min(axial_sac_area(ph, lv) for lv in nor)
