@@ -78,9 +78,14 @@ def _missing(rule: str, names: str) -> Outcome:
 
 # --- field judges ---------------------------------------------------------------------------------
 def _canal(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
-    (area, ap), ev = _values(m, "dural_sac_area_mm2", "canal_ap_mm")
-    if area is None and ap is None:
+    """Dural sac area from the axial slice; else the area estimated from the AP diameter
+    relative to the study's own normal levels; else the absolute AP diameter (Verbiest)."""
+    (area, est, ap), ev = _values(m, "dural_sac_area_mm2", "dural_sac_area_est_mm2", "canal_ap_mm")
+    if area is None and est is None and ap is None:
         return _missing("canal_stenosis", "canal area or AP diameter")
+    if area is None and est is not None:
+        ev = [e for e in ev if e.name != "canal_ap_mm"]
+        return Outcome(grading.canal_supported(est, None), ev, "canal_stenosis")
     return Outcome(grading.canal_supported(area, ap), ev, "canal_stenosis")
 
 

@@ -762,13 +762,75 @@ def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]
     }
     axials = [_grid_for(s, anatomy, ref) for s in study.all("ax_t2")]
     out: dict[str, dict[str, Measurement]] = {}
+    frames: dict[str, Frame] = {}
     for level in anatomy.levels:
         frame = _frame(grid, level)
         if frame is not None:
+            frames[level] = frame
             out[level] = _measure_level(level, frame, grid, grids, axials)
+    _recess_without_axial(out, grid, frames)
     _add_relative(out)
+    _area_from_ap(out)
     _root_ratios(out)
     return out
+
+
+def _recess_without_axial(
+    out: dict[str, dict[str, Measurement]], grid: Grid, frames: dict[str, Frame]
+) -> None:
+    """Levels no axial block covers: their lateral recess is read with the canal width of the
+    study's other levels (the bony canal changes little from level to level)."""
+    widths = [
+        m[f"canal_half_width_mm_{s}"].value
+        for m in out.values()
+        for s in ("left", "right")
+        if f"canal_half_width_mm_{s}" in m and m[f"canal_half_width_mm_{s}"].value
+    ]
+    if len(widths) < 2:
+        return
+    hw = float(np.median(widths))
+    for level, m in out.items():
+        if "canal_half_width_mm_left" in m or "canal_half_width_mm_right" in m:
+            continue
+        frame = frames.get(level)
+        if frame is None:
+            continue
+        upper, lower = split_level(level)
+        depths = _recess_depths(grid, frame, level, upper, lower, {"left": hw, "right": hw})
+        for side, depth in depths.items():
+            name = f"lateral_recess_depth_mm_{side}"
+            m[name] = _m(name, depth, "mm", level, grid, None, frame.origin,
+                         "free AP run behind the disc 2 mm inside the canal wall (wall width "
+                         "from the study's axially covered levels)")  # fmt: skip
+
+
+def _area_from_ap(out: dict[str, dict[str, Measurement]]) -> None:
+    """Levels without an axial cross-section: the dural sac area estimated from the sagittal AP
+    diameter, scaled by the study's own axially measured normal levels (area ~ AP^1.5: a
+    narrowing sac loses depth faster than width)."""
+    ratios = [
+        m["dural_sac_area_mm2"].value / m["canal_ap_mm"].value ** 1.5  # type: ignore[operator]
+        for m in out.values()
+        if m.get("dural_sac_area_mm2") and m.get("canal_ap_mm")
+        and m["dural_sac_area_mm2"].value and m["canal_ap_mm"].value
+        and grading.canal_grade(m["dural_sac_area_mm2"].value) == "none"
+    ]  # fmt: skip
+    if len(ratios) < 2:
+        return
+    k = float(np.median(ratios))
+    for m in out.values():
+        ap = m.get("canal_ap_mm")
+        if "dural_sac_area_mm2" in m or ap is None or not ap.value:
+            continue
+        m["dural_sac_area_est_mm2"] = ap.model_copy(
+            update={
+                "name": "dural_sac_area_est_mm2",
+                "value": round(k * ap.value**1.5, 2),
+                "unit": "mm2",
+                "method": "from the sagittal AP diameter, scaled by this "
+                "study's axially measured normal levels (area ~ AP^1.5)",
+            }
+        )
 
 
 Adder = Callable[..., None]
@@ -827,11 +889,15 @@ def _measure_level(
         if "root_area_mm2" in f:
             add(f"root_area_mm2_{side}", f["root_area_mm2"], "mm2", "root cross-section", kk=None)
     ax = _axial_for(axials, frame)
+    half_width: dict[str, float] = {}
     if ax is not None:
         g, kk = ax
         add("dural_sac_area_mm2", _thecal_area(g, kk, frame), "mm2",
             "thecal sac area, axial slice nearest the disc centre", g=g, kk=kk)  # fmt: skip
         half_width = _canal_half_width(g, kk, frame, level)
+    for side, hw in half_width.items():
+        add(f"canal_half_width_mm_{side}", hw, "mm", "bony canal wall from the axial", kk=None)
+    if half_width:
         for side, depth in _recess_depths(grid, frame, level, upper, lower, half_width).items():
             add(f"lateral_recess_depth_mm_{side}", depth, "mm",
                 "free AP run behind the disc 2 mm inside the canal wall (wall from the axial)",
