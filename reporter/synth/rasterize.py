@@ -104,7 +104,7 @@ def sample(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray) -> Sample
         above = sz < m.s_bifurcation
         aorta = above & (((uz - 0.45 * az) / 11.0) ** 2 + ((vz + bz + 13.0) / 11.0) ** 2 <= 1.0)
         tissue[zone[aorta]] = tx.AIR
-        ivc = above & (((uz + 0.6 * az) / 12.0) ** 2 + ((vz + bz + 10.0) / 8.0) ** 2 <= 1.0)
+        ivc = above & (((uz + az + 4.0) / 11.0) ** 2 + ((vz + 0.8 * bz + 8.0) / 8.0) ** 2 <= 1.0)
         tissue[zone[ivc]] = tx.VESSEL
 
     # The spine proper: the posterior arch and canal, then bodies and discs (which win), each

@@ -117,6 +117,7 @@ def _write_dicom_study(phantom: Phantom, out: Path) -> Path:
             "stack_index": s.stack_index,
             "labels": f"labels/{label_key(s)}.nii.gz",
             "transfer_syntax": ts,
+            "first_sop_instance_uid": s.sop_instance_uids[0],
         }
     lab_dir = out / "labels"
     lab_dir.mkdir(exist_ok=True)
@@ -163,18 +164,24 @@ def load_phantom(study_dir: str | Path) -> Phantom:
         ) from None
     study = _load_dicom(d / "dicom")
     roles = meta.get("series", {})
+    # Stacks are matched by their instances, not by stack index: a reader may order angled
+    # blocks differently from the generator. Label maps are re-keyed to the loaded stacks.
+    by_sop = {info.get("first_sop_instance_uid"): key for key, info in roles.items()}
+    rekey: dict[str, str] = {}
     for s in study.series:
-        info = roles.get(f"{s.series_uid}#{s.stack_index}")
-        if info:
-            s.role = info["role"]
+        key = next((by_sop[u] for u in s.sop_instance_uids if u in by_sop), None)
+        if key is None:
+            continue
+        s.role = roles[key]["role"]
+        rekey[key] = f"{s.series_uid}#{s.stack_index}"
     an_meta = meta.get("anatomy", {})
-    ref = an_meta.get("reference", "")
+    ref = rekey.get(an_meta.get("reference", ""), "")
     labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, info in roles.items():
         p = d / info["labels"]
-        if p.is_file():
+        if p.is_file() and key in rekey:
             img = nib.load(str(p))
-            labels[key] = (
+            labels[rekey[key]] = (
                 np.asarray(img.dataobj).astype(np.int16),
                 nifti_to_lps_affine(img.affine),
             )

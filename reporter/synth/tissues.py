@@ -44,7 +44,7 @@ BASE_TISSUES: tuple[Tissue, ...] = (
     Tissue("ligament", 0.25, 800.0, 20.0),
     Tissue("facet_fluid", 0.95, 3000.0, 800.0, 0.05),
     Tissue("metal", 0.0, 1000.0, 1.0),
-    Tissue("vessel_slow_flow", 0.9, 1300.0, 250.0),  # IVC: slow flow, grey-bright on T2
+    Tissue("vessel_slow_flow", 0.45, 1300.0, 60.0),  # IVC: partial flow void, dark-grey
 )
 
 
