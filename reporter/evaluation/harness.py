@@ -522,7 +522,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def git_commit() -> str | None:
-    """The commit of the source tree that ran (with '-dirty' when it had local changes)."""
+    """The commit of the source tree that ran (with '-dirty' when it had local changes), or
+    SPINE_REPORTER_COMMIT when set (a run from an exported snapshot of a commit)."""
+    if os.environ.get("SPINE_REPORTER_COMMIT"):
+        return os.environ["SPINE_REPORTER_COMMIT"]
     root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(

@@ -152,3 +152,46 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         parts += ["", "## Examples of hallucinated raw statements", ""]
         parts += [f"- {cid}: {e}" for cid, e in examples[:15]]
     return "\n".join(parts) + "\n"
+
+
+def readme_section(metrics: dict[str, Any], run: dict[str, Any]) -> str:
+    """The README's results section: the table next to the command and commit that made it."""
+    model = run.get("model", {}) or {}
+    return "\n".join(
+        [
+            "## Results on phantom-v1",
+            "",
+            f"{run.get('description', '')}",
+            "",
+            f"{metrics['n_studies']} studies evaluated ({metrics.get('n_failed', 0)} failed); "
+            f"model `{model.get('model_name', 'n/a')}` sha256 "
+            f"`{str(model.get('model_sha256', 'n/a'))[:12]}`; commit `{run.get('commit')}`; "
+            f"{run.get('wall_s')} s wall on {run.get('cpu_count')} CPU cores "
+            f"({run.get('workers')} worker(s)). Reproduce with:",
+            "",
+            "```",
+            str(run.get("command")),
+            "```",
+            "",
+            results_table(metrics),
+            "",
+            target_note(metrics),
+            "",
+            "Phantoms are synthetic with exact ground truth; these numbers are not clinical "
+            "accuracy. Per-site, per-sex and per-age tables: eval/results/phantom-v1/summary.md.",
+        ]
+    )
+
+
+if __name__ == "__main__":  # python -m reporter.evaluation.summary RESULTS_DIR
+    import json
+    import sys
+    from pathlib import Path
+
+    folder = Path(sys.argv[1])
+    print(
+        readme_section(
+            json.loads((folder / "metrics.json").read_text()),
+            json.loads((folder / "run.json").read_text()),
+        )
+    )
