@@ -17,12 +17,13 @@ never committed). `run`:
    images, from the scanner's pixel spacing in overview.csv) and reports the spacing-estimate error
    on held-out images;
 3. cuts a crop around each disc, turned so the local spine axis is vertical, sized to 1.4 disc
-   steps, resampled to 64 x 64, two channels (T2 -- t2, else t2_SPACE -- and T1; a missing series
+   steps, resampled to 48 x 48, two channels (T2 -- t2, else t2_SPACE -- and T1; a missing series
    is zeros);
 4. majority class: the most frequent training grade, predicted for every held-out disc;
    plain CNN: four conv blocks from scratch (2 input channels, one output layer with two heads:
    Pfirrmann 1-5 and Modic 0-3), class-weighted cross-entropy, small shifts/rotations/intensity
-   jitter, checkpoint chosen on the val split, numbers reported on the test split (reporter.datasets.splits).
+   jitter, checkpoint chosen on the val split, numbers reported on the test split
+   (reporter.datasets.splits).
 
 Levels: L1-L2 ... L5-S1 (the discs DiscNet names). Balanced accuracy = mean recall over the
 grades present in the held-out truth. The goal it is measured against: SpineNetV2 external
@@ -55,7 +56,7 @@ from reporter.ingest.image2d_nets import DISC_LEVELS, normalize  # noqa: E402
 
 # IVD label in radiological_gradings.csv -> level (1 = L5-S1, counting cranially).
 IVD_LEVEL = {1: "L5-S1", 2: "L4-L5", 3: "L3-L4", 4: "L2-L3", 5: "L1-L2"}
-CROP = 64
+CROP = 48
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -264,8 +265,8 @@ def make_cnn() -> torch.nn.Module:
         )
 
     return nn.Sequential(
-        block(2, 24), block(24, 48), block(48, 96), block(96, 128),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, 5 + 4),
+        block(2, 16), block(16, 32), block(32, 64), block(64, 96),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(96, 5 + 4),
     )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reporter.anatomy.anatomy import Anatomy
 from reporter.errors import InputDataError, InputMissingError, ModelFileError
 from reporter.ingest.image2d_nets import (
     DISC_LEVELS,
@@ -43,9 +44,9 @@ from reporter.ingest.image2d_nets import (
     WEIGHTINGS,
     DiscNet,
     OrientNet,
+    decode_discs,
     describe_orientation,
     fit_square,
-    heatmap_peaks,
     normalize,
     undo_orientation,
 )
@@ -174,7 +175,7 @@ def locate_discs(canonical: np.ndarray) -> dict[str, tuple[float, float, float]]
     _, dnet = _nets()
     sq, scale, _ = fit_square(normalize(canonical), DISC_SIZE)
     logits = dnet(torch.from_numpy(sq)[None, None])[0]
-    pos, score = heatmap_peaks(logits)
+    pos, score = decode_discs(logits)
     f = logits.shape[-1] / DISC_SIZE
     rc = ((pos + 0.5) / f - 0.5) / scale
     return {
@@ -379,29 +380,152 @@ def _set_notes(study: Study, notes: dict[str, Any]) -> None:
         study.warnings.append("input_notes: " + json.dumps(notes, sort_keys=True))
 
 
-def merge_studies(studies: list[Study], study_uid: str | None = None) -> Study:
-    """Several single-image studies of one patient (e.g. SPIDER t1 + t2) as one Study."""
+def _axis_at(pts: np.ndarray, i: int) -> np.ndarray:
+    """Unit spine direction (row, col), cranial -> caudal, at disc `i`."""
+    a, b = pts[max(0, i - 1)], pts[min(len(pts) - 1, i + 1)]
+    d = b - a
+    return d / (np.linalg.norm(d) + 1e-9)
+
+
+def _band(centre: np.ndarray, ax: np.ndarray, half_len: float, half_w: float) -> list:
+    """Corners (x=col, y=row, for PIL) of a rectangle along `ax` around `centre`."""
+    perp = np.array([-ax[1], ax[0]])
+    corners = [
+        centre - ax * half_len - perp * half_w,
+        centre - ax * half_len + perp * half_w,
+        centre + ax * half_len + perp * half_w,
+        centre + ax * half_len - perp * half_w,
+    ]
+    return [(float(c[1]), float(c[0])) for c in corners]
+
+
+def anatomy_from_discs(study: Study) -> Anatomy | None:
+    """A coarse label map for a 2-D study from DiscNet's disc centres (reference: the first
+    series with plausible discs): each disc drawn as a band across the spine axis, each lumbar
+    vertebral body as the quadrilateral between its discs, S1 as a short block below L5-S1.
+
+    Shapes are schematic (widths from the disc-to-disc step), so this anatomy names levels and
+    places per-level views; it is no segmentation for measuring. None when no series has five
+    plausible discs. Naming: counted from the lowest detected disc, taken as L5-S1; it is marked
+    uncertain because a single image cannot show transitional anatomy reliably.
+    """
+    from PIL import Image, ImageDraw
+
+    from reporter.anatomy import labels as lab
+    from reporter.anatomy.naming import name_labels
+
+    notes = getattr(study, "input_notes", {}) or {}
+    for series in study.series:
+        info = notes.get(series.series_uid, {})
+        if not info.get("discs_plausible"):
+            continue
+        pts = np.array([info["discs_px"][lv][:2] for lv in DISC_LEVELS], dtype=float)  # (r, c)
+        step = float(np.median(np.linalg.norm(np.diff(pts, axis=0), axis=1)))
+        rows, cols = series.shape[1:]
+        canvas = Image.new("I", (cols, rows), 0)
+        draw = ImageDraw.Draw(canvas)
+
+        half_w = 0.5 * step
+        names = ["L1", "L2", "L3", "L4", "L5"]
+        # L1 above L1-L2 (half a step up), L2..L5 between their discs.
+        for i, name in enumerate(names):
+            if i == 0:
+                centre, ax = pts[0] - _axis_at(pts, 0) * step / 2, _axis_at(pts, 0)
+            else:
+                centre, ax = (pts[i - 1] + pts[i]) / 2, _axis_at(pts, i)
+            draw.polygon(_band(centre, ax, 0.36 * step, half_w), fill=lab.vertebra_label(name))
+        ax5 = _axis_at(pts, 4)
+        draw.polygon(
+            _band(pts[4] + ax5 * 0.45 * step, ax5, 0.3 * step, half_w),
+            fill=lab.vertebra_label("S1"),
+        )
+        for i, lv in enumerate(DISC_LEVELS):
+            draw.polygon(
+                _band(pts[i], _axis_at(pts, i), 0.12 * step, 0.45 * step), fill=lab.disc_label(lv)
+            )
+        label_map = np.asarray(canvas, dtype=np.int32).astype(np.int16)[None]
+        naming = name_labels(
+            label_map, series.affine, "DiscNet disc centres on a 2-D image, L5-S1 the lowest"
+        )
+        return Anatomy(
+            reference_series_uid=series.series_uid,
+            reference_stack_index=series.stack_index,
+            labels=label_map,
+            affine=series.affine.copy(),
+            source="builtin_segmenter",
+            source_detail="reporter.ingest.image2d DiscNet (schematic shapes from disc centres)",
+            vertebrae=naming.vertebrae,
+            levels=naming.levels,
+            lumbar_vertebrae=naming.lumbar_vertebrae,
+            transitional=naming.transitional,
+            enumeration_confidence=min(naming.confidence, 0.7),
+            naming_uncertain=True,
+            naming_convention=naming.convention,
+            missing=naming.missing,
+        )
+    return None
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares scale, rotation and translation taking points `src` onto `dst` (Umeyama)."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    rot = u @ np.diag([1.0, d]) @ vt
+    scale = float((sig * np.array([1.0, d])).sum() / max((a**2).sum(), 1e-9))
+    return scale, rot, md - scale * rot @ ms
+
+
+def merge_studies(studies: list[Study], study_uid: str | None = None, align: bool = True) -> Study:
+    """Several single-image studies of one patient (e.g. SPIDER t1 + t2) as one Study.
+
+    With `align`, every image whose five discs were found is placed in the first such image's
+    patient frame by the similarity transform that maps its disc centres onto the first image's
+    (two sagittal images of one patient differ by field of view and matrix, not by anatomy), so
+    T1 and T2 sample the same anatomy at the same coordinates and share one spacing estimate.
+    """
     if not studies:
         raise ValueError("Argument 'studies' must contain at least one Study.")
     uid = study_uid or studies[0].study_uid
-    series = []
+    notes: dict[str, Any] = {}
     for s in studies:
-        for se in s.series:
-            series.append(se.model_copy(update={"study_uid": uid}))
+        notes.update(getattr(s, "input_notes", {}) or {})
+    series = [se.model_copy(update={"study_uid": uid}) for s in studies for se in s.series]
+    ref = next((se for se in series if notes.get(se.series_uid, {}).get("discs_plausible")), None)
+    if align and ref is not None:
+        ref_pts = np.array([notes[ref.series_uid]["discs_px"][lv][:2] for lv in DISC_LEVELS])
+        for se in series:
+            info = notes.get(se.series_uid, {})
+            if se is ref or not info.get("discs_plausible"):
+                continue
+            pts = np.array([info["discs_px"][lv][:2] for lv in DISC_LEVELS])
+            scale, rot, t = _similarity(pts, ref_pts)
+            m = np.eye(4)
+            m[1:3, 1:3] = scale * rot
+            m[1:3, 3] = t
+            se.affine = ref.affine @ m
+            info = dict(info)
+            info["pixel_spacing_mm"] = [round(v, 4) for v in se.spacing[1:]]
+            info["pixel_spacing_method"] = (
+                f"registered to {ref.weighting} image {ref.series_uid} by the five disc centres "
+                f"(scale {scale:.3f}); {info.get('pixel_spacing_method', '')}"
+            )
+            notes[se.series_uid] = info
     merged = Study(
         study_uid=uid,
         source=studies[0].source,
         series=series,
         warnings=[w for s in studies for w in s.warnings],
     )
-    for s in studies:
-        _set_notes(merged, dict(getattr(s, "input_notes", {}) or {}))
+    _set_notes(merged, notes)
     return merged
 
 
 __all__ = [
     "DISC_STEP_MM",
     "IMAGE2D_SUFFIXES",
+    "anatomy_from_discs",
     "detect_orientation",
     "discs_plausible",
     "estimate_spacing",

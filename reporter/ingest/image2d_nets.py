@@ -24,7 +24,7 @@ N_ORIENTATIONS = 8
 DISC_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 WEIGHTINGS: tuple[str, ...] = ("T1", "T2")
 ORIENT_SIZE = 96
-DISC_SIZE = 192
+DISC_SIZE = 160
 
 
 def apply_orientation(img: np.ndarray, code: int) -> np.ndarray:
@@ -124,7 +124,7 @@ class OrientNet(nn.Module):
 class DiscNet(nn.Module):
     """Standard-display image -> one heatmap per lumbar disc at half resolution (a small U-Net)."""
 
-    def __init__(self, width: int = 16, n_out: int = len(DISC_LEVELS)) -> None:
+    def __init__(self, width: int = 8, n_out: int = len(DISC_LEVELS)) -> None:
         super().__init__()
         w = width
         self.enc1 = _block(1, w)
@@ -148,6 +148,56 @@ class DiscNet(nn.Module):
         d3 = self.dec3(torch.cat([F.interpolate(d4, scale_factor=2.0), e3], 1))
         d2 = self.dec2(torch.cat([F.interpolate(d3, scale_factor=2.0), e2], 1))
         return self.head(d2)  # (B, 5, H/2, W/2) logits
+
+
+def decode_discs(logits: torch.Tensor, max_peaks: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """Disc positions (5, 2) in heatmap pixels and scores, decoded jointly.
+
+    Per-channel argmax lets two channels claim one disc or a channel jump to a neighbour. Here
+    candidate discs are the local maxima of the channel-wise maximum map; the five levels are
+    then assigned to candidates in cranio-caudal order (dynamic programming over the sequence,
+    maximising the summed channel scores), so names stay distinct and ordered."""
+    hm = torch.sigmoid(logits.detach().float())
+    anymap = hm.max(0).values
+    pooled = F.max_pool2d(anymap[None, None], 5, stride=1, padding=2)[0, 0]
+    peaks = torch.nonzero((anymap == pooled) & (anymap > 0.05))
+    if len(peaks) < len(DISC_LEVELS):
+        return heatmap_peaks(logits)
+    vals = anymap[peaks[:, 0], peaks[:, 1]]
+    keep = torch.argsort(vals, descending=True)[:max_peaks]
+    peaks = peaks[keep]
+    peaks = peaks[torch.argsort(peaks[:, 0])]  # cranio-caudal (rows run downward)
+    sc = hm[:, peaks[:, 0], peaks[:, 1]].T.numpy()  # (n_peaks, 5)
+    n, c = sc.shape
+    best = np.full((n, c), -np.inf)
+    back = np.zeros((n, c), dtype=int)
+    for i in range(n):
+        best[i, 0] = sc[i, 0]
+        for j in range(1, c):
+            if i == 0:
+                continue
+            prev = int(np.argmax(best[:i, j - 1]))
+            best[i, j] = best[prev, j - 1] + sc[i, j]
+            back[i, j] = prev
+    i = int(np.argmax(best[:, c - 1]))
+    chosen = [i]
+    for j in range(c - 1, 0, -1):
+        i = back[i, j]
+        chosen.append(i)
+    chosen = chosen[::-1]
+    h, w = anymap.shape
+    m = anymap.numpy()
+    pos = np.zeros((c, 2))
+    score = np.zeros(c)
+    for j, i in enumerate(chosen):
+        r, q = int(peaks[i, 0]), int(peaks[i, 1])
+        r0, r1, q0, q1 = max(0, r - 2), min(h, r + 3), max(0, q - 2), min(w, q + 3)
+        win = m[r0:r1, q0:q1]
+        rr, qq = np.mgrid[r0:r1, q0:q1]
+        wsum = float(win.sum()) or 1.0
+        pos[j] = (float((rr * win).sum() / wsum), float((qq * win).sum() / wsum))
+        score[j] = float(sc[i, j])
+    return pos, score
 
 
 def heatmap_peaks(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

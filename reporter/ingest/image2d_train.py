@@ -45,8 +45,8 @@ from reporter.ingest.image2d_nets import (
     DiscNet,
     OrientNet,
     apply_orientation,
+    decode_discs,
     fit_square,
-    heatmap_peaks,
     normalize,
     undo_orientation,
 )
@@ -122,6 +122,30 @@ def l3d_items(arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
                     "discs": discs,
                 }
             )
+    return items
+
+
+def phantom_items(path: Path) -> list[dict[str, Any]]:
+    """Mid-sagittal phantom slices (training seeds of reporter.synth.seeds) with disc centres,
+    as written by runs/realmri/gen_phantoms.py: ``ph/<seed>_<role>`` and ``phdiscs/...``."""
+    arrays = load_arrays(path)
+    items = []
+    for key, img in arrays.items():
+        if not key.startswith("ph/"):
+            continue
+        name = key.split("/", 1)[1]
+        discs = arrays[f"phdiscs/{name}"]
+        if not np.isfinite(discs).all():
+            continue
+        items.append(
+            {
+                "name": name,
+                "patient_id": f"phantom-{name.split('_')[0]}",
+                "canonical": normalize(img),
+                "weighting": 0 if name.endswith("t1") else 1,
+                "discs": discs.astype(float),
+            }
+        )
     return items
 
 
@@ -212,6 +236,24 @@ def heatmap_targets(kp: np.ndarray, size: int, sigma: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- training
+class TimeSchedule:
+    """Warm-up then cosine decay over a wall-clock budget: the same script fits a slow CPU and a
+    fast GPU, and always ends its schedule (low learning rate) when it stops."""
+
+    def __init__(self, opt: torch.optim.Optimizer, max_lr: float, seconds: float) -> None:
+        self.opt, self.max_lr, self.seconds, self.t0 = opt, max_lr, seconds, time.time()
+
+    def step(self) -> bool:
+        """Set this step's learning rate; False once the budget is spent."""
+        frac = (time.time() - self.t0) / self.seconds
+        if frac >= 1.0:
+            return False
+        lr = self.max_lr * (frac / 0.05 if frac < 0.05 else 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return True
+
+
 class _Batches(torch.utils.data.IterableDataset):
     """Endless augmented batches; each DataLoader worker gets its own random stream."""
 
@@ -243,13 +285,16 @@ def train_orient(
     device: str,
     seed: int = 0,
     workers: int = 0,
+    seconds: float = 600.0,
 ) -> tuple[OrientNet, dict[str, Any]]:
     torch.manual_seed(seed)
     net = OrientNet().to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    sched = TimeSchedule(opt, 2e-3, seconds)
     stream = batches(orient_sample, train, 64, seed, workers)
     for step in range(steps):
+        if not sched.step():
+            break
         xs, ys, ws = zip(*next(stream), strict=True)
         x = torch.from_numpy(np.stack(xs))[:, None].to(device)
         lo, lw = net(x)
@@ -259,9 +304,9 @@ def train_orient(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
         if step % 200 == 0:
             print(f"orient step {step} loss {loss.item():.3f}", flush=True)
+    print(f"orient: {step + 1} steps", flush=True)
     net.eval()
     metrics = {name: eval_orient(net, items, device) for name, items in evals.items()}
     return net.cpu(), metrics
@@ -292,14 +337,23 @@ def train_disc(
     device: str,
     seed: int = 0,
     workers: int = 0,
+    seconds: float = 600.0,
+    init: Path | None = None,
 ) -> tuple[DiscNet, dict[str, Any]]:
     torch.manual_seed(seed)
-    net = DiscNet().to(device)
+    net = DiscNet()
+    if init is not None:  # warm start (e.g. from the lumbar3d-only network)
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(init))
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    sched = TimeSchedule(opt, 2e-3, seconds)
     hm = DISC_SIZE // 2
-    stream = batches(_disc_train_sample, train, 16, seed, workers)
+    stream = batches(_disc_train_sample, train, 8, seed, workers)
     for step in range(steps):
+        if not sched.step():
+            break
         xs, kps = zip(*next(stream), strict=True)
         x = torch.from_numpy(np.stack(xs))[:, None].to(device)
         tgt = torch.from_numpy(heatmap_targets(np.stack(kps), hm, sigma=1.5)).to(device)
@@ -310,9 +364,9 @@ def train_disc(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
         if step % 200 == 0:
             print(f"disc step {step} loss {loss.item():.4f}", flush=True)
+    print(f"disc: {step + 1} steps", flush=True)
     net.eval()
     metrics = {name: eval_disc(net, items, device) for name, items in evals.items()}
     return net.cpu(), metrics
@@ -325,7 +379,7 @@ def locate_discs(
     """(5, 2) disc centres (row, col) in `canonical`'s pixels and their peak scores."""
     sq, scale, _ = fit_square(canonical, DISC_SIZE)
     logits = net(torch.from_numpy(sq)[None, None].to(device))[0].cpu()
-    pos, score = heatmap_peaks(logits)
+    pos, score = decode_discs(logits)
     f = logits.shape[-1] / DISC_SIZE
     return ((pos + 0.5) / f - 0.5) / scale, score
 
@@ -351,6 +405,24 @@ def eval_disc(net: DiscNet, items: list[dict[str, Any]], device: str) -> dict[st
     }
 
 
+def pseudo_label(net: DiscNet, items: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+    """Self-training: keep a training image's predicted discs as labels only when all five are
+    confident, run cranio-caudally and are evenly spaced (ratio of longest to shortest step
+    below 1.5), i.e. look like a lumbar spine rather than a guess."""
+    kept = []
+    for it in items:
+        pos, score = locate_discs(net, it["canonical"], device)
+        steps = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+        if (
+            score.min() > 0.5
+            and (np.diff(pos[:, 0]) > 0).all()
+            and steps.min() > 0
+            and steps.max() / steps.min() < 1.5
+        ):
+            kept.append({**it, "discs": pos})
+    return kept
+
+
 def save_net(net: torch.nn.Module, out: Path, name: str, config: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -367,6 +439,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--disc-steps", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation")
+    ap.add_argument("--orient-seconds", type=float, default=600.0)
+    ap.add_argument("--phantoms", type=Path, help="npz of phantom slices for DiscNet training")
+    ap.add_argument("--init-disc", type=Path, help="DiscNet safetensors to start from")
+    ap.add_argument("--disc-seconds", type=float, default=600.0)
+    ap.add_argument(
+        "--self-train-seconds",
+        type=float,
+        default=0.0,
+        help="> 0: a second DiscNet trained on lumbar3d + pseudo-labelled SPIDER train",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     arrays = load_arrays(args.data)
@@ -384,7 +466,12 @@ def main(argv: list[str] | None = None) -> None:
             for s in ("val", "test")
         }
         onet, metrics["orientation"] = train_orient(
-            by["train"], evals, args.orient_steps, args.device, workers=args.workers
+            by["train"],
+            evals,
+            args.orient_steps,
+            args.device,
+            workers=args.workers,
+            seconds=args.orient_seconds,
         )
         save_net(
             onet,
@@ -401,12 +488,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.disc_steps > 0:
         l3_train = [it for it in l3 if split_of(it["patient_id"]) == "train"]
         l3_held = [it for it in l3 if split_of(it["patient_id"]) != "train"]
+        if args.phantoms is not None:
+            # Training seeds only (reporter.synth.seeds); phantoms widen the field of view and
+            # contrast the network sees beyond lumbar3d's 22 cm.
+            extra = phantom_items(args.phantoms)
+            print(f"phantom slices: {len(extra)}", flush=True)
+            l3_train = l3_train + extra
         dnet, metrics["discs"] = train_disc(
             l3_train,
             {"lumbar3d_heldout": l3_held},
             args.disc_steps,
             args.device,
             workers=args.workers,
+            seconds=args.disc_seconds,
+            init=args.init_disc,
         )
         save_net(
             dnet,
@@ -414,13 +509,49 @@ def main(argv: list[str] | None = None) -> None:
             "disc_net",
             {
                 "arch": "DiscNet",
-                "width": 16,
+                "width": 8,
                 "input": DISC_SIZE,
                 "levels": list(DISC_LEVELS),
                 "metrics": metrics["discs"],
             },
         )
         print(json.dumps(metrics["discs"], indent=1), flush=True)
+        if args.self_train_seconds > 0:
+            sp_train = [it for it in sp if split_of(it["patient_id"]) == "train"]
+            sp_val = [it for it in sp if split_of(it["patient_id"]) == "val"]
+            pseudo = pseudo_label(dnet, sp_train, "cpu")
+            metrics["self_train"] = {
+                "pseudo_labelled": len(pseudo),
+                "of": len(sp_train),
+                "val_plausible_before": len(pseudo_label(dnet, sp_val, "cpu")) / len(sp_val),
+            }
+            snet, m2 = train_disc(
+                l3_train + pseudo + pseudo,  # pseudo-labelled real images drawn twice as often
+                {"lumbar3d_heldout": l3_held},
+                args.disc_steps,
+                args.device,
+                workers=args.workers,
+                seconds=args.self_train_seconds,
+                seed=1,
+                init=args.out / "disc_net.safetensors",
+            )
+            metrics["self_train"].update(m2)
+            metrics["self_train"]["val_plausible_after"] = len(
+                pseudo_label(snet, sp_val, "cpu")
+            ) / len(sp_val)
+            save_net(
+                snet,
+                args.out / "self_trained",
+                "disc_net",
+                {
+                    "arch": "DiscNet",
+                    "width": 8,
+                    "input": DISC_SIZE,
+                    "levels": list(DISC_LEVELS),
+                    "metrics": metrics["self_train"],
+                },
+            )
+            print(json.dumps(metrics["self_train"], indent=1), flush=True)
     metrics["seconds"] = time.time() - t0
     (args.out / "image2d_train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
