@@ -390,6 +390,9 @@ def _bodies_discs(m, c, s_, u_, v_, A_, B_, q2_, in_xs_, vi_, di_, ala_, label, 
         zc = (s[k] - D["s_cen"][j]) / np.maximum(0.4 * D["h_c"][j], 0.3)
         rho = np.sqrt(qn * qn + zc * zc)
         frac = np.clip(0.5 + (1.0 - rho) / (2.0 * D["soft"][j]), 0.0, 1.0)
+        # Intranuclear cleft: the thin dark horizontal band of adult discs (grade 2 and up).
+        cleft = np.where(D["soft"][j] > 0.12, 0.55, 0.0) * np.exp(-((zc / 0.13) ** 2))
+        frac = frac * (1.0 - cleft)
         frac = np.where(r_k > rad_k + 0.5, np.maximum(frac, 0.55 * (D["h_ext"][j] > 0)), frac)
         nf[k] = frac
         hit[k] = True
