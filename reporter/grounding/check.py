@@ -89,11 +89,21 @@ def _canal(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Out
     return Outcome(grading.canal_supported(area, ap), ev, "canal_stenosis")
 
 
+SAGITTAL_RECESS_TOLERANCE_MM = 1.25  # read beside the line, not on it (phantom MAE 1.2 mm)
+
+
 def _subarticular(side: str) -> Judge:
     def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
         (depth,), ev = _values(m, f"lateral_recess_depth_mm_{side}")
         if depth is None:
             return _missing("subarticular_stenosis", f"{side} lateral recess depth")
+        if ev and "sagittal" in ev[0].method:
+            rule = {**grading.rules()["subarticular_stenosis"]}
+            rule["tolerance"] = max(rule.get("tolerance", 0.0), SAGITTAL_RECESS_TOLERANCE_MM)
+            allowed = [g for g, (lo, hi) in rule["grades"].items()
+                       if (lo is None or depth >= lo - rule["tolerance"])
+                       and (hi is None or depth < hi + rule["tolerance"])]  # fmt: skip
+            return Outcome(allowed, ev, "subarticular_stenosis", note="read on sagittal slices")
         return Outcome(grading.subarticular_supported(depth), ev, "subarticular_stenosis")
 
     return judge
