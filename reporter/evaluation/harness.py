@@ -482,7 +482,7 @@ def _finish(
     run = {
         **source,
         "command": " ".join(["spine-report", *sys.argv[1:]])
-        if Path(sys.argv[0]).name == "spine-report"
+        if sys.argv[1:2] == ["eval"]
         else " ".join(sys.argv),
         "commit": git_commit(),
         "model": provenance,
