@@ -11,6 +11,7 @@ snap=$(mktemp -d)
 trap 'rm -rf "$snap"' EXIT
 git archive "$commit" | tar -x -C "$snap"
 out="${OUT:-$PWD/eval/results/phantom-v1}"
+cd "$snap"  # the snapshot's reporter/ comes first on sys.path (before the editable install)
 SPINE_REPORTER_COMMIT="$commit" PYTHONPATH="$snap" OMP_NUM_THREADS=1 \
   python -c 'import sys; from reporter.cli import main; sys.argv[0] = "spine-report"; main()' \
   eval --benchmark phantom-v1 --workers "${WORKERS:-2}" --out "$out" "$@"
