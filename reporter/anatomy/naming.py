@@ -21,7 +21,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from reporter.anatomy import labels as L
 from reporter.anatomy.importers import ORDINAL_DISC_BASE, ORDINAL_VERTEBRA_BASE
@@ -252,10 +251,3 @@ def name_instances(
 def _mask_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     idx = np.argwhere(mask).mean(0)
     return idx @ affine[:3, :3].T + affine[:3, 3]
-
-
-def split_instances(mask: np.ndarray, min_voxels: int = 20) -> list[np.ndarray]:
-    """Connected components of a binary class mask, small specks dropped."""
-    comp, n = ndimage.label(mask)
-    sizes = np.bincount(comp.ravel())
-    return [comp == i for i in range(1, n + 1) if sizes[i] >= min_voxels]

@@ -33,7 +33,6 @@ same definitions, reporter/synth/groundtruth.py; thresholds in rules.json):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,13 +194,6 @@ def _mid_slice(grid: Grid, frame: Frame) -> int:
         if near.sum() > 10:
             return _slice_at(grid, pts[near].mean(0))
     return _slice_at(grid, frame.origin)
-
-
-def _band_extent(coords: np.ndarray, across: int, centre: float, half: float, px: float) -> float:
-    """Mean extent of a 2-D region within +-half of `centre` on axis `across`: its area there
-    over the band's width (unbiased by a grid tilted against the frame)."""
-    sel = np.abs(coords[:, across] - centre) <= half
-    return float(sel.sum() * px / (2 * half))
 
 
 def _m(
@@ -866,9 +858,6 @@ def _area_from_ap(out: dict[str, dict[str, Measurement]]) -> None:
                 "study's axially measured normal levels (area ~ AP^1.5)",
             }
         )
-
-
-Adder = Callable[..., None]
 
 
 def _measure_level(
