@@ -567,6 +567,7 @@ def _foramen(
     room_caudal = _room_below(grid, kk, frame, rc, lower)
     out: dict[str, float] = {
         "root_area_mm2": float(root.sum() * sp[1] * sp[2]),
+        "slice": float(kk),
     }
     directions = {"cranial": (0.0, 1.0), "caudal": (0.0, -1.0), "anterior": (-1.0, 0.0),
                   "posterior": (1.0, 0.0)}  # fmt: skip
@@ -906,12 +907,13 @@ def _measure_level(
     disc_half = 0.5 * (height or 8.0)
     for side in ("left", "right"):
         f = _foramen(grid, frame, side, disc_half, up, lower)
+        fk = int(f["slice"]) if "slice" in f else None
         for sector in SECTORS:
             if sector in f:
                 add(f"foraminal_fat_{sector}_{side}", f[sector], "ratio",
-                    "fat thickness around the exiting root / unnarrowed", kk=None)  # fmt: skip
+                    "fat thickness around the exiting root / unnarrowed", kk=fk)  # fmt: skip
         if "root_area_mm2" in f:
-            add(f"root_area_mm2_{side}", f["root_area_mm2"], "mm2", "root cross-section", kk=None)
+            add(f"root_area_mm2_{side}", f["root_area_mm2"], "mm2", "root cross-section", kk=fk)
     ax = _axial_for(axials, frame)
     half_width: dict[str, float] = {}
     if ax is not None:
