@@ -56,7 +56,7 @@ from reporter.study import Series, Study
 IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
 # on SPIDER training patients with the scanner's pixel spacing (eval/baselines_spider.py).
-DISC_STEP_MM = 38.0
+DISC_STEP_MM = 37.3
 # Used only when no disc row can be trusted: a typical sagittal lumbar field of view.
 FALLBACK_FOV_MM = 300.0
 NOMINAL_THICKNESS_MM = 4.0
