@@ -26,8 +26,9 @@ SEEDS_SLOW = [1_100_000 + k for k in range(200)]
 
 
 def axial_sac_area(ph: Phantom, level: str) -> float:
-    """Dural sac area (mm2) in the axial slice nearest the disc centre, from the label map."""
-    lm = np.asarray(ph.meta["landmarks"][level]["disc_centre"], dtype=float)
+    """Dural sac area (mm2) in the axial slice through the sac at the disc level (the slice
+    nearest the canal landmark), from the label map."""
+    lm = np.asarray(ph.meta["landmarks"][level]["canal"], dtype=float)
     best = None
     for s in ph.study.all("ax_t2"):
         k, _, _ = s.lps_to_index(lm)

@@ -117,8 +117,10 @@ def build_tables(m: SpineModel) -> None:
     fdi = np.full(n, -1, np.int16)
     for j, d in enumerate(m.discs):
         up, lo = m.vertebrae[d.upper], m.vertebrae[d.lower]
-        dist = np.maximum(np.maximum(d.s_top - 1.0 - s, s - d.s_bot - 1.0), 0.0)
-        prof = np.clip(1.0 - dist / 7.0, 0.0, 1.0)
+        # Hourglass: narrowest over the disc and 3 mm beyond (flavum and facets), easing off
+        # over 8 mm.
+        dist = np.maximum(np.maximum(d.s_top - 3.0 - s, s - d.s_bot - 3.0), 0.0)
+        prof = np.clip(1.0 - dist / 8.0, 0.0, 1.0)
         k = np.minimum(k, 1.0 - (1.0 - d.sac_scale) * prof)
         zone = (s >= d.s_top - 4.0) & (s < lo.s_top + 0.25 * lo.height + 2.0)
         flav[zone] = np.maximum(flav[zone], m.flavum_mm + d.flavum_extra * prof[zone])

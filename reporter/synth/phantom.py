@@ -126,7 +126,7 @@ def _axial_grids(
     return out
 
 
-MAX_BLOCK_TILT_DEG = 35.0  # technologists rarely angle further; ingest calls > 40 deg oblique
+MAX_BLOCK_TILT_DEG = 39.0  # ingest calls a plane more than 40 degrees off axial oblique
 
 
 def _block_frame(normal: np.ndarray, lateral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
