@@ -33,15 +33,20 @@ def _print_summary(report: Any, title: str) -> None:
     # The final findings already leave withheld statements out.
     statements = build_statements(report.findings, report.verdicts, None)
     low = {(d.get("level"), d.get("field")) for d in report.indeterminate}
+    for s in statements:
+        if (s.level, s.field) in low and s.status == "reported":
+            s.status = "indeterminate"  # so the order matches the written impression
     groups = impression(statements)
     if groups:
         out_console.print("Impression:")
         for n, g in enumerate(groups, start=1):
             text = "; ".join(
-                s.text + (" (indeterminate)" if (s.level, s.field) in low else "")
+                s.text + (" (indeterminate)" if s.status == "indeterminate" else "")
                 for s in g["statements"]
             )
-            out_console.print(f"  {n}. {g['level'] or 'Study'}: {text}", highlight=False)
+            out_console.print(
+                f"  {n}. {g['level'] or 'Study'}: {text}", highlight=False, soft_wrap=True
+            )
     else:
         out_console.print("Impression: no significant abnormality stated.")
     counts: dict[str, int] = {}
@@ -54,6 +59,7 @@ def _print_summary(report: Any, title: str) -> None:
         f"{len(report.indeterminate)} indeterminate; "
         f"{report.provenance.timings_s.get('total', 0):.1f} s",
         highlight=False,
+        soft_wrap=True,
     )
     for kind, path in report.outputs.items():
         out_console.print(f"  {kind:<11} {path}", highlight=False, soft_wrap=True)
