@@ -267,7 +267,8 @@ def load_model(path: Path | str | None = None, adapter: Path | str | None = None
     net = SpineVLMModel(config, tokenizer)
     io.load_weights(net, folder / io.WEIGHTS)
     calibration = io.read_json(folder / io.CALIBRATION) if io.CALIBRATION in files else {}
-    model = SpineVLM(net, calibration, model_sha256=files[io.WEIGHTS], name=folder.name)
+    name = "spine-vlm-default" if path is None else folder.name
+    model = SpineVLM(net, calibration, model_sha256=files[io.WEIGHTS], name=name)
     if adapter is not None:
         from reporter.vlm.finetune import apply_adapter
 
