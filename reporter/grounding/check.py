@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from reporter.anatomy.anatomy import Anatomy
@@ -34,31 +35,22 @@ from reporter.study import Study
 LevelMeasures = dict[str, Measurement]
 Judge = Callable[[Any, LevelFindings, LevelMeasures, "Context"], "Outcome"]
 
-SIDES = ("left", "right")
 
-
+@dataclass
 class Outcome:
     """What a field judge concluded: the allowed values (None = cannot tell) and its evidence."""
 
-    def __init__(
-        self,
-        allowed: list[Any] | None,
-        evidence: list[Measurement],
-        rule: str,
-        why_missing: str = "",
-        note: str = "",
-    ) -> None:
-        self.allowed = allowed
-        self.evidence = evidence
-        self.rule = rule
-        self.why_missing = why_missing
-        self.note = note
+    allowed: list[Any] | None
+    evidence: list[Measurement]
+    rule: str
+    why_missing: str = ""
+    note: str = ""
 
 
+@dataclass
 class Context:
-    def __init__(self, measures: dict[str, LevelMeasures], anatomy: Anatomy) -> None:
-        self.measures = measures
-        self.anatomy = anatomy
+    measures: dict[str, LevelMeasures]
+    anatomy: Anatomy
 
 
 def _values(m: LevelMeasures, *names: str) -> tuple[list[float | None], list[Measurement]]:
@@ -264,7 +256,8 @@ JUDGES: dict[str, Judge] = {
     "endplate_defect_lower": _unmeasured("endplate irregularity"),
     "spondylolisthesis": _slip,
 }
-assert set(JUDGES) == set(LEVEL_FIELDS), "every schema field needs a judge"
+if set(JUDGES) != set(LEVEL_FIELDS):  # a schema field added without a judge is a bug here
+    raise RuntimeError(f"fields without a judge: {sorted(set(LEVEL_FIELDS) - set(JUDGES))}")
 
 
 # --- level existence ------------------------------------------------------------------------------
