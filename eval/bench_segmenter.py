@@ -50,22 +50,26 @@ def dice(pred: np.ndarray, true: np.ndarray) -> float | None:
 
 
 def naming_correct(pred: np.ndarray, true: np.ndarray) -> bool:
-    """Every ground-truth vertebra and disc that the prediction finds carries the right name,
-    and every lumbar disc of the truth is found."""
-    ok = True
+    """The levels a report names are right: every ground-truth vertebra T12 ... S1 (L6 where
+    present) and disc T12-L1 ... lumbosacral is found and the predicted structure overlapping it
+    most carries its name. Lower thoracic structures cut by the top of the field of view are
+    not counted."""
+    named = _named_values()
     for value in np.unique(true):
         v = int(value)
-        if not (lab.is_vertebra(v) or lab.is_disc(v)):
+        if not (lab.is_vertebra(v) or lab.is_disc(v)) or v not in _COUNTED:
             continue
         overlap = pred[true == v]
-        overlap = overlap[(overlap > 0) & np.isin(overlap, list(_named_values()))]
-        if overlap.size == 0:
-            if lab.is_disc(v) and lab.label_name(v).startswith("L"):
-                ok = False
-            continue
-        if int(np.bincount(overlap).argmax()) != v:
-            ok = False
-    return ok
+        overlap = overlap[np.isin(overlap, list(named))]
+        if overlap.size == 0 or int(np.bincount(overlap).argmax()) != v:
+            return False
+    return True
+
+
+_COUNTED = {
+    *(lab.vertebra_label(n) for n in ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")),
+    *(lab.disc_label(lv) for lv in lab.LEVELS if not lv.startswith(("T9", "T10", "T11"))),
+}
 
 
 def _named_values() -> set[int]:
@@ -216,6 +220,34 @@ def bench_real(
     return results
 
 
+def rescore_naming(preds_dir: Path, log) -> dict:
+    """Level naming again from saved predictions (--save-preds): the naming code can change
+    without running the network again."""
+    from reporter.study import Series
+
+    out: dict = {}
+    for path in sorted(Path(preds_dir).glob("preds_*.npz")):
+        site = path.stem[len("preds_") :]
+        res: dict[str, list[bool]] = {"standard": [], "transitional": []}
+        with np.load(path) as z:
+            seeds = sorted(int(k[len("truth_") :]) for k in z.files if k.startswith("truth_"))
+            for seed in seeds:
+                truth = z[f"truth_{seed}"]
+                series = Series(
+                    series_uid=str(seed), study_uid="rescore", plane="sagittal",
+                    weighting="T2", role="sag_t2", pixels=np.zeros(truth.shape, np.float32),
+                    affine=z[f"affine_{seed}"],
+                )  # fmt: skip
+                anat = anatomy_from_generic(z[f"pred_{seed}"], series)
+                res[str(z[f"kind_{seed}"])].append(naming_correct(anat.labels, truth))
+        out[site] = {
+            "naming_accuracy": {k: (_mean([float(x) for x in v])) for k, v in res.items()},
+            "naming_n": {k: len(v) for k, v in res.items()},
+        }
+        log(f"naming {site}: {json.dumps(out[site])}")
+    return out
+
+
 def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
@@ -233,6 +265,7 @@ def main() -> None:
     ap.add_argument("--save-preds", type=Path, default=None, help="folder for npz predictions")
     ap.add_argument("--cache", type=Path, default=None, help="folder caching generated phantoms")
     ap.add_argument("--generate-only", action="store_true", help="fill --cache, score nothing")
+    ap.add_argument("--rescore", type=Path, default=None, help="naming from saved predictions")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -243,6 +276,9 @@ def main() -> None:
             for site in args.sites.split(","):
                 _eval_case((EVAL_SEED_START + i, site, args.cache))
                 print(f"cached {site} {EVAL_SEED_START + i}", flush=True)
+        return
+    if args.rescore:
+        print(json.dumps(rescore_naming(args.rescore, print), indent=2))
         return
     weights = args.weights or [str(default_weights_path())]
     out: dict = {"weights": {w: load_segmenter(w).sha256 for w in weights}}

@@ -31,6 +31,14 @@ from reporter.study import Series
 CONUS_OFFSET_MM = -6.5
 CONUS_SD_MM = 9.0
 PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}
+# Four or six is reported only when the conus makes it this probable; below, five is kept.
+MIN_POSTERIOR_TRANSITIONAL = 0.95
+# Smallest instance kept (ml): a lumbar body is 20-40 ml, a disc 5-15 ml; smaller pieces are
+# false positives or structures mostly outside the field of view, which are not named.
+MIN_ML = {"vertebra": 3.0, "disc": 1.0, "sacrum": 2.0}
+ERODE_MM = 3.0  # in-plane erosion that separates touching vertebral bodies
+_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass
@@ -42,11 +50,27 @@ class Instance:
 
 
 def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float) -> list[Instance]:
-    """Connected components of one class, specks dropped, fragments of one body merged."""
+    """Instances of one class, specks dropped, fragments of one body merged.
+
+    Neighbouring vertebrae touch wherever the disc between them was missed (thin thoracic
+    discs, a narrowed disc), so components are found after an in-plane erosion that cuts such
+    bridges, and every voxel of the class then goes to its nearest eroded component.
+    """
     kind = {sd.VERTEBRA: "vertebra", sd.SACRUM: "sacrum", sd.DISC: "disc"}[cls]
-    comp, n = ndimage.label(generic == cls)
-    if n == 0:
+    mask = generic == cls
+    if not mask.any():
         return []
+    core = mask
+    if cls == sd.VERTEBRA:
+        spacing = float(np.linalg.norm(affine[:3, 1]))
+        steps = max(1, round(ERODE_MM / max(spacing, 1e-3)))
+        core = ndimage.binary_erosion(mask, structure=_IN_PLANE, iterations=steps)
+    comp, n = ndimage.label(core)
+    if n == 0:
+        comp, n = ndimage.label(mask)
+    elif core is not mask:
+        _, (kk, jj, ii) = ndimage.distance_transform_edt(comp == 0, return_indices=True)
+        comp = np.where(mask, comp[kk, jj, ii], 0)
     counts = np.bincount(comp.ravel())
     centres = ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
     # A vertebral body is 20-40 ml and a disc 5+ ml; anything under 0.3 ml is a fragment.
@@ -56,23 +80,82 @@ def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float
         for i, c in enumerate(centres, start=1)
         if counts[i] >= min_voxels
     ]
-    return _merge_fragments(found)
+    return [m for m in _merge_fragments(found) if m.voxels * voxel_ml >= MIN_ML[kind]]
 
 
 def _merge_fragments(items: list[Instance], gap_mm: float = 12.0) -> list[Instance]:
-    """Pieces of one body (split across slices) sit at nearly the same height along the spine;
-    consecutive vertebrae or discs are 25-45 mm apart, so pieces closer than 12 mm are one."""
-    items = sorted(items, key=lambda s: -s.centroid[2])
+    """Pieces of one body (split across slices) have nearly the same centroid; consecutive
+    vertebrae or discs are 25-45 mm apart in 3-D (their height difference alone can be small
+    where lordosis lays the lumbosacral column almost flat), so pieces closer than 12 mm are one.
+    """
     merged: list[Instance] = []
-    for item in items:
-        if merged and abs(merged[-1].centroid[2] - item.centroid[2]) < gap_mm:
-            a = merged[-1]
+    for item in sorted(items, key=lambda s: -s.voxels):
+        near = [
+            i for i, m in enumerate(merged) if np.linalg.norm(m.centroid - item.centroid) < gap_mm
+        ]
+        if near:
+            a = merged[near[0]]
             w = a.voxels + item.voxels
             c = (a.centroid * a.voxels + item.centroid * item.voxels) / w
-            merged[-1] = Instance(a.kind, a.mask | item.mask, c, w)
+            merged[near[0]] = Instance(a.kind, a.mask | item.mask, c, w)
         else:
             merged.append(item)
-    return merged
+    return sorted(merged, key=lambda s: -s.centroid[2])
+
+
+def _recentre(items: list[Instance], affine: np.ndarray, voxel_ml: float) -> list[Instance]:
+    out = []
+    for it in items:
+        if it.voxels * voxel_ml < MIN_ML[it.kind]:
+            continue
+        c = np.argwhere(it.mask).mean(0) @ affine[:3, :3].T + affine[:3, 3]
+        out.append(Instance(it.kind, it.mask, c, it.voxels))
+    return out
+
+
+def split_by_discs(
+    vertebrae: list[Instance], discs: list[Instance], affine: np.ndarray
+) -> list[Instance]:
+    """Split vertebra instances that run through a disc.
+
+    Where a disc was missed at its rim or on a lateral slice, two bodies stay connected. A disc
+    is a flat object: its plane (centroid, normal = direction of least extent) separates the
+    body above it from the body below. Voxels of one vertebra instance on both sides of a
+    nearby disc plane become two instances.
+    """
+    planes = []
+    for d in discs:
+        # In mm: slices are several times thicker than pixels, so index space would bend it.
+        pts = np.argwhere(d.mask) @ affine[:3, :3].T
+        if len(pts) < 10:
+            continue
+        centred = pts - pts.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        extent = float(np.abs(centred @ vt[1]).max())  # in-plane half width, mm
+        planes.append((pts.mean(0), vt[2], extent))
+    out: list[Instance] = []
+    for v in vertebrae:
+        idx = np.argwhere(v.mask)
+        pts = idx @ affine[:3, :3].T
+        key = np.zeros(len(pts), dtype=np.int64)
+        for centre, normal, extent in planes:
+            rel = pts - centre
+            side = rel @ normal
+            lateral = np.linalg.norm(rel - np.outer(side, normal), axis=1)
+            # Only a disc that lies inside this instance splits it: voxels on both sides
+            # within its reach.
+            near = lateral < 1.2 * extent
+            if (side[near] > 0).sum() > 0.1 * len(pts) and (side[near] < 0).sum() > 0.1 * len(pts):
+                key = key * 2 + (side > 0)
+        if key.max() == 0:
+            out.append(v)
+            continue
+        for k in np.unique(key):
+            sel = idx[key == k]
+            mask = np.zeros_like(v.mask)
+            mask[tuple(sel.T)] = True
+            out.append(Instance(v.kind, mask, v.centroid, len(sel)))
+    return out
 
 
 def _touches(mask: np.ndarray, other: np.ndarray, reach: int = 3) -> int:
@@ -124,7 +207,10 @@ def estimate_lumbar_count(
     post = np.exp(vals - vals.max())
     post /= post.sum()
     best = max(scores, key=lambda k: scores[k])
-    return int(best), float(post[list(scores).index(best)])
+    p_best = float(post[list(scores).index(best)])
+    if best != 5 and p_best < MIN_POSTERIOR_TRANSITIONAL:
+        return 5, 1.0 - p_best
+    return int(best), p_best
 
 
 def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") -> Anatomy:
@@ -137,6 +223,7 @@ def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") 
     if sacrum is not None and sacrum.voxels * voxel_ml < 2.0:
         sacrum = None  # a sliver at the FOV edge does not anchor the count
     discs = drop_sacral_discs(instances(generic, sd.DISC, affine, voxel_ml), generic, sacrum)
+    vertebrae = _recentre(split_by_discs(vertebrae, discs, affine), affine, voxel_ml)
 
     axis = nm.spine_axis([v.centroid for v in vertebrae + discs])
     sacral_height = float(sacrum.centroid @ axis) if sacrum is not None else -np.inf

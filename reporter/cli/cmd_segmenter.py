@@ -34,6 +34,12 @@ def train_segmenter(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Crops per step.")] = 8,
     crop: Annotated[int, typer.Option("--crop", min=32, help="Crop side in pixels (1 mm).")] = 192,
+    pool_size: Annotated[
+        int, typer.Option("--pool-size", min=1, help="Phantom studies held in memory.")
+    ] = 12,
+    refresh_every: Annotated[
+        int, typer.Option("--refresh-every", min=1, help="Steps between two new phantoms.")
+    ] = 20,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Data-loader processes making phantoms.")
@@ -55,6 +61,8 @@ def train_segmenter(
         threads=threads,
         batch_size=batch_size,
         crop=crop,
+        pool_size=pool_size,
+        refresh_every=refresh_every,
         init=str(init) if init else None,
     )
     result = train(
