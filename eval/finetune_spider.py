@@ -46,12 +46,23 @@ def balanced_accuracy(y_true: list[int], y_pred: list[int]) -> float:
 
 
 def prepared(ds: Any, split: str) -> list[tuple[Any, Any]]:
-    """(case, anatomy) for the split's patients whose discs were found on some image."""
+    """(case, anatomy) for the split's patients: the 2-D disc anatomy where DiscNet found five
+    plausible discs, else the built-in segmenter's (what the pipeline would use)."""
+    from reporter.anatomy import segment
+    from reporter.errors import ReporterError
+
     out = []
     for case in ds.split(split):
+        if case.findings is None:
+            continue
         anatomy = anatomy_from_discs(case.study)
-        if anatomy is not None and case.findings is not None:
-            out.append((case, anatomy))
+        if anatomy is None:
+            try:
+                anatomy = segment(case.study)
+            except ReporterError as exc:
+                print(f"no anatomy for {case.case_id}: {exc}", flush=True)
+                continue
+        out.append((case, anatomy))
     return out
 
 
@@ -102,6 +113,45 @@ def evaluate(model: Any, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     }
 
 
+def model_card(m: dict[str, Any]) -> str:
+    base, lora, ft = m["phantom_only_default"], m["lora_spider"], m["finetune"]
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %"
+
+    return f"""# LoRA adapter `spider`: the default VLM adapted to real SPIDER images
+
+Use: `spine-report report IMAGE.png --adapter reporter/weights/adapters/spider` (or
+`reporter.vlm.load_model(adapter=...)`). Made by `python eval/finetune_spider.py`.
+
+## Data
+SPIDER lumbar spine MRI, official training subset as redistributed by ejd230001/medvisor:
+mid-sagittal T1/T2 images with per-disc radiological gradings. **Licence CC BY 4.0.**
+Attribution: J. W. van der Graaf et al., "Lumbar spine segmentation in MR images: a dataset and
+a public benchmark", *Scientific Data* 11, 264 (2024).
+Trained on the {m["train_patients"]} patients of the project's patient-level `train` split
+(reporter.datasets.splits); evaluated on the {lora["n_patients"]} `test` patients. Images enter
+through reporter.ingest.image2d (orientation detected, spacing estimated from anatomy); anatomy from
+the 2-D disc detector, else the built-in segmenter. Augmentation: the VLM's own `Augment`.
+
+## Training
+reporter.vlm.finetune.finetune (peft LoRA, rank {ft.get("rank", 8)} on decoder attention/MLP and the
+vision tower's MLPs + projector), {ft["steps"]} steps, {ft["seconds"]} s on {ft["device"]};
+{ft["trainable_parameters"]} trainable parameters; adapter {ft["adapter_bytes"] / 1e6:.2f} MB.
+
+## Held-out results (test patients, discs L1-L2 .. L5-S1)
+| model | Pfirrmann balanced accuracy | Modic balanced accuracy |
+|---|---|---|
+| phantom-only default | {pct(base["pfirrmann_ba"])} | {pct(base["modic_ba"])} |
+| + this adapter | {pct(lora["pfirrmann_ba"])} | {pct(lora["modic_ba"])} |
+| goal: SpineNetV2 external validation | 78 % | 86 % |
+
+SPIDER grades Modic per disc; it is compared with our `modic_upper`. A level the model did not
+assess counts as wrong. See eval/baselines_spider.py for the majority-class and plain-CNN
+baselines on the same split. Preliminary research model, not for clinical use.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -114,18 +164,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache-only", action="store_true", help="only cache the training views")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from reporter.vlm.finetune import apply_adapter, finetune
-    from reporter.vlm.inference import load_model
 
     t0 = time.time()
     ds = open_dataset(args.spider, "spider")
-    train, test = prepared(ds, "train"), prepared(ds, "test")
-    n_train = cache(train, args.work / "train")
-    print(f"cached {n_train} training studies ({time.time() - t0:.0f} s)", flush=True)
-    summary = finetune(None, [args.work / "train"], args.out, steps=args.steps, rank=args.rank,
+    shards = args.work / "train"
+    if not any(shards.glob("views-*.safetensors")):
+        n_train = cache(prepared(ds, "train"), shards)
+        print(f"cached {n_train} training studies ({time.time() - t0:.0f} s)", flush=True)
+    if args.cache_only:
+        return
+    from reporter.vlm.data import ShardSet
+    from reporter.vlm.finetune import apply_adapter, finetune
+    from reporter.vlm.inference import load_model
+
+    n_train = len(ShardSet.load([shards]))
+    test = prepared(ds, "test")
+    summary = finetune(None, [shards], args.out, steps=args.steps, rank=args.rank,
                        device="cpu")  # fmt: skip
+    summary["rank"] = args.rank
     print(json.dumps(summary, indent=1), flush=True)
     base = evaluate(load_model(), test)
     adapted = evaluate(apply_adapter(load_model(), args.out), test)
@@ -138,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "goal_spinenetv2": {"pfirrmann_ba": 0.78, "modic_ba": 0.86},
     }
     (args.work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (args.out / "MODEL_CARD.md").write_text(model_card(metrics))
     print(json.dumps({k: metrics[k] for k in ("phantom_only_default", "lora_spider")}, indent=1))
 
 
