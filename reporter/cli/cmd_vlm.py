@@ -43,6 +43,7 @@ def _phantom_shards(
     workers: int,
     priors: tuple[str, ...] = ("realistic",),
     time_limit_s: float | None = None,
+    shard_size: int = 16,
 ) -> Path:
     from rich.progress import Progress
 
@@ -54,7 +55,7 @@ def _phantom_shards(
         _done, errors = cache_phantoms(
             target, list(range(start, start + n)), sites, ViewConfig(), workers=workers,
             progress=lambda k: progress.advance(task, k), priors=priors,
-            time_limit_s=time_limit_s,
+            time_limit_s=time_limit_s, shard_size=shard_size,
         )  # fmt: skip
     for e in errors[:5]:
         err_console.print(f"skipped phantom {e}", markup=False)
@@ -80,6 +81,9 @@ def train_cmd(
     priors: Annotated[
         str, typer.Option(help="Phantom priors cycled over training shards (comma-separated).")
     ] = "realistic,realistic,balanced",
+    shard_size: Annotated[
+        int, typer.Option(help="Phantoms per cached shard (sites and priors cycle by shard).")
+    ] = 16,
     generate_seconds: Annotated[
         float | None, typer.Option(help="Stop generating training phantoms after this long.")
     ] = None,
@@ -113,7 +117,14 @@ def train_cmd(
         target = cache_dir / "train"
         train_dirs.append(
             _phantom_shards(
-                target, phantoms, TRAIN_SEED_START, site_list, workers, prior_list, generate_seconds
+                target,
+                phantoms,
+                TRAIN_SEED_START,
+                site_list,
+                workers,
+                prior_list,
+                generate_seconds,
+                shard_size,
             )
         )
     if not train_dirs:
