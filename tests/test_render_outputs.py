@@ -231,3 +231,10 @@ def test_study_without_dicom_headers_gets_every_output_but_sr_and_seg(tmp_path: 
         ["report.txt", "report.html", "findings.json", "provenance.json"]
     )
     assert "NOTE: report.sr.dcm and seg.dcm not written" in (tmp_path / "report.txt").read_text()
+
+
+def test_impression_points_at_levels_with_withheld_statements(rendered) -> None:
+    out, _ = rendered
+    text = (out / "report.txt").read_text()
+    impression_part = text.split("IMPRESSION:")[1].split("WITHHELD STATEMENTS")[0]
+    assert "Withheld: 1 statement(s) at L2-L3 are contradicted by the images" in impression_part

@@ -29,7 +29,9 @@ DEMO_SITE = "site-a"
 def _print_summary(report: Any, title: str) -> None:
     from reporter.render.statements import build_statements, impression
 
-    out_console.print(f"[bold]{title}[/bold]  (preliminary AI draft, not for clinical use)")
+    out_console.print(
+        f"[bold]{title}[/bold]  (preliminary AI draft, not for clinical use)", soft_wrap=True
+    )
     # The final findings already leave withheld statements out.
     statements = build_statements(report.findings, report.verdicts, None)
     low = {(d.get("level"), d.get("field")) for d in report.indeterminate}

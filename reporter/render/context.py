@@ -122,6 +122,9 @@ def build_context(
         "levels": _levels(report, statements),
         "impression": impression(statements),
         "withheld": [s for s in statements if s.status == "withheld"],
+        "withheld_levels": list(
+            dict.fromkeys(s.level or "study" for s in statements if s.status == "withheld")
+        ),
         "indeterminate": [s for s in statements if s.status == "indeterminate"],
         "key_images": key_images or {},
         "provenance": prov,
