@@ -128,6 +128,23 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         "",
         subgroup_table(metrics, "by_age"),
         "",
+        "## By benchmark variant",
+        "",
+        subgroup_table(metrics, "by_variant"),
+        "",
+        "## With / without artifacts on the sagittal series",
+        "",
+        subgroup_table(metrics, "by_artifacts"),
+        "",
+        "## Median seconds per stage",
+        "",
+        ", ".join(
+            f"{k} {v:.2f}"
+            for k, v in (metrics.get("timings_s_median") or {}).items()
+            if v is not None
+        )
+        or "(none)",
+        "",
         "## Definitions",
         "",
         "- Positive statement: a level field with an abnormal value. Hallucinated: the truth at"
