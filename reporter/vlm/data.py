@@ -101,9 +101,14 @@ def folder_examples(root: Path, cfg: ViewConfig) -> Iterator[Example]:
     """Studies of a dataset folder with ground truth (phantom folders, RSNA 2024 format)."""
     cases = _open_dataset(root)
     for case in cases:
-        if case.anatomy is None or case.findings is None:
+        if case.findings is None:
             continue
-        yield make_example(case.study, case.anatomy, case.findings, cfg, {"case": case.case_id})
+        anatomy = case.anatomy
+        if anatomy is None:  # e.g. RSNA 2024: no label maps, so levels come from the segmenter
+            from reporter.anatomy import segment
+
+            anatomy = segment(case.study)
+        yield make_example(case.study, anatomy, case.findings, cfg, {"case": case.case_id})
 
 
 def _open_dataset(root: Path) -> Iterable[Any]:
