@@ -105,13 +105,15 @@ def _axial_grids(
     spacing = sp.ax_thickness + sp.ax_gap
     for level in levels:
         d = m.disc(level)
-        centre, t, lat, _ = disc_plane(m, d)
+        centre, t, lat, post = disc_plane(m, d)
         row, col = _block_frame(-t, lat)
         n_sl = sp.ax_slices_per_block
-        # In-plane offset only, so the disc centre stays on a slice: the middle one, or for an
-        # even count the one just caudal of the middle.
+        # A slice passes through the dural sac at the disc (the middle slice, or for an even
+        # count the one just caudal of it); when the tilt is limited the plane pivots there.
+        vc = float(m.tables["vc"][int(m.idx(d.s_mid))])
         normal = np.cross(row, col)
-        centre = centre + 22.0 * col + (0.5 * spacing * normal if n_sl % 2 == 0 else 0.0)
+        centre = centre + vc * post + (22.0 - vc) * col
+        centre = centre + (0.5 * spacing * normal if n_sl % 2 == 0 else 0.0)
         g = render.grid_from_frame(
             centre,
             row,
