@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
@@ -54,6 +55,7 @@ def test_without_a_sacrum_naming_is_uncertain() -> None:
 
 
 def test_segment_study_returns_labels_on_the_sagittal_t2_grid(tmp_path: Path) -> None:
+    torch.manual_seed(0)
     save_weights(build_network(TINY), TINY, tmp_path)
     ph = fake_phantom()
     anatomy = segment_study(ph.study, weights=load_segmenter(tmp_path))
@@ -69,6 +71,13 @@ def test_study_without_sagittal_series_is_rejected() -> None:
     empty = Study(study_uid=ph.study.study_uid, series=[])
     with pytest.raises(InputDataError, match="no sagittal"):
         segment_study(empty, weights=load_segmenter_tiny())
+
+
+def test_a_map_without_spine_structures_is_named_uncertain() -> None:
+    ph = fake_phantom()
+    generic = np.zeros(ph.anatomy.labels.shape, dtype=np.uint8)
+    anatomy = anatomy_from_generic(generic, ph.study.get("sag_t2"))
+    assert anatomy.naming_uncertain and anatomy.vertebrae == [] and "L5" in anatomy.missing
 
 
 def load_segmenter_tiny():  # type: ignore[no-untyped-def]

@@ -234,13 +234,22 @@ def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") 
     n_lumbar, confidence = 5, 0.6
     if sacrum is not None:
         n_lumbar, confidence = estimate_lumbar_count(mobile, generic == sd.CORD, affine, axis)
-    named, naming = nm.name_instances(
-        [v.mask for v in mobile],
-        [d.mask for d in discs],
-        sacrum.mask if sacrum is not None else None,
-        affine,
-        n_lumbar=n_lumbar,
-    )
+    if mobile or discs or sacrum is not None:
+        named, naming = nm.name_instances(
+            [v.mask for v in mobile],
+            [d.mask for d in discs],
+            sacrum.mask if sacrum is not None else None,
+            affine,
+            n_lumbar=n_lumbar,
+        )
+    else:  # nothing spinal found: say so rather than name anything
+        named = np.zeros(generic.shape, dtype=np.int16)
+        naming = nm.Naming(
+            naming_uncertain=True,
+            confidence=0.0,
+            convention="no vertebra, disc or sacrum found",
+            missing=nm.lumbar_sequence(5)[3:],
+        )
     out = _tissues(generic, affine)
     structures = named > 0
     out[structures] = named[structures]
