@@ -89,16 +89,24 @@ def cache(pairs: list[tuple[Any, Any]], folder: Path) -> int:
 def evaluate(model: Any, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     truth: dict[str, list[int]] = {"pfirrmann": [], "modic": []}
     pred: dict[str, list[int]] = {"pfirrmann": [], "modic": []}
-    n_na = 0
+    n_na = n_failed = 0
+    from reporter.errors import ReporterError
+
     for case, anatomy in pairs:
-        found = model.predict(case.study, anatomy)
+        try:
+            found = model.predict(case.study, anatomy)
+        except ReporterError as exc:  # the views cannot be cut: every disc counts as wrong
+            print(f"predict failed for {case.case_id}: {exc}", flush=True)
+            n_failed += 1
+            found = None
         for lv in LEVELS5:
-            t, p = case.findings.level(lv), found.level(lv)
+            t = case.findings.level(lv)
+            p = None if found is None else found.level(lv)
             if t is None:
                 continue
             for field, attr in (("pfirrmann", "pfirrmann"), ("modic", "modic_upper")):
                 tv = getattr(t, attr).value
-                pv = None if p is None else getattr(p, attr).value
+                pv = None if found is None or p is None else getattr(p, attr).value
                 if pv is None:
                     n_na += 1
                     pv = -1  # not assessed counts as wrong
@@ -108,8 +116,17 @@ def evaluate(model: Any, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
         "n_patients": len(pairs),
         "n_discs": len(truth["pfirrmann"]),
         "not_assessed_predictions": n_na,
+        "patients_without_views": n_failed,
         "pfirrmann_ba": balanced_accuracy(truth["pfirrmann"], pred["pfirrmann"]),
         "modic_ba": balanced_accuracy(truth["modic"], pred["modic"]),
+        # The same over the discs the model did assess (level found and named), for diagnosis.
+        **{
+            f"{f}_ba_assessed_only": balanced_accuracy(
+                [t for t, q in zip(truth[f], pred[f], strict=True) if q >= 0],
+                [q for q in pred[f] if q >= 0],
+            )
+            for f in ("pfirrmann", "modic")
+        },
     }
 
 
@@ -165,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-only", action="store_true", help="only cache the training views")
+    ap.add_argument(
+        "--eval-only", action="store_true", help="evaluate the adapter already in --out"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -182,9 +202,16 @@ def main(argv: list[str] | None = None) -> None:
 
     n_train = len(ShardSet.load([shards]))
     test = prepared(ds, "test")
-    summary = finetune(None, [shards], args.out, steps=args.steps, rank=args.rank,
-                       device="cpu")  # fmt: skip
-    summary["rank"] = args.rank
+    if args.eval_only:
+        summary = json.loads((args.work / "finetune.json").read_text())
+    else:
+        summary = finetune(None, [shards], args.out, steps=args.steps, rank=args.rank,
+                           device="cpu")  # fmt: skip
+        summary["rank"] = args.rank
+        (args.work / "finetune.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.out / "README.md").unlink(
+            missing_ok=True
+        )  # peft's boilerplate; MODEL_CARD.md instead
     print(json.dumps(summary, indent=1), flush=True)
     base = evaluate(load_model(), test)
     adapted = evaluate(apply_adapter(load_model(), args.out), test)
