@@ -213,8 +213,15 @@ def estimate_lumbar_count(
     return int(best), p_best
 
 
-def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") -> Anatomy:
-    """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs."""
+def anatomy_from_generic(
+    generic: np.ndarray, series: Series, detail: str = "", enumerate_from_conus: bool = False
+) -> Anatomy:
+    """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs.
+
+    `enumerate_from_conus` estimates 4 / 6 lumbar vertebrae from the conus tip. Off by default:
+    with the shipped weights the cord is segmented too unreliably (phantom Dice ~0.58) and the
+    estimate cost more standard studies than it won transitional ones (eval/bench_segmenter.py).
+    """
     affine = np.asarray(series.affine, dtype=float)
     voxel_ml = float(np.prod(series.spacing)) / 1000.0
     vertebrae = instances(generic, sd.VERTEBRA, affine, voxel_ml)
@@ -232,7 +239,7 @@ def anatomy_from_generic(generic: np.ndarray, series: Series, detail: str = "") 
         key=lambda v: float(v.centroid @ axis),
     )
     n_lumbar, confidence = 5, 0.6
-    if sacrum is not None:
+    if sacrum is not None and enumerate_from_conus:
         n_lumbar, confidence = estimate_lumbar_count(mobile, generic == sd.CORD, affine, axis)
     if mobile or discs or sacrum is not None:
         named, naming = nm.name_instances(
