@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reporter.errors import InputMissingError
+from reporter.errors import InputDataError, InputMissingError, ReporterError
 from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
 from reporter.ingest.dicom import refuse_if_unusable, scan_folder
 from reporter.ingest.inventory import Inventory, SeriesRow
@@ -77,13 +77,31 @@ def load_study(
     `oblique_tolerance_deg` is the angle within which a slice still counts as sagittal /
     coronal / axial.
     """
+    from reporter.ingest.image2d import IMAGE2D_SUFFIXES, load_image2d
+
+    p = Path(path).expanduser()
+    # A single 2-D image (PNG, JPEG, ...) has no geometry: orientation is detected and the
+    # pixel spacing estimated from anatomy (reporter.ingest.image2d), both recorded in the Study.
+    if p.is_file() and p.suffix.lower() in IMAGE2D_SUFFIXES:
+        return load_image2d(p)
     inventory = scan(
         path,
         keep_derived=keep_derived,
         oblique_tolerance_deg=oblique_tolerance_deg,
         study_uid=study_uid,
     )
-    return refuse_if_unusable(inventory)
+    try:
+        return refuse_if_unusable(inventory)
+    except InputDataError:
+        # One single-frame DICOM file is not a volume; read it as a 2-D sagittal image if it is
+        # one, otherwise the original refusal stands.
+        if not p.is_file():
+            raise
+        try:
+            return load_image2d(p)
+        except ReporterError:
+            pass
+        raise
 
 
 __all__ = [
