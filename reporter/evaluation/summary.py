@@ -178,7 +178,8 @@ def readme_section(metrics: dict[str, Any], run: dict[str, Any]) -> str:
         [
             "## Results on phantom-v1",
             "",
-            f"{run.get('description', '')}",
+            (f"A stratified subset (--limit {run['limit']}) of: " if run.get("limit") else "")
+            + f"{run.get('description', '')}",
             "",
             f"{metrics['n_studies']} studies evaluated ({metrics.get('n_failed', 0)} failed); "
             f"model `{model.get('model_name', 'n/a')}` sha256 "
