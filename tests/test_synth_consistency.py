@@ -90,7 +90,10 @@ def check_modic(ph: Phantom) -> None:
         ):
             vt = ph.model.vertebra(vert)
             width = (vt.band_inf if ep == "inf" else vt.band_sup)[1]
-            if value == 0 or width < 3.0:
+            node = (vt.schmorl_inf if ep == "inf" else vt.schmorl_sup)[0]
+            screwed = any(ph.model.vertebrae[i] is vt for i, _ in ph.model.screws)
+            # Metal voids and a Schmorl node in the same band would bias the image mean.
+            if value == 0 or width < 3.0 or node > 0 or screwed:
                 continue
             t1, t2 = _band_ratios(ph, vert, ep)
             msg = f"seed {ph.meta['seed']} {lf.level} {vert} Modic {value}: T1 {t1:.2f} T2 {t2:.2f}"
