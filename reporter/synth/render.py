@@ -41,15 +41,36 @@ def _coarse(n: int, step: int) -> np.ndarray:
     return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
 
 
-def _upsample(coarse: np.ndarray, n: int, step: int, axis: int) -> np.ndarray:
-    """Linear interpolation of a field sampled at _coarse(n, step) back to all n positions."""
+def _weights(n: int, step: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = _coarse(n, step)
-    x = np.arange(n)
+    hi = np.clip(np.searchsorted(pos, x, side="right"), 1, len(pos) - 1)
+    lo = hi - 1
+    return lo, hi, ((x - pos[lo]) / (pos[hi] - pos[lo])).astype(F32)
+
+
+def _bilinear_at(coarse: np.ndarray, nj: int, ni: int, step: int, flat: np.ndarray) -> np.ndarray:
+    """Fields (c, nk, nj', ni') on the coarse grid, interpolated at flat voxel indices only."""
+    k, rem = np.divmod(flat, nj * ni)
+    j, i = np.divmod(rem, ni)
+    j0, j1, wj = _weights(nj, step, j)
+    i0, i1, wi = _weights(ni, step, i)
+    a = coarse[:, k, j0, i0] * (1 - wi) + coarse[:, k, j0, i1] * wi
+    b = coarse[:, k, j1, i0] * (1 - wi) + coarse[:, k, j1, i1] * wi
+    return a * (1 - wj) + b * wj
+
+
+def _upsample(
+    coarse: np.ndarray, n: int, step: int, axis: int, x: np.ndarray | None = None
+) -> np.ndarray:
+    """Linear interpolation of a field sampled at _coarse(n, step) back to positions `x`
+    (default: all n)."""
+    pos = _coarse(n, step)
+    x = np.arange(n) if x is None else x
     hi = np.clip(np.searchsorted(pos, x, side="right"), 1, len(pos) - 1)
     lo = hi - 1
     w = ((x - pos[lo]) / (pos[hi] - pos[lo])).astype(F32)
     shp = [1] * coarse.ndim
-    shp[axis] = n
+    shp[axis] = len(x)
     w = w.reshape(shp)
     a = np.take(coarse, lo, axis=axis)
     b = np.take(coarse, hi, axis=axis)
@@ -118,13 +139,17 @@ def _sample_all(m: SpineModel, s: np.ndarray, u: np.ndarray, v: np.ndarray, want
     return tis, nuc, lab
 
 
+def _coarse_coords(m: SpineModel, g: Grid, dk: float, step: int) -> np.ndarray:
+    """(3, nk, nj', ni'): s, u, v projected on the coarse lattice of the sub-slice at dk."""
+    pts = g.centres(float(dk), step)
+    cshape = pts.shape[:3]
+    return np.stack([f.reshape(cshape) for f in project(m, pts.reshape(-1, 3))])
+
+
 def _spine_coords(m: SpineModel, g: Grid, dk: float, step: int) -> tuple[np.ndarray, ...]:
     """(s, u, v) of every voxel of the sub-slice at offset dk, each (nk, nj, ni)."""
     _, nj, ni = g.shape
-    pts = g.centres(float(dk), step)
-    cshape = pts.shape[:3]
-    suv = np.stack([f.reshape(cshape) for f in project(m, pts.reshape(-1, 3))])
-    suv = _upsample(_upsample(suv, nj, step, 2), ni, step, 3)
+    suv = _upsample(_upsample(_coarse_coords(m, g, dk, step), nj, step, 2), ni, step, 3)
     return suv[0], suv[1], suv[2]
 
 
@@ -169,8 +194,9 @@ def rasterize_grid(m: SpineModel, g: Grid, n_sub: int = 3, step: int = 4) -> Sam
             tis_l.append(tis0)
             nuc_l.append(nuc0)
             continue
-        s, u, v = _spine_coords(m, g, float(dk), step)
-        cs, cu, cv = (f[:, ::2, ::2] for f in (s, u, v))
+        co = _coarse_coords(m, g, float(dk), step)
+        half = _upsample(co, nj, step, 2, np.arange(0, nj, 2))
+        cs, cu, cv = _upsample(half, ni, step, 3, np.arange(0, ni, 2))
         ct, _, _ = _sample_all(m, cs.ravel(), cu.ravel(), cv.ravel(), False)
         ct = ct.reshape(cs.shape)
         edge = np.zeros(ct.shape, bool)
@@ -185,7 +211,8 @@ def rasterize_grid(m: SpineModel, g: Grid, n_sub: int = 3, step: int = 4) -> Sam
         nuc = np.ones(tis.size, F32)
         idx = np.nonzero(exact.ravel())[0]
         if idx.size:
-            et, en, _ = _sample_all(m, s.ravel()[idx], u.ravel()[idx], v.ravel()[idx], False)
+            es, eu, ev = _bilinear_at(co, nj, ni, step, idx)
+            et, en, _ = _sample_all(m, es, eu, ev, False)
             tis[idx] = et
             nuc[idx] = en
         tis_l.append(tis)
