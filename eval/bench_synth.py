@@ -8,7 +8,14 @@ Speed is CPU time of this process per study (`time.process_time`), i.e. per core
 depend on how busy a shared machine is; wall time is printed beside it.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
+
+import os
+
+# One core means one thread: numpy's BLAS would otherwise spread small matmuls over all cores.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import argparse
 import collections
