@@ -182,9 +182,7 @@ def from_spider_row(row: Mapping[str, Any]) -> LevelFindings:
         disc_narrowing={"value": ("none", "moderate")[_int(row, "Disc narrowing", (0, 1))]},
         disc_bulging={"value": bool(bulging)},
         herniation=(
-            {"value": "protrusion"}
-            if herniation
-            else {"value": "bulge" if bulging else "none"}
+            {"value": "protrusion"} if herniation else {"value": "bulge" if bulging else "none"}
         ),
         modic_upper={"value": modic},
         modic_lower={"value": modic},
