@@ -106,6 +106,22 @@ def _thresholds(vlm: Any, explicit: float | None) -> dict[str, float] | float | 
     return None
 
 
+def _mark_unassessable(findings: StudyFindings, study: Study) -> StudyFindings:
+    """Fields the study's series cannot show (a foramen on a single mid-sagittal image) become
+    not_assessable whatever the source claimed: never a guess."""
+    from reporter.ingest.assessability import unassessable_fields
+
+    missing = unassessable_fields(study)
+    if not missing:
+        return findings
+    data = findings.model_dump(mode="json", exclude_none=True)
+    for level in data["levels"]:
+        for field, why in missing.items():
+            if "not_assessable" not in level[field]:
+                level[field] = {"not_assessable": why}
+    return StudyFindings.model_validate(data)
+
+
 def _anatomy_facts(anatomy: Anatomy) -> dict[str, Any]:
     return {
         "source": anatomy.source,
@@ -193,6 +209,12 @@ def report_study(
         study = load_study(path_or_study)
     t = lap("ingest", t)
 
+    if anatomy is None and seg is None and getattr(study, "input_notes", None):
+        # A single 2-D image: the segmenter works on volumes, so the levels come from the disc
+        # detector of reporter.ingest.image2d (named from the lowest disc, marked uncertain).
+        from reporter.ingest.image2d import anatomy_from_discs
+
+        anatomy = anatomy_from_discs(study)
     if anatomy is None:
         segment = _component("reporter.anatomy", "segment")
         anatomy = segment(study, seg_path=seg)
@@ -207,6 +229,7 @@ def report_study(
         raw = findings
         model_info = {"model_name": "external findings"}
         threshold = indeterminate_below
+    raw = _mark_unassessable(raw, study)
     t = lap("vlm", t)
 
     check = _component("reporter.grounding", "check")

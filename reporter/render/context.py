@@ -17,6 +17,27 @@ DISCLAIMER_DETAIL = (
 )
 
 
+def input_notes(study: Study) -> list[str]:
+    """What was detected or assumed about a 2-D image input (orientation, pixel spacing), so the
+    reader knows which geometry the statements rest on."""
+    out = []
+    for info in (getattr(study, "input_notes", None) or {}).values():
+        if not isinstance(info, dict):
+            continue
+        o = info.get("orientation") or {}
+        if o:
+            out.append(
+                f"{info.get('input', 'image')}: stored orientation '{o.get('as_found', '?')}', "
+                f"{o.get('method', '')}; displayed in standard orientation"
+            )
+        spacing = info.get("pixel_spacing_mm")
+        if spacing:
+            out.append(
+                f"pixel spacing {float(spacing[0]):.3g} mm: {info.get('pixel_spacing_method', '')}"
+            )
+    return out
+
+
 def technique(study: Study) -> dict[str, Any]:
     """Acquisition facts from the DICOM headers, one line per series used."""
     series = []
@@ -54,6 +75,7 @@ def technique(study: Study) -> dict[str, Any]:
     return {
         "scanner": scanner,
         "series": series,
+        "notes": input_notes(study),
         "set_aside": [{"description": a.description, "reason": a.reason} for a in study.set_aside],
         "contrast": "without intravenous contrast",
     }

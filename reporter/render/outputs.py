@@ -37,7 +37,7 @@ def dicom_possible(study: Study, anatomy: Anatomy) -> str | None:
     if len(series.headers) != series.shape[0]:
         return (
             "report.sr.dcm and seg.dcm not written: the input has no DICOM headers to "
-            "reference (NIfTI input)"
+            "reference (NIfTI or 2-D image input)"
         )
     return None
 
