@@ -231,6 +231,26 @@ NORMAL_VALUES: dict[str, set[Any]] = {
 }
 
 
+# One typical value of a normal adult disc level per field (Pfirrmann 2 is the usual adult
+# grade); for building normal findings in tests, examples and phantoms' defaults.
+TYPICAL_NORMAL: dict[str, Any] = {
+    "pfirrmann": 2,
+    "disc_narrowing": "none",
+    "disc_bulging": False,
+    "herniation": "none",
+    "canal_stenosis": "none",
+    "foraminal_stenosis_left": 0,
+    "foraminal_stenosis_right": 0,
+    "subarticular_stenosis_left": "none",
+    "subarticular_stenosis_right": "none",
+    "modic_upper": 0,
+    "modic_lower": 0,
+    "endplate_defect_upper": False,
+    "endplate_defect_lower": False,
+    "spondylolisthesis": 0,
+}
+
+
 def is_abnormal(field: str, value: Any) -> bool:
     """A positive statement: a field with an abnormal value (ARCHITECTURE.md, hallucination)."""
     return value is not None and value not in NORMAL_VALUES[field]

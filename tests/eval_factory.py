@@ -6,24 +6,9 @@ from typing import Any
 
 from reporter.evaluation.scoring import StudyRecord, compare_findings
 from reporter.grounding.verdicts import Verdict
-from reporter.schema import LevelFindings, StudyFindings
+from reporter.schema import TYPICAL_NORMAL, LevelFindings, StudyFindings
 
-NORMAL: dict[str, Any] = {
-    "pfirrmann": 2,
-    "disc_narrowing": "none",
-    "disc_bulging": False,
-    "herniation": "none",
-    "canal_stenosis": "none",
-    "foraminal_stenosis_left": 0,
-    "foraminal_stenosis_right": 0,
-    "subarticular_stenosis_left": "none",
-    "subarticular_stenosis_right": "none",
-    "modic_upper": 0,
-    "modic_lower": 0,
-    "endplate_defect_upper": False,
-    "endplate_defect_lower": False,
-    "spondylolisthesis": 0,
-}
+NORMAL: dict[str, Any] = TYPICAL_NORMAL
 
 
 def level(name: str, probability: float | None = None, **changes: Any) -> LevelFindings:

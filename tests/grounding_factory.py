@@ -10,25 +10,10 @@ import numpy as np
 from reporter.anatomy import labels as L
 from reporter.anatomy.anatomy import Anatomy
 from reporter.grounding.verdicts import Measurement
-from reporter.schema import LEVEL_FIELDS, StudyFindings, lumbar_levels
+from reporter.schema import LEVEL_FIELDS, TYPICAL_NORMAL, StudyFindings, lumbar_levels
 from reporter.study import Series, Study
 
-NORMAL: dict[str, Any] = {
-    "pfirrmann": 2,
-    "disc_narrowing": "none",
-    "disc_bulging": False,
-    "herniation": "none",
-    "canal_stenosis": "none",
-    "foraminal_stenosis_left": 0,
-    "foraminal_stenosis_right": 0,
-    "subarticular_stenosis_left": "none",
-    "subarticular_stenosis_right": "none",
-    "modic_upper": 0,
-    "modic_lower": 0,
-    "endplate_defect_upper": False,
-    "endplate_defect_lower": False,
-    "spondylolisthesis": 0,
-}
+NORMAL: dict[str, Any] = TYPICAL_NORMAL
 
 
 def findings(n_lumbar: int = 5, levels: dict[str, dict[str, Any]] | None = None) -> StudyFindings:

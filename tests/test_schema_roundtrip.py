@@ -137,3 +137,11 @@ def test_the_json_schema_rejects_what_pydantic_rejects_structurally() -> None:
     doc["levels"][0]["unknown_field"] = {"value": 1}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, json_schema())
+
+
+def test_typical_normal_values_are_normal_and_cover_every_field():
+    from reporter.schema import LEVEL_FIELDS, NORMAL_VALUES, TYPICAL_NORMAL, is_abnormal
+
+    assert list(TYPICAL_NORMAL) == list(LEVEL_FIELDS)
+    for field, value in TYPICAL_NORMAL.items():
+        assert value in NORMAL_VALUES[field] and not is_abnormal(field, value)
