@@ -1,6 +1,7 @@
 """`report_study`: the one path from a study to a report; CLI, batch and Python API all call it.
 
-ingest -> anatomy -> VLM -> grounding -> (withhold contradicted, mark low confidence) -> render.
+ingest -> anatomy -> VLM -> grounding -> (withhold contradicted, do not assert unverifiable
+positive findings, mark low confidence) -> render.
 Each stage is the real component of its area; when one is missing from the install the call
 fails with a clear error naming it, never with a stand-in.
 """
@@ -145,9 +146,13 @@ def assemble_report(
     threshold: dict[str, float] | float | None,
     started: str,
     timings: dict[str, float] | None = None,
+    withhold_unverifiable_positive: bool = True,
 ) -> tuple[Report, list[Statement]]:
-    """The `Report` from the stages' results, and the statements every renderer shows."""
-    statements = build_statements(raw, verdicts, threshold)
+    """The `Report` from the stages' results, and the statements every renderer shows.
+
+    `withhold_unverifiable_positive` (default on, docs/report.md): an abnormal finding the
+    images could not verify is listed as an unconfirmed suggestion, not asserted."""
+    statements = build_statements(raw, verdicts, threshold, withhold_unverifiable_positive)
     provenance = build_provenance(study, model_info, anatomy, started)
     provenance.timings_s.update(timings or {})
     report = Report(
@@ -184,6 +189,7 @@ def report_study(
     findings: StudyFindings | None = None,
     indication: str | None = None,
     indeterminate_below: float | None = None,
+    withhold_unverifiable_positive: bool = True,
 ) -> Report:
     """Report one study; with `out_dir`, write report.txt / .html, findings.json, report.sr.dcm,
     seg.dcm and provenance.json there (all or none).
@@ -191,6 +197,8 @@ def report_study(
     `seg` imports a label map (NIfTI or DICOM SEG) instead of running the segmenter; `anatomy`
     passes one already built. `findings` reports statements from another source (a radiologist's
     structured report, another model) instead of running the VLM; they are checked the same way.
+    `withhold_unverifiable_positive=False` asserts abnormal findings the images could not verify
+    (the contradicted-only policy); by default they are listed apart, not asserted.
     """
     t0 = time.perf_counter()
     started = now_iso()
@@ -246,6 +254,7 @@ def report_study(
         threshold,
         started,
         timings,
+        withhold_unverifiable_positive=withhold_unverifiable_positive,
     )
     if out_dir is not None:
         write_outputs(report, study, anatomy, statements, Path(out_dir), indication, t0=t0)

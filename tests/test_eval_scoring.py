@@ -125,3 +125,37 @@ def test_dice_per_structure_matches_hand_computation():
     shifted = np.zeros((3, 10, 10), dtype=np.int16)
     shifted[1:] = gt
     assert dice_scores(_anatomy(gt), _anatomy(shifted, shift=-1.0))["vertebra"] == [1.0]
+
+
+def test_after_grounding_counts_what_the_report_asserts_and_keeps_the_older_policy_rate():
+    """The example's L5-S1 Modic 1 is hallucinated and only unverifiable: a report that does not
+    assert unverifiable positives drops it; the contradicted-only rate still counts it."""
+    from eval_factory import findings, level, verdict
+
+    from reporter.evaluation.scoring import compare_findings
+
+    truth = findings(level("L4-L5", canal_stenosis="moderate"), level("L5-S1"))
+    raw = findings(
+        level("L4-L5", 0.8, canal_stenosis="moderate"),
+        level("L5-S1", 0.6, canal_stenosis="severe", modic_upper=1),
+    )
+    gone = {"not_assessable": "withheld"}
+    rendered = findings(
+        level("L4-L5", 0.8, canal_stenosis="moderate"),
+        level("L5-S1", 0.6, canal_stenosis=gone, modic_upper=gone),
+    )
+    verdicts = [
+        verdict("L4-L5", "canal_stenosis", "supported"),
+        verdict("L5-S1", "canal_stenosis", "contradicted"),
+        verdict("L5-S1", "modic_upper", "unverifiable"),
+    ]
+    rec = StudyRecord(case_id="u", site="site-a", sex="F", age=50)
+    compare_findings(rec, truth, raw, rendered, verdicts)
+    rec.schema_valid = True
+    rec.latency_s = 1.0
+    hall = compute_metrics([rec], peak_rss_mb=None)["hallucination"]
+    assert hall["raw_rate"] == pytest.approx(2 / 3)
+    assert hall["after_grounding_rate"] == 0.0  # only the true L4-L5 canal is asserted
+    assert hall["n_positive_after_grounding"] == 1
+    assert hall["after_grounding_rate_contradicted_only"] == pytest.approx(1 / 2)
+    assert hall["n_positive_after_grounding_contradicted_only"] == 2

@@ -106,13 +106,27 @@ def report(
     ] = None,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter.")] = None,
     indication: Annotated[str | None, typer.Option("--indication")] = None,
+    assert_unverifiable: Annotated[
+        bool,
+        typer.Option(
+            "--assert-unverifiable",
+            help="Also assert abnormal findings the images could not verify (default: listed "
+            "apart as unconfirmed suggestions, not asserted; docs/report.md).",
+        ),
+    ] = False,
 ) -> None:
     """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
     from reporter.pipeline import report_study
 
     out_dir = out if out is not None else Path("out") / (study_dir.name or "study")
     rep = report_study(
-        study_dir, out_dir=out_dir, seg=seg, model=model, adapter=adapter, indication=indication
+        study_dir,
+        out_dir=out_dir,
+        seg=seg,
+        model=model,
+        adapter=adapter,
+        indication=indication,
+        withhold_unverifiable_positive=not assert_unverifiable,
     )
     _print_summary(rep, f"Report of {study_dir}")
 

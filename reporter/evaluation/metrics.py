@@ -300,7 +300,9 @@ def hallucination_rates(
     raw_rate: hallucinated / positive statements in the model's output (`raw_positives`).
     after_grounding_rate: hallucinated / positive statements the rendered report still asserts
     (`rendered_positives_hallucinated`: one bool per such statement; counted from the report as
-    rendered, so whatever the pipeline does with a contradicted statement is what is measured).
+    rendered, so whatever the pipeline does with a contradicted statement is what is measured --
+    by default contradicted statements are withheld and unverifiable positive ones are not
+    asserted, reporter/render/statements.py).
     flag_recall: share of the hallucinated raw statements the checker flagged.
     false_flag_rate: share of the true statements (`true_statements_flagged`: one bool per raw
     statement whose value equals the ground truth) that the checker flagged.

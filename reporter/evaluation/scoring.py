@@ -303,6 +303,12 @@ def hallucination_block(records: Sequence[StudyRecord]) -> dict[str, float]:
     ]
     block["after_grounding_rate_definite"] = sum(definite) / len(definite) if definite else math.nan
     block["n_positive_after_grounding_definite"] = len(definite)
+    # For comparison: what a report would assert under the older "withhold contradicted only"
+    # policy (every raw positive the checker did not flag, unverifiable ones included).
+    # `after_grounding_rate` itself counts the rendered report, whatever its policy.
+    kept = [bool(h) for r in records for h, f in r.raw_positives if not f]
+    block["after_grounding_rate_contradicted_only"] = sum(kept) / len(kept) if kept else math.nan
+    block["n_positive_after_grounding_contradicted_only"] = len(kept)
     return block
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporter.render.statements import Statement, impression, normal_summary, redundant
+from reporter.render.statements import (
+    ASSERTED,
+    UNCONFIRMED_TITLE,
+    Statement,
+    impression,
+    normal_summary,
+    redundant,
+)
 from reporter.report import Report
 from reporter.schema import LEVEL_FIELDS
 from reporter.study import Study
@@ -13,7 +20,8 @@ DISCLAIMER = "PRELIMINARY AI DRAFT -- NOT FOR CLINICAL USE"
 DISCLAIMER_DETAIL = (
     "Generated automatically by spine-reporter; not reviewed by a radiologist. Every statement "
     "was checked against segmentation of the same images; statements the images contradict are "
-    "withheld and listed separately. A radiologist must read the images and sign the report."
+    "withheld, and abnormal findings the images could not confirm are not asserted; both are "
+    "listed separately. A radiologist must read the images and sign the report."
 )
 
 
@@ -86,7 +94,7 @@ def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]
     skip = redundant(statements)
     for lf in report.raw_findings.levels:
         here = [s for s in statements if s.level == lf.level]
-        shown = [s for s in here if s.status in ("reported", "indeterminate")]
+        shown = [s for s in here if s.status in ASSERTED]
         positive = sorted(
             (s for s in shown if s.abnormal and s.key not in skip),
             key=lambda s: LEVEL_FIELDS.index(s.field),
@@ -109,6 +117,7 @@ def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]
                 "not_assessable": na,
                 "not_assessable_reasons": reasons,
                 "withheld": [s for s in here if s.status == "withheld"],
+                "unconfirmed": [s for s in here if s.status == "unconfirmed"],
                 "all_not_assessable": len(na) == len(here),
             }
         )
@@ -147,6 +156,8 @@ def build_context(
         "withheld_levels": list(
             dict.fromkeys(s.level or "study" for s in statements if s.status == "withheld")
         ),
+        "unconfirmed": [s for s in statements if s.status == "unconfirmed"],
+        "unconfirmed_title": UNCONFIRMED_TITLE,
         "indeterminate": [s for s in statements if s.status == "indeterminate"],
         "key_images": key_images or {},
         "provenance": prov,

@@ -20,6 +20,8 @@ def findings_document(report: Report, statements: list[Statement]) -> dict[str, 
         "verdicts": [v.model_dump(mode="json") for v in report.verdicts],
         "measurements": [m.model_dump(mode="json") for m in report.measurements],
         "withheld": [v.model_dump(mode="json") for v in report.withheld],
+        # Positive statements the images could not verify: kept with their verdicts, not asserted.
+        "unconfirmed": [s.as_dict() for s in statements if s.status == "unconfirmed"],
         "indeterminate": report.indeterminate,
     }
 

@@ -23,7 +23,7 @@ from reporter.errors import InputDataError
 from reporter.grounding.verdicts import Measurement
 from reporter.render import codes as C
 from reporter.render.seg import SegResult
-from reporter.render.statements import Statement
+from reporter.render.statements import ASSERTED, Statement
 from reporter.report import Provenance
 from reporter.study import Study
 
@@ -113,7 +113,10 @@ def _measurements(
 def _evaluations(statements: list[Statement]) -> list[hd.sr.QualitativeEvaluation]:
     out = []
     for s in statements:
-        if s.status not in ("reported", "indeterminate") or s.value is None:
+        # Only what the report asserts: withheld (contradicted) and unconfirmed (unverifiable
+        # positive) statements are not findings, and an SR has no "suggested" qualifier that a
+        # receiving system would honour; they stay in findings.json with their verdicts.
+        if s.status not in ASSERTED or s.value is None:
             continue
         out.append(
             hd.sr.QualitativeEvaluation(

@@ -2,8 +2,15 @@
 
 One place decides what every output (text, HTML, JSON, SR) says, so they cannot disagree:
 - a statement the grounding checker *contradicted* is withheld (listed apart, with the reason);
+- a positive (abnormal) statement the checker found *unverifiable* is *unconfirmed*: not asserted,
+  listed apart as a model suggestion the images could not confirm (policy
+  `withhold_unverifiable_positive`, on by default; docs/report.md);
 - a statement whose calibrated probability is below the model's threshold is *indeterminate*;
 - everything else is reported, with its probability and verdict.
+
+Normal statements that are unverifiable stay in the report: they assert no pathology, and the
+reader sees their verdict beside them; leaving them out would make "not assessed" and "normal"
+indistinguishable in the prose.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from reporter.schema import (
     split_level,
 )
 
-Status = Literal["reported", "withheld", "indeterminate", "not_assessable"]
+Status = Literal["reported", "withheld", "unconfirmed", "indeterminate", "not_assessable"]
+ASSERTED: tuple[Status, ...] = ("reported", "indeterminate")  # what a report body states
+
+UNCONFIRMED_TITLE = "Model suggestions the images could not confirm -- not asserted"
 
 LEE_WORDS = {0: "no", 1: "mild", 2: "moderate", 3: "severe"}
 SEVERITY_ORDER = {"none": 0, "mild": 1, "moderate": 2, "severe": 3}
@@ -216,11 +226,15 @@ def build_statements(
     findings: StudyFindings,
     verdicts: list[Verdict],
     indeterminate_below: Mapping[str, float] | float | None,
+    withhold_unverifiable_positive: bool = True,
 ) -> list[Statement]:
     """Every statement of `findings` (study-level first, then level by level, in schema order).
 
     `indeterminate_below`: the calibrated abstention threshold, per field (the VLM's calibration)
-    or one number for all fields; None marks nothing indeterminate."""
+    or one number for all fields; None marks nothing indeterminate.
+    `withhold_unverifiable_positive`: a positive statement whose verdict is `unverifiable` is
+    `unconfirmed` (not asserted) rather than reported; a statement without any verdict (never
+    checked) is not touched by it."""
     index = _verdict_index(verdicts)
 
     def threshold(name: str) -> float | None:
@@ -255,6 +269,14 @@ def build_statements(
         reason = verdict.reason if verdict else "not checked against the images"
         if verdict is not None and verdict.verdict == "contradicted":
             status = "withheld"
+        elif (
+            withhold_unverifiable_positive
+            and abnormal
+            and verdict is not None
+            and verdict.verdict == "unverifiable"
+        ):
+            # The images could not check a claimed pathology: suggested, never asserted.
+            status = "unconfirmed"
         elif (
             (t := threshold(name)) is not None
             and finding.probability is not None
@@ -294,8 +316,11 @@ def build_statements(
 
 
 def final_findings(raw: StudyFindings, statements: list[Statement]) -> StudyFindings:
-    """The findings as rendered: withheld statements become `not_assessable` with the reason."""
-    withheld = {(s.level, s.field): s for s in statements if s.status == "withheld"}
+    """The findings as rendered: withheld and unconfirmed statements (those the report does not
+    assert) become `not_assessable` with the reason."""
+    withheld = {
+        (s.level, s.field): s for s in statements if s.status in ("withheld", "unconfirmed")
+    }
     if not withheld:
         return raw.model_copy(deep=True)
     data = raw.model_dump(mode="json", exclude_none=True)
@@ -313,13 +338,15 @@ def final_findings(raw: StudyFindings, statements: list[Statement]) -> StudyFind
 
 
 def _withheld_reason(s: Statement) -> str:
+    if s.status == "unconfirmed":
+        return f"not asserted: the images could not confirm it ({s.reason})"
     return f"withheld: contradicted by the images ({s.reason})"
 
 
 def redundant(statements: list[Statement]) -> set[str]:
     """Keys of statements another one already says: 'disc bulge' (disc_bulging) next to a
     herniation graded 'bulge' at the same level. They stay in tables, not in the prose."""
-    shown = {(s.level, s.field): s for s in statements if s.status in ("reported", "indeterminate")}
+    shown = {(s.level, s.field): s for s in statements if s.status in ASSERTED}
     out = set()
     for (level, fld), s in shown.items():
         hern = shown.get((level, "herniation"))
@@ -331,11 +358,12 @@ def redundant(statements: list[Statement]) -> set[str]:
 def impression(statements: list[Statement], max_items: int = 8) -> list[dict[str, Any]]:
     """Level-grouped positive statements, the most significant level first.
 
-    Withheld statements are left out (they are listed apart); indeterminate ones stay, marked."""
+    Withheld and unconfirmed statements are left out (they are listed apart); indeterminate
+    ones stay, marked."""
     by_level: dict[str | None, list[Statement]] = {}
     skip = redundant(statements)
     for s in statements:
-        if s.abnormal and s.status in ("reported", "indeterminate") and s.key not in skip:
+        if s.abnormal and s.status in ASSERTED and s.key not in skip:
             by_level.setdefault(s.level, []).append(s)
     groups = []
     for level, items in by_level.items():
