@@ -1,13 +1,18 @@
 """The default model's training run, time-boxed: phantoms in parallel, training, calibration.
 
 The same functions as `spine-report train` (reporter.vlm.data.cache_phantoms, reporter.vlm.train),
-with wall-clock budgets instead of fixed counts so that it fits one lease of the GPU machine:
+with wall-clock budgets instead of fixed counts so that it fits one lease of the GPU machine.
+Sequential (generate, then train):
 
     PYTHONPATH=. python eval/vlm_device_train.py --out OUT/model --workers 16 \
         --generate-seconds 50 --train-seconds 55
 
-On a CPU the same command works (slower: fewer phantoms, fewer steps in the same budgets).
-The seeds actually used are recorded in the shards and in train_summary.json.
+Overlapped (eval/device_train.sh): one process caches training phantoms (`--generate-only`)
+while another trains on the shards written so far and re-reads the folder every
+`--reload-every` steps (`--train-only`), so generation and training share the lease.
+
+On a CPU the same commands work (slower: fewer phantoms, fewer steps in the same budgets).
+The seeds actually trained on are recorded in train_summary.json.
 """
 
 from __future__ import annotations
@@ -20,13 +25,27 @@ from pathlib import Path
 import torch
 
 from reporter.vlm.config import ViewConfig
-from reporter.vlm.data import ShardSet, cache_phantoms
+from reporter.vlm.data import cache_phantoms
 from reporter.vlm.train import TrainConfig, train
+
+TRAIN_SITES = ["site-a", "site-b"]
+# Two realistic shards for each balanced one: rare grades still get enough examples.
+TRAIN_PRIORS = ("realistic", "realistic", "balanced")
+
+
+def generate_train(args: argparse.Namespace, cfg: ViewConfig, t0: float) -> None:
+    n_train, errors = cache_phantoms(
+        args.cache / "train", list(range(args.max_train)), TRAIN_SITES, cfg,
+        workers=args.workers, shard_size=6, priors=TRAIN_PRIORS,
+        time_limit_s=args.generate_seconds,
+    )  # fmt: skip
+    print(f"training phantoms: {n_train} ({len(errors)} skipped) at {time.time() - t0:.0f} s",
+          flush=True)  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="Model folder to write (not with --generate-only).")
     ap.add_argument("--cache", type=Path, default=Path("runs/vlm-cache"))
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--loader-workers", type=int, default=12)
@@ -37,32 +56,69 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1.5e-3)
-    args = ap.parse_args()
+    ap.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="Only cache training phantoms (beside a --train-only process).",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="Train on shards another process is still writing.",
+    )
+    ap.add_argument(
+        "--min-shards",
+        type=int,
+        default=40,
+        help="With --train-only: wait until this many training shards exist.",
+    )
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=240,
+        help="With --train-only: start after this many seconds whatever exists.",
+    )
+    ap.add_argument(
+        "--reload-every",
+        type=int,
+        default=0,
+        help="Re-read the training folder every this many steps (0 = never).",
+    )
+    args = ap.parse_args()  # fmt: skip
     t0 = time.time()
     cfg = ViewConfig()
+    if args.generate_only:
+        generate_train(args, cfg, t0)
+        return
+    if args.out is None:
+        ap.error("--out is required unless --generate-only")
     n_val, _ = cache_phantoms(
-        args.cache / "val", list(range(100_000, 100_000 + args.val)), ["site-a", "site-b"], cfg,
+        args.cache / "val", list(range(100_000, 100_000 + args.val)), TRAIN_SITES, cfg,
         workers=args.workers, shard_size=4,
     )  # fmt: skip
     print(f"validation phantoms: {n_val} in {time.time() - t0:.0f} s", flush=True)
-    n_train, errors = cache_phantoms(
-        args.cache / "train", list(range(args.max_train)), ["site-a", "site-b"], cfg,
-        workers=args.workers, shard_size=6, priors=("realistic", "realistic", "balanced"),
-        time_limit_s=args.generate_seconds,
-    )  # fmt: skip
-    print(f"training phantoms: {n_train} ({len(errors)} skipped) at {time.time() - t0:.0f} s",
-          flush=True)  # fmt: skip
-    seeds = sorted(m["seed"] for m in ShardSet.load([args.cache / "train"]).meta)
+    if args.train_only:
+        shards = args.cache / "train"
+        while (
+            len(list(shards.glob("views-*.safetensors"))) < args.min_shards
+            and time.time() - t0 < args.max_wait
+        ):
+            time.sleep(2)
+        print(f"training starts at {time.time() - t0:.0f} s", flush=True)
+    else:
+        generate_train(args, cfg, t0)
     tcfg = TrainConfig(
         steps=args.steps, batch_studies=args.batch, lr=args.lr, warmup=100,
         workers=args.loader_workers if torch.cuda.is_available() else 0,
         time_limit_s=args.train_seconds, checkpoint_every=10**9,
+        reload_every=args.reload_every,
     )  # fmt: skip
     summary = train([args.cache / "train"], args.out, tcfg, val_dirs=[args.cache / "val"],
                     resume=False)  # fmt: skip
-    summary["train_seeds"] = seeds
     summary["total_seconds"] = round(time.time() - t0, 1)
-    (args.out / "train_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    written = json.loads((args.out / "train_summary.json").read_text())
+    written["total_seconds"] = summary["total_seconds"]
+    (args.out / "train_summary.json").write_text(json.dumps(written, indent=1, default=str))
     print({k: v for k, v in summary.items() if k not in ("loss_history", "train_seeds")})
 
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One GPU lease, two trainings side by side (the default VLM and the built-in segmenter).
+# Run by the lead through the device tool from the repository root:
+#   bash eval/device_train.sh        (needs .whl/ and runs/lumbar3d-train carried; $OUT set)
+# Budgets below add up to < 9.5 minutes of wall clock. Everything the run made comes back as
+# $OUT/result.tar.gz (model folders without optimizer checkpoints) plus the logs.
+set -u
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+T_GEN=${T_GEN:-330}        # seconds of phantom caching for the VLM
+T_VLM=${T_VLM:-390}        # seconds of VLM training
+T_SEG_MIN=${T_SEG_MIN:-7.0}  # minutes of segmenter training
+DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cuda ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+python3 -c "import torch, open_clip, monai, pydantic, reporter.vlm.train, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
+mkdir -p runs/res
+python3 -m reporter.cli train-segmenter --out runs/res/segmenter --init reporter/weights/segmenter \
+    --device "$DEVICE" --workers 5 --max-minutes "$T_SEG_MIN" --steps 1000000 --batch-size 16 \
+    --crop 160 --pool-size 6 --refresh-every 30 --real runs/lumbar3d-train --lr 1e-3 --seed 3 \
+    > "$OUT/seg.log" 2>&1 &
+SEG=$!
+python3 eval/vlm_device_train.py --generate-only --workers 8 --generate-seconds "$T_GEN" \
+    > "$OUT/gen.log" 2>&1 &
+GEN=$!
+python3 eval/vlm_device_train.py --train-only --out runs/res/vlm --workers 4 --loader-workers 3 \
+    --train-seconds "$T_VLM" --batch 64 --lr 2e-3 --reload-every 300 --min-shards 30 --max-wait "${T_WAIT:-120}" \
+    > "$OUT/vlm.log" 2>&1
+echo "vlm rc $?"
+wait $GEN; echo "gen rc $?"
+wait $SEG; echo "seg rc $?"
+rm -rf runs/res/vlm/checkpoint
+tar -C runs/res --exclude=checkpoint.safetensors -czf "$OUT/result.tar.gz" . && ls -la "$OUT"
+for f in "$OUT"/*.log; do echo "== $f"; tail -n 4 "$f"; done
