@@ -9,11 +9,18 @@ and after fine-tuning on real volumes).
 
     python eval/bench_segmenter.py --phantoms 100 --sites site-a,site-b,site-c \
         --real ../shared/data/real/lumbar3d --weights reporter/weights/segmenter --out OUT.json
+
+Transitional anatomy is rare under the realistic priors (about 1 study in 10), so
+`--transitional N` adds N studies per site drawn with a transitional variant forced (cycling
+four lumbar, L6, sacralized L5, lumbarized S1; their own seeds, `TRANSITIONAL_SEED_OFFSET` above
+the standard ones). Every naming failure is printed with its reasons (`naming_failures`).
+Develop on validation seeds (`--seed-start 100000`), report on evaluation seeds (the default).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -30,6 +37,18 @@ from reporter.anatomy.segmenter import (
 )
 
 EVAL_SEED_START = 1_000_000
+# Forced-variant studies use seeds this far above the standard ones (still inside the same range:
+# validation 150_000.., evaluation 1_050_000..), so no patient is in both sets.
+TRANSITIONAL_SEED_OFFSET = 50_000
+# Forced variants: generate_study overrides (n_lumbar, transitional).
+VARIANTS: dict[str, dict] = {
+    "none": {},
+    "4": {"n_lumbar": 4, "transitional": "none"},
+    "L6": {"n_lumbar": 6, "transitional": "L6"},
+    "sacralized_L5": {"n_lumbar": 5, "transitional": "sacralized_L5"},
+    "lumbarized_S1": {"n_lumbar": 5, "transitional": "lumbarized_S1"},
+}
+FORCED = ("4", "L6", "sacralized_L5", "lumbarized_S1")
 REPORTED = {
     "vertebra": (sd.VERTEBRA, sd.SACRUM),  # all vertebral bodies, sacrum included
     "disc": (sd.DISC,),
@@ -66,6 +85,62 @@ def naming_correct(pred: np.ndarray, true: np.ndarray) -> bool:
     return True
 
 
+def naming_failures(pred: np.ndarray, truth: np.ndarray, anatomy=None, n_lumbar=None) -> list[str]:
+    """Why a study's naming is wrong, each reason a short phrase (empty when it is right).
+
+    Reasons: enumeration (4 / 5 / 6 lumbar) wrong; naming marked uncertain; sacrum missed or S1
+    taken as a mobile vertebra; a counted vertebra merged with a neighbour or split in two; a
+    counted vertebra or disc not found; vertebra names shifted by k levels; a disc misnamed."""
+    reasons: list[str] = []
+    if anatomy is not None:
+        if n_lumbar is not None and anatomy.lumbar_vertebrae != n_lumbar:
+            reasons.append(f"enumeration {anatomy.lumbar_vertebrae} for {n_lumbar} lumbar")
+        if anatomy.naming_uncertain:
+            reasons.append("naming marked uncertain")
+    s1 = lab.vertebra_label("S1")
+    vert_values = [v for v in lab.ALL_LABELS if lab.is_vertebra(v)]
+    if (truth == s1).any():
+        on_s1 = pred[truth == s1]
+        if (on_s1 == s1).mean() < 0.5:
+            mobile = np.isin(on_s1, [v for v in vert_values if v != s1]).mean()
+            reasons.append("S1 taken as a mobile vertebra" if mobile > 0.3 else "sacrum missed")
+    named = list(_named_values())
+    shifts: set[int] = set()
+    for value in np.unique(truth):
+        v = int(value)
+        if v not in _COUNTED:
+            continue
+        name = lab.label_name(v)
+        kind = "vertebra" if lab.is_vertebra(v) else "disc"
+        inside = truth == v
+        over = pred[inside]
+        over = over[np.isin(over, named)]
+        if over.size < 0.2 * inside.sum():
+            reasons.append(f"{kind} {name} not found")
+            continue
+        counts = np.bincount(over)
+        top = int(counts.argmax())
+        if kind == "vertebra":
+            big = [k for k in np.nonzero(counts)[0] if lab.is_vertebra(int(k))]
+            if sum(counts[k] > 0.25 * over.size for k in big) > 1:
+                reasons.append(f"vertebra {name} split")
+            # Merged: the predicted structure also covers most of another true vertebra.
+            under = truth[pred == top]
+            others = [u for u in np.unique(under) if lab.is_vertebra(int(u)) and int(u) != v]
+            if any((under == u).sum() > 0.3 * (truth == u).sum() for u in others):
+                reasons.append(f"vertebra {name} merged with a neighbour")
+        if top == v:
+            continue
+        if kind == "vertebra" and lab.is_vertebra(top):
+            shifts.add((top - lab.VERTEBRA_BASE) - (v - lab.VERTEBRA_BASE))
+        else:
+            reasons.append(f"{kind} {name} labelled {lab.label_name(top)}")
+    if shifts:  # misnamed discs follow from shifted vertebra names: one reason, not ten
+        reasons = [r for r in reasons if not (r.startswith("disc") and "labelled" in r)]
+    reasons += [f"vertebra names shifted by {k:+d}" for k in sorted(shifts)]
+    return list(dict.fromkeys(reasons))
+
+
 _COUNTED = {
     *(lab.vertebra_label(n) for n in ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")),
     *(lab.disc_label(lv) for lv in lab.LEVELS if not lv.startswith(("T9", "T10", "T11"))),
@@ -76,13 +151,13 @@ def _named_values() -> set[int]:
     return {v for v in lab.ALL_LABELS if lab.is_vertebra(v) or lab.is_disc(v)}
 
 
-def _eval_case(job: tuple[int, str, Path | None]) -> dict:
+def _eval_case(job: tuple[int, str, str, Path | None]) -> dict:
     """Generate one evaluation phantom; return what scoring needs (runs in a worker process).
 
     With a cache folder the case is kept as npz, so a second benchmark (another model) on the
     same phantoms skips the generation."""
-    seed, site, cache = job
-    path = cache / f"{site}_{seed}.npz" if cache is not None else None
+    seed, site, variant, cache = job
+    path = cache / f"{site}_{seed}_{variant}.npz" if cache is not None else None
     if path is not None and path.is_file():
         with np.load(path) as z:
             from reporter.study import Series
@@ -91,35 +166,78 @@ def _eval_case(job: tuple[int, str, Path | None]) -> dict:
                 series_uid=str(z["uid"]), study_uid="cached", plane="sagittal", weighting="T2",
                 role="sag_t2", pixels=z["pixels"], affine=z["affine"],
             )  # fmt: skip
-            return {"seed": seed, "series": series, "truth": z["truth"], "kind": str(z["kind"])}
-    case = _generate_case(seed, site)
+            meta = json.loads(str(z["meta"]))
+            return {"seed": seed, "site": site, "variant": variant, "series": series,
+                    "truth": z["truth"], "kind": _kind(meta), "meta": meta}  # fmt: skip
+    case = _generate_case(seed, site, variant)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             path, uid=case["series"].series_uid, pixels=case["series"].pixels,
-            affine=case["series"].affine, truth=case["truth"], kind=case["kind"],
+            affine=case["series"].affine, truth=case["truth"], meta=json.dumps(case["meta"]),
         )  # fmt: skip
     return case
 
 
-def _generate_case(seed: int, site: str) -> dict:
+def _kind(meta: dict) -> str:
+    transitional = meta.get("transitional", "none") != "none" or meta.get("n_lumbar", 5) != 5
+    return "transitional" if transitional else "standard"
+
+
+def _generate_case(seed: int, site: str, variant: str = "none") -> dict:
     from reporter.synth import generate_study
 
     torch.set_num_threads(1)
-    ph = generate_study(seed, site=site)
+    ph = generate_study(seed, site=site, **VARIANTS[variant])
     series = segmentation_series(ph.study)
     if series.series_uid == ph.anatomy.reference_series_uid:
         truth = ph.anatomy.labels
     else:
         truth = ph.anatomy.extra_labels[f"{series.series_uid}#{series.stack_index}"]
-    transitional = ph.meta.get("transitional", "none") != "none" or ph.meta.get("n_lumbar", 5) != 5
+    meta = {k: ph.meta.get(k) for k in ("n_lumbar", "transitional", "fov")}
     return {
         "seed": seed,
+        "site": site,
+        "variant": variant,
         "series": series,
         "truth": np.asarray(truth, dtype=np.int16),
-        "kind": "transitional" if transitional else "standard",
-        "meta": {k: ph.meta.get(k) for k in ("n_lumbar", "transitional", "fov")},
+        "kind": _kind(meta),
+        "meta": meta,
     }
+
+
+def _jobs(site: str, n: int, n_transitional: int, seed_start: int, cache: Path | None) -> list:
+    jobs = [(seed_start + i, site, "none", cache) for i in range(n)]
+    start = seed_start + TRANSITIONAL_SEED_OFFSET
+    jobs += [(start + i, site, FORCED[i % len(FORCED)], cache) for i in range(n_transitional)]
+    return jobs
+
+
+def score_naming(generic: np.ndarray, case: dict) -> tuple[bool, list[str], object]:
+    """(correct, failure reasons, Anatomy) of the naming built from one generic class map."""
+    anat = anatomy_from_generic(generic, case["series"])
+    ok = naming_correct(anat.labels, case["truth"])
+    why = [] if ok else naming_failures(anat.labels, case["truth"], anat, case["meta"]["n_lumbar"])
+    return ok, why, anat
+
+
+def _failure_line(case: dict, why: list[str]) -> str:
+    m = case["meta"]
+    return (
+        f"  FAIL {case['site']} seed {case['seed']} (n_lumbar {m['n_lumbar']}, "
+        f"{m['transitional']}, fov {m['fov']}): {'; '.join(why) or 'unclassified'}"
+    )
+
+
+def _breakdown(failures: list[list[str]]) -> dict[str, int]:
+    """Failure reasons counted over studies, digits folded ('vertebra L3 split' -> '... split')."""
+    import re
+
+    counts: dict[str, int] = {}
+    for why in failures:
+        for r in dict.fromkeys(re.sub(r"\b[TLS]\d(-[TLS]\d)?\b", "X", r) for r in why):
+            counts[r] = counts.get(r, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def bench_phantoms(
@@ -131,6 +249,8 @@ def bench_phantoms(
     device: str = "cpu",
     save_dir: Path | None = None,
     cache: Path | None = None,
+    n_transitional: int = 0,
+    seed_start: int = EVAL_SEED_START,
 ) -> dict:
     import multiprocessing as mp
 
@@ -139,11 +259,11 @@ def bench_phantoms(
     pool = mp.get_context("fork").Pool(workers) if workers else None
     try:
         for site in sites:
-            jobs = [(EVAL_SEED_START + i, site, cache) for i in range(n)]
+            jobs = _jobs(site, n, n_transitional, seed_start, cache)
             cases = pool.imap(_eval_case, jobs) if pool else map(_eval_case, jobs)
             scores = {w: {k: [] for k in REPORTED} for w in weights}
             naming = {w: {"standard": [], "transitional": []} for w in weights}
-            saved: dict[str, np.ndarray] = {}
+            failures: dict[str, list[list[str]]] = {w: [] for w in weights}
             t0 = time.monotonic()
             for case in cases:
                 series, truth = case["series"], case["truth"]
@@ -154,34 +274,35 @@ def bench_phantoms(
                         d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
                         if d is not None:
                             scores[w][name].append(d)
-                    anat = anatomy_from_generic(generic, series)
-                    naming[w][case["kind"]].append(naming_correct(anat.labels, truth))
+                    ok, why, _ = score_naming(generic, case)
+                    naming[w][case["kind"]].append(ok)
+                    if not ok:
+                        failures[w].append(why)
+                        log(f"[{Path(w).name}]" + _failure_line(case, why))
                     if save_dir is not None and w == weights[-1]:
-                        saved[f"pred_{case['seed']}"] = generic
-                if save_dir is not None:
-                    saved[f"truth_{case['seed']}"] = truth
-                    saved[f"affine_{case['seed']}"] = np.asarray(series.affine)
-                    saved[f"kind_{case['seed']}"] = np.array(case["kind"])
+                        save_dir.mkdir(parents=True, exist_ok=True)
+                        np.savez_compressed(
+                            save_dir / f"{site}_{case['seed']}_{case['variant']}.npz",
+                            pred=generic, truth=truth, affine=np.asarray(series.affine),
+                            meta=json.dumps(case["meta"]),
+                        )  # fmt: skip
             elapsed = time.monotonic() - t0
             for w in weights:
                 site_res = {
-                    "n_studies": n,
-                    "seconds_per_study": round(elapsed / max(n, 1), 2),
+                    "n_studies": len(jobs),
+                    "seconds_per_study": round(elapsed / max(len(jobs), 1), 2),
                     "dice_mean": {k: _mean(v) for k, v in scores[w].items()},
                     "dice_min": {
                         k: (round(min(v), 4) if v else None) for k, v in scores[w].items()
                     },
                     "naming_accuracy": {
-                        k: (round(float(np.mean(v)), 4) if v else None)
-                        for k, v in naming[w].items()
+                        k: _mean([float(x) for x in v]) for k, v in naming[w].items()
                     },
                     "naming_n": {k: len(v) for k, v in naming[w].items()},
+                    "naming_failures": _breakdown(failures[w]),
                 }
                 results[w][site] = site_res
                 log(f"[{Path(w).name}] {site}: {json.dumps(site_res)}")
-            if save_dir is not None:
-                save_dir.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(save_dir / f"preds_{site}.npz", **saved)
     finally:
         if pool is not None:
             pool.terminate()
@@ -226,23 +347,31 @@ def rescore_naming(preds_dir: Path, log) -> dict:
     from reporter.study import Series
 
     out: dict = {}
-    for path in sorted(Path(preds_dir).glob("preds_*.npz")):
-        site = path.stem[len("preds_") :]
-        res: dict[str, list[bool]] = {"standard": [], "transitional": []}
-        with np.load(path) as z:
-            seeds = sorted(int(k[len("truth_") :]) for k in z.files if k.startswith("truth_"))
-            for seed in seeds:
-                truth = z[f"truth_{seed}"]
+    by_site: dict[str, list[Path]] = {}
+    for path in sorted(Path(preds_dir).glob("*.npz")):
+        by_site.setdefault(path.stem.split("_")[0], []).append(path)
+    for site, paths in by_site.items():
+        res: dict[str, list[float]] = {"standard": [], "transitional": []}
+        failures = []
+        for path in paths:
+            _, seed, variant = path.stem.split("_", 2)
+            with np.load(path) as z:
+                truth, pred, meta = z["truth"], z["pred"], json.loads(str(z["meta"]))
                 series = Series(
-                    series_uid=str(seed), study_uid="rescore", plane="sagittal",
-                    weighting="T2", role="sag_t2", pixels=np.zeros(truth.shape, np.float32),
-                    affine=z[f"affine_{seed}"],
+                    series_uid=seed, study_uid="rescore", plane="sagittal", weighting="T2",
+                    role="sag_t2", pixels=np.zeros(truth.shape, np.float32), affine=z["affine"],
                 )  # fmt: skip
-                anat = anatomy_from_generic(z[f"pred_{seed}"], series)
-                res[str(z[f"kind_{seed}"])].append(naming_correct(anat.labels, truth))
+            case = {"seed": int(seed), "site": site, "variant": variant, "series": series,
+                    "truth": truth, "meta": meta}  # fmt: skip
+            ok, why, _ = score_naming(pred, case)
+            res[_kind(meta)].append(float(ok))
+            if not ok:
+                failures.append(why)
+                log(_failure_line(case, why))
         out[site] = {
-            "naming_accuracy": {k: (_mean([float(x) for x in v])) for k, v in res.items()},
+            "naming_accuracy": {k: _mean(v) for k, v in res.items()},
             "naming_n": {k: len(v) for k, v in res.items()},
+            "naming_failures": _breakdown(failures),
         }
         log(f"naming {site}: {json.dumps(out[site])}")
     return out
@@ -256,6 +385,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", action="append", help="segmenter folder(s); default embedded")
     ap.add_argument("--phantoms", type=int, default=0, help="studies per site")
+    ap.add_argument(
+        "--transitional", type=int, default=0, help="extra forced-variant studies per site"
+    )
+    ap.add_argument(
+        "--seed-start", type=int, default=EVAL_SEED_START, help="100000 to develop on validation"
+    )
     ap.add_argument("--sites", default="site-a,site-b,site-c")
     ap.add_argument("--real", type=Path, default=None, help="lumbar3d folder")
     ap.add_argument("--all-real", action="store_true", help="also the training volumes")
@@ -272,10 +407,12 @@ def main() -> None:
     from reporter.anatomy.segmenter import default_weights_path
 
     if args.generate_only:
-        for i in range(args.phantoms):  # sites interleaved: a cut-short run covers all
-            for site in args.sites.split(","):
-                _eval_case((EVAL_SEED_START + i, site, args.cache))
-                print(f"cached {site} {EVAL_SEED_START + i}", flush=True)
+        jobs = [_jobs(site, args.phantoms, args.transitional, args.seed_start, args.cache)
+                for site in args.sites.split(",")]  # fmt: skip
+        for row in itertools.zip_longest(*jobs):  # sites interleaved: a cut-short run covers all
+            for job in (j for j in row if j is not None):
+                _eval_case(job)
+                print(f"cached {job[1]} {job[0]} {job[2]}", flush=True)
         return
     if args.rescore:
         print(json.dumps(rescore_naming(args.rescore, print), indent=2))
@@ -292,6 +429,8 @@ def main() -> None:
             device=args.device,
             save_dir=args.save_preds,
             cache=args.cache,
+            n_transitional=args.transitional,
+            seed_start=args.seed_start,
         )
     if args.real:
         out["real_lumbar3d"] = bench_real(weights, args.real, print, args.all_real, args.device)

@@ -182,6 +182,60 @@ def drop_sacral_discs(
     return keep
 
 
+def disc_thickness_mm(disc: Instance, affine: np.ndarray) -> float:
+    """Extent of a disc along its normal (the direction of least extent), 5th-95th percentile."""
+    pts = np.argwhere(disc.mask) @ affine[:3, :3].T
+    centred = pts - pts.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    along = centred @ vt[2]
+    return float(np.percentile(along, 95) - np.percentile(along, 5))
+
+
+def carve_lumbosacral_disc(
+    sacrum: Instance | None,
+    lowest: Instance | None,
+    discs: list[Instance],
+    affine: np.ndarray,
+    axis: np.ndarray,
+) -> tuple[Instance | None, list[Instance]]:
+    """Recover a lumbosacral disc the network took for sacrum.
+
+    A thin or dark L5-S1 disc (degenerated, or the rudimentary disc of a sacralized L5) is
+    often classed as sacrum, so the sacrum seems to touch the lowest mobile vertebra and the
+    lowest level goes unnamed. Every spine has a lumbosacral disc space between the lowest
+    mobile vertebra and the sacrum, so when no disc of at least half the size of the discs
+    just above is found there, the sacrum voxels within one disc height (that of the nearest
+    discs above) of the lowest vertebra become the disc, together with any fragment found.
+    """
+    if sacrum is None or lowest is None:
+        return sacrum, discs
+    h_low, h_sac = float(lowest.centroid @ axis), float(sacrum.centroid @ axis)
+    between = [d for d in discs if h_sac < float(d.centroid @ axis) < h_low]
+    above = sorted(
+        (d for d in discs if float(d.centroid @ axis) > h_low),
+        key=lambda d: float(d.centroid @ axis),
+    )[:2]
+    if not above:
+        return sacrum, discs
+    ref_voxels = float(np.median([d.voxels for d in above]))
+    if any(d.voxels >= 0.5 * ref_voxels for d in between):
+        return sacrum, discs
+    thickness = float(np.median([disc_thickness_mm(d, affine) for d in above]))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    dist = ndimage.distance_transform_edt(~lowest.mask, sampling=spacing)
+    slab = sacrum.mask & (dist <= thickness)
+    for d in between:
+        slab |= d.mask
+    if not slab.any():
+        return sacrum, discs
+    idx = np.argwhere(slab).mean(0)
+    disc = Instance("disc", slab, idx @ affine[:3, :3].T + affine[:3, 3], int(slab.sum()))
+    rest = sacrum.mask & ~slab
+    idx = np.argwhere(rest).mean(0)
+    sacrum = Instance("sacrum", rest, idx @ affine[:3, :3].T + affine[:3, 3], int(rest.sum()))
+    return sacrum, [d for d in discs if not any(d is b for b in between)] + [disc]
+
+
 def estimate_lumbar_count(
     mobile: list[Instance], cord: np.ndarray, affine: np.ndarray, axis: np.ndarray
 ) -> tuple[int, float]:
@@ -237,6 +291,9 @@ def anatomy_from_generic(
     mobile = sorted(
         (v for v in vertebrae if float(v.centroid @ axis) > sacral_height),
         key=lambda v: float(v.centroid @ axis),
+    )
+    sacrum, discs = carve_lumbosacral_disc(
+        sacrum, mobile[0] if mobile else None, discs, affine, axis
     )
     n_lumbar, confidence = 5, 0.6
     if sacrum is not None and enumerate_from_conus:
