@@ -23,6 +23,7 @@ def run(n: int, site: str, seed0: int, segmenter: bool, verbose: bool) -> dict[s
     from reporter.grounding import check, measure
     from reporter.grounding.inject import inject_errors
     from reporter.synth.phantom import generate_study
+    from reporter.synth.seeds import split_of
 
     planted_flags: list[bool] = []
     true_flags: list[bool] = []
@@ -62,6 +63,7 @@ def run(n: int, site: str, seed0: int, segmenter: bool, verbose: bool) -> dict[s
         "site": site,
         "anatomy": "builtin_segmenter" if segmenter else "ground_truth",
         "seeds": [seed0, seed0 + n - 1],
+        "split": split_of(seed0),
         "flag_recall": round(rate(planted_flags), 4),
         "false_flag_rate": round(rate(true_flags), 4),
         "n_planted": len(planted_flags),
@@ -82,8 +84,16 @@ def main() -> None:
     ap.add_argument("--segmenter", action="store_true", help="use the built-in segmenter")
     ap.add_argument("--verbose", action="store_true", help="list missed and false flags")
     args = ap.parse_args()
-    if args.seed < 1_000_000:
-        raise SystemExit("evaluation seeds start at 1_000_000 (reporter/synth/seeds.py)")
+    from reporter.synth.seeds import split_of
+
+    # Validation seeds tune the checker's tolerances; evaluation seeds report its numbers.
+    # Training seeds (the segmenter's and the VLM's) are never measured here.
+    split = split_of(args.seed)
+    if split not in ("validation", "evaluation") or split_of(args.seed + args.n - 1) != split:
+        raise SystemExit(
+            "seeds must be validation (100000..199999, for tuning) or evaluation (>= 1000000, "
+            "for reporting) -- reporter/synth/seeds.py"
+        )
     import torch
 
     torch.set_num_threads(1)

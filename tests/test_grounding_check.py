@@ -137,3 +137,47 @@ def test_check_measures_the_study_itself_without_raising() -> None:
     result = check(findings(levels={"L4-L5": {"canal_stenosis": "severe"}}), study, anatomy)
     assert len(result.verdicts) > 0
     assert result.rules_sha256
+
+
+def test_measurement_a_segmentation_cannot_have_is_unverifiable_not_contradicted() -> None:
+    """A broken mask gives numbers outside anatomy: the claim is unverifiable, with the reason."""
+    study, anatomy, measures = _setup()
+    _set(measures, "L3-L4", modic_t1_ratio_upper=0.12, modic_t2_ratio_upper=0.1)  # 'type 3'?
+    _set(measures, "L4-L5", disc_height_index=2.4, slip_percent=-230.0)
+    claim = findings(levels={"L4-L5": {"disc_narrowing": "mild", "spondylolisthesis": 1}})
+    result = check(claim, study, anatomy, measurements=measures)
+    for level, field in (
+        ("L3-L4", "modic_upper"),
+        ("L4-L5", "disc_narrowing"),
+        ("L4-L5", "spondylolisthesis"),
+    ):
+        v = result.verdict_for(level, field)
+        assert v.verdict == "unverifiable", (field, v.reason)
+        assert "implausible" in v.reason and "segmentation" in v.reason and v.evidence
+
+
+def test_measurement_set_aside_by_measure_says_why_in_the_verdict() -> None:
+    study, anatomy, measures = _setup()
+    why = "not measured: the label map does not delineate the ligamentum flavum"
+    measures["L4-L5"]["lateral_recess_depth_mm_left"] = Measurement(
+        name="lateral_recess_depth_mm_left", value=None, method=why
+    )
+    claim = findings(levels={"L4-L5": {"subarticular_stenosis_left": "severe"}})
+    v = check(claim, study, anatomy, measurements=measures).verdict_for(
+        "L4-L5", "subarticular_stenosis_left"
+    )
+    assert v.verdict == "unverifiable" and why in v.reason
+
+
+def test_segmenter_anatomy_is_judged_with_its_measurement_noise() -> None:
+    """The same canal AP contradicts 'none' on a ground-truth map but not on the built-in
+    segmenter's, whose AP error on validation phantoms is wider (rules.json measurement_noise)."""
+    study, anatomy, measures = _setup()
+    del measures["L4-L5"]["dural_sac_area_mm2"]
+    _set(measures, "L4-L5", canal_ap_mm=9.3)
+    claim = findings(levels={"L4-L5": {"canal_stenosis": "none"}})
+    gt = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    seg_anatomy = anatomy.model_copy(update={"source": "builtin_segmenter"})
+    seg = check(claim, study, seg_anatomy, measurements=measures)
+    assert gt.verdict == "contradicted"
+    assert seg.verdict_for("L4-L5", "canal_stenosis").verdict == "supported"

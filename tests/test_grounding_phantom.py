@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -42,6 +43,28 @@ def test_canal_area_and_modic_ratios_match_the_generator(phantoms) -> None:
                 got = values.get(f"modic_t1_ratio_{side}")
                 if got is not None and got.value is not None:
                     assert abs(got.value - t[f"modic_{side}"]["t1_ratio"]) < 0.15
+
+
+def test_a_map_without_the_ligamentum_flavum_leaves_the_recess_unverifiable(phantoms) -> None:
+    """The recess's posterior wall is the flavum: a label map without it (the built-in segmenter,
+    SPIDER) gives no recess depth, and the verdict says so instead of contradicting."""
+    from reporter.anatomy import labels as L
+
+    ph = phantoms[0]
+    strip = lambda a: np.where(a == L.LIGAMENTUM_FLAVUM, L.BACKGROUND, a)  # noqa: E731
+    anatomy = ph.anatomy.model_copy(
+        update={
+            "labels": strip(ph.anatomy.labels),
+            "extra_labels": {k: strip(v) for k, v in ph.anatomy.extra_labels.items()},
+        }
+    )
+    m = measure(ph.study, anatomy)
+    recess = [v for per in m.values() for k, v in per.items() if k.startswith("lateral_recess")]
+    assert recess and all(v.value is None and "ligamentum flavum" in v.method for v in recess)
+    result = check(ph.findings, ph.study, anatomy, measurements=m)
+    sub = [v for v in result.verdicts if v.field.startswith("subarticular") and v.level]
+    assert sub and all(v.verdict == "unverifiable" for v in sub)
+    assert "ligamentum flavum" in sub[0].reason
 
 
 def test_ground_truth_is_mostly_supported_and_planted_errors_are_flagged(phantoms) -> None:

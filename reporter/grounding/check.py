@@ -51,6 +51,8 @@ class Outcome:
 class Context:
     measures: dict[str, LevelMeasures]
     anatomy: Anatomy
+    # The rules with the tolerances for this anatomy source's measurement noise.
+    rules: dict[str, Any]
 
 
 def _values(m: LevelMeasures, *names: str) -> tuple[list[float | None], list[Measurement]]:
@@ -64,8 +66,22 @@ def _values(m: LevelMeasures, *names: str) -> tuple[list[float | None], list[Mea
     return vals, ev
 
 
-def _missing(rule: str, names: str) -> Outcome:
-    return Outcome(None, [], rule, why_missing=f"no {names} measurement at this level")
+def _missing(rule: str, names: str, m: LevelMeasures | None = None, *keys: str) -> Outcome:
+    """No usable measurement. When measure() set one of `keys` aside (the label map cannot
+    support it), it is kept with no value and the reason in its method: the verdict says why."""
+    kept = [(m or {}).get(k) for k in keys]
+    why = next((x.method for x in kept if x is not None and x.value is None and x.method), "")
+    why = f"no {names} measurement at this level" + (f" ({why})" if why else "")
+    return Outcome(None, [], rule, why_missing=why)
+
+
+def _implausible(rule: str, what: str, ev: list[Measurement]) -> Outcome:
+    """A measurement outside the range the anatomy allows: the segmentation under it failed, so
+    the claim cannot be judged (never contradicted on a broken measurement)."""
+    shown = ", ".join(_fmt(e) for e in ev)
+    return Outcome(
+        None, ev, rule, why_missing=f"{shown} is implausible ({what}); segmentation unreliable"
+    )
 
 
 # --- field judges ---------------------------------------------------------------------------------
@@ -74,11 +90,14 @@ def _canal(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Out
     relative to the study's own normal levels; else the absolute AP diameter (Verbiest)."""
     (area, est, ap), ev = _values(m, "dural_sac_area_mm2", "dural_sac_area_est_mm2", "canal_ap_mm")
     if area is None and est is None and ap is None:
-        return _missing("canal_stenosis", "canal area or AP diameter")
+        return _missing(
+            "canal_stenosis", "canal area or AP diameter", m, "dural_sac_area_mm2", "canal_ap_mm"
+        )
+    rule = ctx.rules["canal_stenosis"]
     if area is None and est is not None:
         ev = [e for e in ev if e.name != "canal_ap_mm"]
-        return Outcome(grading.canal_supported(est, None), ev, "canal_stenosis")
-    return Outcome(grading.canal_supported(area, ap), ev, "canal_stenosis")
+        return Outcome(grading.canal_supported(est, None, rule), ev, "canal_stenosis")
+    return Outcome(grading.canal_supported(area, ap, rule), ev, "canal_stenosis")
 
 
 SAGITTAL_RECESS_TOLERANCE_MM = 1.25  # read beside the line, not on it (phantom MAE 1.2 mm)
@@ -88,15 +107,24 @@ def _subarticular(side: str) -> Judge:
     def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
         (depth,), ev = _values(m, f"lateral_recess_depth_mm_{side}")
         if depth is None:
-            return _missing("subarticular_stenosis", f"{side} lateral recess depth")
+            return _missing(
+                "subarticular_stenosis",
+                f"{side} lateral recess depth",
+                m,
+                f"lateral_recess_depth_mm_{side}",
+            )
         if ev and "sagittal" in ev[0].method:
-            rule = {**grading.rules()["subarticular_stenosis"]}
+            rule = {**ctx.rules["subarticular_stenosis"]}
             rule["tolerance"] = max(rule.get("tolerance", 0.0), SAGITTAL_RECESS_TOLERANCE_MM)
             allowed = [g for g, (lo, hi) in rule["grades"].items()
                        if (lo is None or depth >= lo - rule["tolerance"])
                        and (hi is None or depth < hi + rule["tolerance"])]  # fmt: skip
             return Outcome(allowed, ev, "subarticular_stenosis", note="read on sagittal slices")
-        return Outcome(grading.subarticular_supported(depth), ev, "subarticular_stenosis")
+        return Outcome(
+            grading.subarticular_supported(depth, ctx.rules["subarticular_stenosis"]),
+            ev,
+            "subarticular_stenosis",
+        )
 
     return judge
 
@@ -120,10 +148,10 @@ def _pfirrmann(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) ->
     (ratio, dhi), ev = _values(m, "disc_csf_t2_ratio", "disc_height_index")
     if ratio is None:
         return _missing("pfirrmann", "disc/CSF T2 signal ratio")
-    allowed = set(grading.pfirrmann_supported(ratio))
-    r = grading.rules()["pfirrmann"]
+    r = ctx.rules["pfirrmann"]
+    allowed = set(grading.pfirrmann_supported(ratio, r))
     # Grade 5 is also a collapsed, dark disc whose ratio sits in grade 4's band.
-    collapse = r["collapse_height_index"] + grading.rules()["disc_narrowing"]["tolerance"]
+    collapse = r["collapse_height_index"] + ctx.rules["disc_narrowing"]["tolerance"]
     if dhi is not None and dhi < collapse and ratio < 0.38 + r["tolerance"]:
         allowed.add(5)
     return Outcome(sorted(allowed), ev, "pfirrmann")
@@ -133,10 +161,15 @@ def _narrowing(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) ->
     (dhi,), ev = _values(m, "disc_height_index")
     if dhi is None:
         return _missing("disc_narrowing", "disc height index")
-    return Outcome(grading.narrowing_supported(dhi), ev, "disc_narrowing")
+    r = ctx.rules["disc_narrowing"]
+    if not r["plausible"][0] <= dhi <= r["plausible"][1]:
+        return _implausible("disc_narrowing", "outside the range a disc can have", ev)
+    return Outcome(grading.narrowing_supported(dhi, r), ev, "disc_narrowing")
 
 
-def _herniation_options(m: LevelMeasures) -> tuple[set[str] | None, list[Measurement]]:
+def _herniation_options(
+    m: LevelMeasures, r: dict[str, Any]
+) -> tuple[set[str] | None, list[Measurement]]:
     """Herniation types the measurements allow: extension and base with the rule's tolerance,
     the focal angle +-20 degrees (sagittal slices are coarse across the rim), and a
     circumferential bulge when most slices across the posterior wall reach out."""
@@ -149,10 +182,10 @@ def _herniation_options(m: LevelMeasures) -> tuple[set[str] | None, list[Measure
     )
     if ext is None:
         return None, ev
-    r = grading.rules()["herniation"]
     tol = r["tolerance_mm"]
     base = base if base is not None else 0.0
-    circs = [(circ or 0.0) - 20.0, circ or 0.0, (circ or 0.0) + 20.0]
+    dc = r["circumference_tolerance_deg"]
+    circs = [(circ or 0.0) - dc, circ or 0.0, (circ or 0.0) + dc]
     if broad is not None and broad >= 0.75:
         circs.append(360.0)
     opts: set[str] = set()
@@ -164,7 +197,7 @@ def _herniation_options(m: LevelMeasures) -> tuple[set[str] | None, list[Measure
 
 
 def _herniation(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
-    opts, ev = _herniation_options(m)
+    opts, ev = _herniation_options(m, ctx.rules["herniation"])
     if opts is None:
         return _missing("herniation", "posterior disc extension")
     zone = lf.herniation.zone
@@ -193,7 +226,7 @@ def _zone_side(zone: str) -> str | None:
 
 
 def _bulging(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
-    opts, ev = _herniation_options(m)
+    opts, ev = _herniation_options(m, ctx.rules["herniation"])
     if opts is None:
         return _missing("herniation", "posterior disc extension")
     # A bulge is circumferential extension; SPIDER-style 'bulging' is true for a bulge and is
@@ -209,6 +242,12 @@ def _modic(which: str) -> Judge:
         (t1, t2), ev = _values(m, f"modic_t1_ratio_{which}", f"modic_t2_ratio_{which}")
         if t1 is None and t2 is None:
             return _missing("modic", f"{which} endplate marrow signal")
+        floor = ctx.rules["modic"]["plausible_min_ratio"]
+        if any(x is not None and x < floor for x in (t1, t2)):
+            return _implausible(
+                "modic", f"marrow darker than {floor:g} x the central marrow: the band holds "
+                "disc, cortex or fluid, not marrow", ev
+            )  # fmt: skip
         return Outcome(grading.modic_supported(t1, t2), ev, "modic")
 
     return judge
@@ -218,9 +257,12 @@ def _slip(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outc
     (slip,), ev = _values(m, "slip_percent")
     if slip is None:
         return _missing("spondylolisthesis", "slip")
-    allowed = grading.meyerding_supported(slip)
+    r = ctx.rules["spondylolisthesis"]
+    if abs(slip) > r["plausible_max_percent"]:
+        return _implausible("spondylolisthesis", "beyond complete spondyloptosis", ev)
+    allowed = grading.meyerding_supported(slip, r)
     direction = lf.spondylolisthesis.direction
-    tol = grading.rules()["spondylolisthesis"]["tolerance"]
+    tol = r["tolerance"]
     if claim and direction is not None and abs(slip) > 8 + tol:
         measured = "antero" if slip > 0 else "retro"
         if measured != direction:
@@ -288,7 +330,7 @@ def check_level(
     verdicts: list[Verdict] = []
     exists = existing_levels(anatomy)
     in_view = set(anatomy.levels)
-    ctx = Context(measures, anatomy)
+    ctx = Context(measures, anatomy, grading.rules_for(anatomy.source))
     for field in LEVEL_FIELDS:
         finding = getattr(lf, field)
         if not finding.assessed:
@@ -335,7 +377,11 @@ def check_level(
             continue
         out = JUDGES[field](claim, lf, measures[lf.level], ctx)
         if out.allowed is None:
-            verdicts.append(verdict("unverifiable", out.why_missing, rule=out.rule or None))
+            verdicts.append(
+                verdict(
+                    "unverifiable", out.why_missing, rule=out.rule or None, evidence=out.evidence
+                )
+            )
             continue
         ok = claim in out.allowed
         numbers = ", ".join(_fmt(e) for e in out.evidence) or "no numbers"

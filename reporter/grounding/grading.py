@@ -8,6 +8,7 @@ with a tolerance.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from functools import cache
@@ -18,9 +19,33 @@ _RULES_FILE = "rules.json"
 
 
 @cache
-def rules() -> dict[str, Any]:
+def _document() -> dict[str, Any]:
     text = (resources.files("reporter.grounding") / _RULES_FILE).read_text(encoding="utf-8")
-    return json.loads(text)["rules"]
+    return json.loads(text)
+
+
+def rules() -> dict[str, Any]:
+    return _document()["rules"]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@cache
+def rules_for(anatomy_source: str) -> dict[str, Any]:
+    """The rules with the tolerances for the measurement noise of `anatomy_source`'s label maps
+    (rules.json "measurement_noise"; sources without an entry get the base tolerances). Grades
+    never change with the source, only how far a measurement may sit outside a claimed grade's
+    interval before the claim is contradicted. Treat the result as read-only."""
+    noise = _document().get("measurement_noise", {}).get(anatomy_source, {})
+    return _merge(rules(), noise.get("rules", {}))
 
 
 @cache
@@ -58,9 +83,13 @@ def canal_grade_from_ap(canal_ap_mm: float) -> str:
     return _interval_grade(rules()["canal_stenosis"]["fallback"], canal_ap_mm)
 
 
-def canal_supported(dural_sac_area_mm2: float | None, canal_ap_mm: float | None) -> list[str]:
+def canal_supported(
+    dural_sac_area_mm2: float | None,
+    canal_ap_mm: float | None,
+    rule: dict[str, Any] | None = None,
+) -> list[str]:
     """Grades the measurement allows (with tolerance); area preferred, AP as the fallback."""
-    rule = rules()["canal_stenosis"]
+    rule = rule or rules()["canal_stenosis"]
     if dural_sac_area_mm2 is not None:
         return _supported(rule, dural_sac_area_mm2)
     if canal_ap_mm is not None:
@@ -73,8 +102,10 @@ def subarticular_grade(lateral_recess_depth_mm: float) -> str:
     return _interval_grade(rules()["subarticular_stenosis"], lateral_recess_depth_mm)
 
 
-def subarticular_supported(lateral_recess_depth_mm: float) -> list[str]:
-    return _supported(rules()["subarticular_stenosis"], lateral_recess_depth_mm)
+def subarticular_supported(
+    lateral_recess_depth_mm: float, rule: dict[str, Any] | None = None
+) -> list[str]:
+    return _supported(rule or rules()["subarticular_stenosis"], lateral_recess_depth_mm)
 
 
 # --- foramina (Lee) -------------------------------------------------------------------------------
@@ -118,16 +149,16 @@ def pfirrmann_grade(disc_csf_t2_ratio: float, disc_height_index: float) -> int:
     return int(_interval_grade(r, disc_csf_t2_ratio))
 
 
-def pfirrmann_supported(disc_csf_t2_ratio: float) -> list[int]:
-    return [int(g) for g in _supported(rules()["pfirrmann"], disc_csf_t2_ratio)]
+def pfirrmann_supported(disc_csf_t2_ratio: float, rule: dict[str, Any] | None = None) -> list[int]:
+    return [int(g) for g in _supported(rule or rules()["pfirrmann"], disc_csf_t2_ratio)]
 
 
 def narrowing_grade(disc_height_index: float) -> str:
     return _interval_grade(rules()["disc_narrowing"], disc_height_index)
 
 
-def narrowing_supported(disc_height_index: float) -> list[str]:
-    return _supported(rules()["disc_narrowing"], disc_height_index)
+def narrowing_supported(disc_height_index: float, rule: dict[str, Any] | None = None) -> list[str]:
+    return _supported(rule or rules()["disc_narrowing"], disc_height_index)
 
 
 def herniation_grade(
@@ -191,5 +222,5 @@ def meyerding_grade(slip_percent: float) -> int:
     return int(_interval_grade(rules()["spondylolisthesis"], abs(slip_percent)))
 
 
-def meyerding_supported(slip_percent: float) -> list[int]:
-    return [int(g) for g in _supported(rules()["spondylolisthesis"], abs(slip_percent))]
+def meyerding_supported(slip_percent: float, rule: dict[str, Any] | None = None) -> list[int]:
+    return [int(g) for g in _supported(rule or rules()["spondylolisthesis"], abs(slip_percent))]

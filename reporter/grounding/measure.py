@@ -776,12 +776,31 @@ def _recess_run(grid: Grid, k: int, frame: Frame, x: float, bony: list[int]) -> 
 
 
 # --- the study ------------------------------------------------------------------------------------
+# Why a measurement is not taken from a label map that cannot support it (the verdict quotes it).
+NO_FLAVUM = (
+    "not measured: the label map does not delineate the ligamentum flavum, the recess's "
+    "posterior wall"
+)
+RESAMPLED_AXIAL = (
+    "not measured: the axial label map is resampled from the sagittal segmentation, so the sac's "
+    "width is quantized to the sagittal slice spacing"
+)
+
+
 def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]:
-    """Measurements at every level the anatomy names (levels outside the FOV are absent)."""
+    """Measurements at every level the anatomy names (levels outside the FOV are absent).
+
+    Quantities the label map cannot support are kept with no value and the reason as their
+    method, so the checker says why a claim is unverifiable: the lateral recess needs the
+    ligamentum flavum (the built-in segmenter and SPIDER-style maps do not label it), and the
+    dural sac area needs an axial segmentation (the built-in segmenter's axial maps are its
+    sagittal map resampled)."""
     ref = _find_series(study, anatomy.reference_series_uid, anatomy.reference_stack_index)
     if ref is None or tuple(anatomy.labels.shape) != ref.shape:
         return {}
     grid = Grid(ref, anatomy.labels)
+    has_flavum = bool(np.any(anatomy.labels == L.LIGAMENTUM_FLAVUM))
+    native_axial = anatomy.source != "builtin_segmenter"
     t2 = ref if ref.role == "sag_t2" else study.get("sag_t2")
     t1 = study.get("sag_t1")
     grids = {
@@ -796,11 +815,29 @@ def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]
         if frame is not None:
             frames[level] = frame
             out[level] = _measure_level(level, frame, grid, grids, axials)
-    _recess_without_axial(out, grid, frames)
+            _set_aside(out[level], has_flavum, native_axial)
+    if has_flavum:
+        _recess_without_axial(out, grid, frames)
     _add_relative(out)
     _area_from_ap(out)
     _root_ratios(out)
     return out
+
+
+def _set_aside(m: dict[str, Measurement], has_flavum: bool, native_axial: bool) -> None:
+    """Blank the measurements this label map cannot support, keeping the reason."""
+    for name, src in list(m.items()):
+        why = None
+        if not has_flavum and name.startswith("lateral_recess_depth_mm_"):
+            why = NO_FLAVUM
+        elif not native_axial and name == "dural_sac_area_mm2":
+            why = RESAMPLED_AXIAL
+        if why is not None:
+            m[name] = src.model_copy(update={"value": None, "method": why})
+    if not has_flavum:
+        for side in ("left", "right"):
+            name = f"lateral_recess_depth_mm_{side}"
+            m.setdefault(name, Measurement(name=name, value=None, unit="mm", method=NO_FLAVUM))
 
 
 def _recess_without_axial(
