@@ -94,6 +94,15 @@ def _zone_words(zone: str | None) -> str:
     return " ".join(parts) + " "
 
 
+def _endplate(field_name: str, upper: str, lower: str) -> str:
+    """The endplate an `*_upper` / `*_lower` field names: the level's upper endplate is the
+    inferior endplate of the vertebra above, its lower one the superior endplate of the one
+    below."""
+    if field_name.endswith("_upper"):
+        return f"inferior endplate of {upper}"
+    return f"superior endplate of {lower}"
+
+
 def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]) -> str:
     """The words a radiologist would write for one field's value at one level."""
     upper, lower = split_level(level) if level else ("", "")
@@ -123,21 +132,12 @@ def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]
             return f"no {side} subarticular (lateral recess) stenosis"
         return f"{value} {side} subarticular (lateral recess) stenosis"
     if field_name.startswith("modic"):
-        # The level's upper endplate is the inferior endplate of the vertebra above.
-        where = (
-            f"inferior endplate of {upper}"
-            if field_name == "modic_upper"
-            else f"superior endplate of {lower}"
-        )
+        where = _endplate(field_name, upper, lower)
         if value == 0:
             return f"no Modic change at the {where}"
         return f"Modic type {value} endplate change at the {where}"
     if field_name.startswith("endplate_defect"):
-        where = (
-            f"inferior endplate of {upper}"
-            if field_name == "endplate_defect_upper"
-            else f"superior endplate of {lower}"
-        )
+        where = _endplate(field_name, upper, lower)
         if value:
             return f"endplate irregularity / Schmorl node at the {where}"
         return f"intact {where}"
