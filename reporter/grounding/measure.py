@@ -235,34 +235,22 @@ class Body:
     face: np.ndarray  # (n, 2) (a, u) of the pixels within 2.5 mm of the facing endplate
 
 
-def _run(
-    grid: Grid,
-    k: int,
-    frame: Frame,
-    values: tuple[int, ...],
-    a: float,
-    u: float,
-    along: str,
-    half: float = 40.0,
-) -> float | None:
-    """Length of the run of `values` through (a, u) on slice k, sampled every 0.05 mm along
-    `along` ('a' or 'u'); nearest-neighbour boundaries fall half way between pixel centres."""
-    t = np.arange(-half, half, 0.05)
-    aa = a + t if along == "a" else np.full(t.size, a)
-    uu = u + t if along == "u" else np.full(t.size, u)
-    inside = np.isin(grid.sample(frame.lps(np.zeros(t.size), aa, uu), k=k), values)
+def _run_through_centre(inside: np.ndarray, step: float) -> float | None:
+    """Length of the run of True samples through the middle sample (or the True sample nearest
+    it), `step` mm apart; nearest-neighbour boundaries fall half way between pixel centres."""
     if not inside.any():
         return None
-    centre = t.size // 2
+    centre = inside.size // 2
     if not inside[centre]:  # start from the nearest sample inside
-        centre = int(np.nonzero(inside)[0][np.argmin(np.abs(np.nonzero(inside)[0] - centre))])
+        hits = np.nonzero(inside)[0]
+        centre = int(hits[np.argmin(np.abs(hits - centre))])
     lo = centre
     while lo > 0 and inside[lo - 1]:
         lo -= 1
     hi = centre
-    while hi < t.size - 1 and inside[hi + 1]:
+    while hi < inside.size - 1 and inside[hi + 1]:
         hi += 1
-    return (hi - lo + 1) * 0.05
+    return (hi - lo + 1) * step
 
 
 def _mean_run(
@@ -275,11 +263,17 @@ def _mean_run(
     along: str,
     half: float = 40.0,
 ) -> float | None:
-    """`_run` averaged over five parallel lines 0.5 mm apart (less pixel quantization)."""
+    """Length of the run of `values` through (a, u) on slice k along `along` ('a' or 'u'),
+    sampled every 0.05 mm, averaged over five parallel lines 0.5 mm apart (less pixel
+    quantization)."""
+    t = np.arange(-half, half, 0.05)
     runs = []
     for off in (-1.0, -0.5, 0.0, 0.5, 1.0):
-        r = _run(grid, k, frame, values, a + (off if along == "u" else 0.0),
-                 u + (off if along == "a" else 0.0), along, half)  # fmt: skip
+        a0, u0 = a + (off if along == "u" else 0.0), u + (off if along == "a" else 0.0)
+        aa = a0 + t if along == "a" else np.full(t.size, a0)
+        uu = u0 + t if along == "u" else np.full(t.size, u0)
+        inside = np.isin(grid.sample(frame.lps(np.zeros(t.size), aa, uu), k=k), values)
+        r = _run_through_centre(inside, 0.05)
         if r is not None:
             runs.append(r)
     return float(np.mean(runs)) if runs else None
@@ -745,14 +739,9 @@ def _recess_depths_axial(
         runs: list[tuple[float, float]] = []
         for k, w in ks:
             pts = _plane_point(g, k, frame, np.full(a_line.size, x), a_line)
-            line = g.sample(pts, k=k)
-            b = np.isin(line, bony)
-            if not b.any():
-                continue
-            start = int(np.nonzero(b)[0].max()) + 1
-            free = np.isin(line[start:], FREE)
-            stop = np.nonzero(~free)[0]
-            runs.append(((stop[0] if stop.size else free.size) * step, w))
+            r = _free_run_behind(g.sample(pts, k=k), bony, step)
+            if r is not None:
+                runs.append((r, w))
         if runs:  # interpolated between the slices around the disc centre
             out[side] = float(sum(r * w for r, w in runs) / sum(w for _, w in runs))
     return out
@@ -765,14 +754,22 @@ def _recess_run(grid: Grid, k: int, frame: Frame, x: float, bony: list[int]) -> 
     runs = []
     for u in (-0.5, 0.0, 0.5):
         line = grid.sample(frame.lps(np.full(a_line.size, x), a_line, np.full(a_line.size, u)), k=k)
-        b = np.isin(line, bony)
-        if not b.any():
-            continue
-        start = int(np.nonzero(b)[0].max()) + 1
-        free = np.isin(line[start:], FREE)
-        stop = np.nonzero(~free)[0]
-        runs.append((stop[0] if stop.size else free.size) * step)
+        r = _free_run_behind(line, bony, step)
+        if r is not None:
+            runs.append(r)
     return float(np.median(runs)) if runs else None
+
+
+def _free_run_behind(line: np.ndarray, bony: list[int], step: float) -> float | None:
+    """Free run (mm) along an AP line of labels from just behind its last bony sample (disc or
+    body) to the first sample that is not free space; None when the line meets no bone."""
+    b = np.isin(line, bony)
+    if not b.any():
+        return None
+    start = int(np.nonzero(b)[0].max()) + 1
+    free = np.isin(line[start:], FREE)
+    stop = np.nonzero(~free)[0]
+    return float((stop[0] if stop.size else free.size) * step)
 
 
 # --- the study ------------------------------------------------------------------------------------
