@@ -139,7 +139,8 @@ def _foraminal(side: str) -> Judge:
         if any(v is None for v in vals):
             return _missing("foraminal_stenosis", f"{side} foraminal fat / root")
         fat = [float(v) for v in vals[:4]]  # type: ignore[arg-type]
-        return Outcome(grading.lee_supported(fat, float(vals[4])), ev, "foraminal_stenosis")  # type: ignore[arg-type]
+        allowed = grading.lee_supported(fat, float(vals[4]), ctx.rules["foraminal_stenosis"])  # type: ignore[arg-type]
+        return Outcome(allowed, ev, "foraminal_stenosis")
 
     return judge
 

@@ -126,13 +126,16 @@ def lee_grade(sector_fat_fractions: list[float], root_area_ratio: float) -> int:
     return 0
 
 
-def lee_supported(sector_fat_fractions: list[float], root_area_ratio: float) -> list[int]:
-    """Grades allowed: the measured grade and its neighbours when a sector sits near the cut."""
-    r = rules()["foraminal_stenosis"]
+def lee_supported(
+    sector_fat_fractions: list[float], root_area_ratio: float, rule: dict[str, Any] | None = None
+) -> list[int]:
+    """Grades allowed: the measured grade and its neighbours when a sector sits near the cut
+    (within the rule's `margin`) or the root near collapse."""
+    r = rule or rules()["foraminal_stenosis"]
     base = lee_grade(sector_fat_fractions, root_area_ratio)
-    margin = 0.08
+    margin = r["margin"]
     near_cut = any(abs(f - r["sector_fat_fraction_lost"]) < margin for f in sector_fat_fractions)
-    near_collapse = abs(root_area_ratio - r["root_collapse_ratio"]) < 0.08
+    near_collapse = abs(root_area_ratio - r["root_collapse_ratio"]) < margin
     allowed = {base}
     if near_cut:
         allowed |= {max(base - 1, 0), min(base + 1, 2) if base < 3 else 3}
