@@ -106,6 +106,26 @@ def test_angled_axial_blocks_in_one_series_become_separate_stacks(tmp_path: Path
     assert study.get("sag_t2") is not None and study.get("sag_t1") is not None
 
 
+@pytest.mark.parametrize("tilt", [30.0, -30.0])
+def test_tilted_blocks_are_ordered_by_their_centres_not_their_corners(
+    tmp_path: Path, tilt: float
+) -> None:
+    # Centres 12 mm apart, opposite tilts over a 190 mm FOV: the top-left corners' z differ by
+    # ~95 mm the other way round, so ordering by IPP would put the caudal block first.
+    uid = pydicom.uid.generate_uid()
+    info = StudyInfo()
+    write_series(SeriesSpec("sagittal"), tmp_path / "sag", info)
+    for b, (z, angle) in enumerate(((-40.0, tilt), (-52.0, -tilt))):
+        spec = SeriesSpec("axial", n_slices=4, rows=64, cols=64, pixel_spacing=(3.0, 3.0),
+                          slice_step=2.0, center=(0, 30, z), angle_deg=angle, series_uid=uid,
+                          series_number=5)  # fmt: skip
+        write_series(spec, tmp_path / f"ax{b}", info)
+    axials = load_study(tmp_path).all("ax_t2")
+    assert len(axials) == 2
+    centres = [s.index_to_lps([1.5, 31.5, 31.5])[2] for s in axials]
+    np.testing.assert_allclose(centres, [-40.0, -52.0], atol=1e-3)
+
+
 def test_parallel_axial_blocks_with_a_gap_become_separate_stacks(tmp_path: Path) -> None:
     uid = pydicom.uid.generate_uid()
     info = StudyInfo()

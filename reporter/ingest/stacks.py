@@ -138,7 +138,12 @@ def build_stacks(
 
 
 def _centre_z(stack: Stack) -> float:
-    return float(np.mean([f.ipp[2] for f in stack.frames]))  # type: ignore[index]
+    """LPS z of the block's centre voxel. Not the mean of the slices' IPP: IPP is a corner,
+    and in a tilted block the corners' z differs from the centres' by up to half the FOV times
+    the tilt, enough to swap two neighbouring blocks."""
+    f0 = stack.frames[0]
+    centre = np.array([(len(stack.frames) - 1) / 2, (f0.rows - 1) / 2, (f0.cols - 1) / 2, 1.0])
+    return float((stack.affine @ centre)[2])
 
 
 def _check_line(run: Sequence[Frame], affine: np.ndarray) -> None:
