@@ -89,7 +89,7 @@ def hang_guard() -> Iterator[None]:
 
 @pytest.mark.slow
 def test_random_corruptions_end_in_a_study_or_a_clean_error(
-    study_dir: Path, hang_guard: None
+    study_dir: Path, hang_guard: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     files = sorted(p for p in study_dir.rglob("*") if p.is_file())
     originals = {p: p.read_bytes() for p in files}
@@ -116,6 +116,8 @@ def test_random_corruptions_end_in_a_study_or_a_clean_error(
             for victim in victims:
                 victim.write_bytes(originals[victim])
     assert not failures, failures[:10]
+    # A damaged RLE stream once made a Rust decoder print its panic trace to stderr.
+    assert "panicked" not in capfd.readouterr().err
     assert outcomes["study"] + outcomes["clean_error"] == N_CASES
     # the corruptions were strong enough to exercise both outcomes and the set-aside path
     assert outcomes["study"] > 0 and outcomes["clean_error"] > 0, outcomes

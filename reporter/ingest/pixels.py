@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.pixels import pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from reporter.ingest import fastread as fast
 
@@ -160,7 +161,12 @@ def _read_with_pydicom(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
                 f"pixel data truncated ({len(full.PixelData)} of {expected} bytes present)"
             )
     try:
-        arr = full.pixel_array
+        if tsyntax == RLELossless:
+            # pydicom's own numpy RLE decoder: pylibjpeg-rle (Rust) prints a panic trace to
+            # stderr on a damaged stream before raising, which a user would read as a crash.
+            arr = pixel_array(full, decoding_plugin="pydicom")
+        else:
+            arr = full.pixel_array
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:
