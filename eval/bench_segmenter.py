@@ -40,6 +40,7 @@ EVAL_SEED_START = 1_000_000
 # Forced-variant studies use seeds this far above the standard ones (still inside the same range:
 # validation 150_000.., evaluation 1_050_000..), so no patient is in both sets.
 TRANSITIONAL_SEED_OFFSET = 50_000
+CUT_SEED_OFFSET = 25_000  # studies with the sacrum cut by the field of view
 # Forced variants: generate_study overrides (n_lumbar, transitional).
 VARIANTS: dict[str, dict] = {
     "none": {},
@@ -47,7 +48,9 @@ VARIANTS: dict[str, dict] = {
     "L6": {"n_lumbar": 6, "transitional": "L6"},
     "sacralized_L5": {"n_lumbar": 5, "transitional": "sacralized_L5"},
     "lumbarized_S1": {"n_lumbar": 5, "transitional": "lumbarized_S1"},
+    "cut_sacrum": {"fov": "cut_sacrum"},
 }
+KINDS = ("standard", "transitional", "sacrum_cut")
 FORCED = ("4", "L6", "sacralized_L5", "lumbarized_S1")
 REPORTED = {
     "vertebra": (sd.VERTEBRA, sd.SACRUM),  # all vertebral bodies, sacrum included
@@ -180,6 +183,10 @@ def _eval_case(job: tuple[int, str, str, Path | None]) -> dict:
 
 
 def _kind(meta: dict) -> str:
+    """sacrum_cut (names cannot be anchored: they must be marked uncertain), transitional
+    (4 or 6 lumbar-type vertebrae, sacralized L5, lumbarized S1) or standard."""
+    if meta.get("fov") == "cut_sacrum":
+        return "sacrum_cut"
     transitional = meta.get("transitional", "none") != "none" or meta.get("n_lumbar", 5) != 5
     return "transitional" if transitional else "standard"
 
@@ -206,10 +213,14 @@ def _generate_case(seed: int, site: str, variant: str = "none") -> dict:
     }
 
 
-def _jobs(site: str, n: int, n_transitional: int, seed_start: int, cache: Path | None) -> list:
+def _jobs(
+    site: str, n: int, n_transitional: int, seed_start: int, cache: Path | None, n_cut: int = 0
+) -> list:
     jobs = [(seed_start + i, site, "none", cache) for i in range(n)]
     start = seed_start + TRANSITIONAL_SEED_OFFSET
     jobs += [(start + i, site, FORCED[i % len(FORCED)], cache) for i in range(n_transitional)]
+    start = seed_start + CUT_SEED_OFFSET
+    jobs += [(start + i, site, "cut_sacrum", cache) for i in range(n_cut)]
     return jobs
 
 
@@ -235,7 +246,7 @@ def _breakdown(failures: list[list[str]]) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     for why in failures:
-        for r in dict.fromkeys(re.sub(r"\b[TLS]\d(-[TLS]\d)?\b", "X", r) for r in why):
+        for r in dict.fromkeys(re.sub(r"\b[TLS]\d+(-[TLS]\d+)?\b", "X", r) for r in why):
             counts[r] = counts.get(r, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
@@ -251,6 +262,7 @@ def bench_phantoms(
     cache: Path | None = None,
     n_transitional: int = 0,
     seed_start: int = EVAL_SEED_START,
+    n_cut: int = 0,
 ) -> dict:
     import multiprocessing as mp
 
@@ -259,10 +271,11 @@ def bench_phantoms(
     pool = mp.get_context("fork").Pool(workers) if workers else None
     try:
         for site in sites:
-            jobs = _jobs(site, n, n_transitional, seed_start, cache)
+            jobs = _jobs(site, n, n_transitional, seed_start, cache, n_cut)
             cases = pool.imap(_eval_case, jobs) if pool else map(_eval_case, jobs)
             scores = {w: {k: [] for k in REPORTED} for w in weights}
-            naming = {w: {"standard": [], "transitional": []} for w in weights}
+            naming = {w: {k: [] for k in KINDS} for w in weights}
+            uncertain = {w: {k: [] for k in KINDS} for w in weights}
             failures: dict[str, list[list[str]]] = {w: [] for w in weights}
             t0 = time.monotonic()
             for case in cases:
@@ -274,8 +287,9 @@ def bench_phantoms(
                         d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
                         if d is not None:
                             scores[w][name].append(d)
-                    ok, why, _ = score_naming(generic, case)
+                    ok, why, anat = score_naming(generic, case)
                     naming[w][case["kind"]].append(ok)
+                    uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
                     if not ok:
                         failures[w].append(why)
                         log(f"[{Path(w).name}]" + _failure_line(case, why))
@@ -299,6 +313,7 @@ def bench_phantoms(
                         k: _mean([float(x) for x in v]) for k, v in naming[w].items()
                     },
                     "naming_n": {k: len(v) for k, v in naming[w].items()},
+                    "naming_uncertain_share": {k: _mean(v) for k, v in uncertain[w].items()},
                     "naming_failures": _breakdown(failures[w]),
                 }
                 results[w][site] = site_res
@@ -351,7 +366,8 @@ def rescore_naming(preds_dir: Path, log) -> dict:
     for path in sorted(Path(preds_dir).glob("*.npz")):
         by_site.setdefault(path.stem.split("_")[0], []).append(path)
     for site, paths in by_site.items():
-        res: dict[str, list[float]] = {"standard": [], "transitional": []}
+        res: dict[str, list[float]] = {k: [] for k in KINDS}
+        uncertain: dict[str, list[float]] = {k: [] for k in KINDS}
         failures = []
         for path in paths:
             _, seed, variant = path.stem.split("_", 2)
@@ -363,14 +379,16 @@ def rescore_naming(preds_dir: Path, log) -> dict:
                 )  # fmt: skip
             case = {"seed": int(seed), "site": site, "variant": variant, "series": series,
                     "truth": truth, "meta": meta}  # fmt: skip
-            ok, why, _ = score_naming(pred, case)
+            ok, why, anat = score_naming(pred, case)
             res[_kind(meta)].append(float(ok))
+            uncertain[_kind(meta)].append(float(anat.naming_uncertain))
             if not ok:
                 failures.append(why)
                 log(_failure_line(case, why))
         out[site] = {
             "naming_accuracy": {k: _mean(v) for k, v in res.items()},
             "naming_n": {k: len(v) for k, v in res.items()},
+            "naming_uncertain_share": {k: _mean(v) for k, v in uncertain.items()},
             "naming_failures": _breakdown(failures),
         }
         log(f"naming {site}: {json.dumps(out[site])}")
@@ -387,6 +405,9 @@ def main() -> None:
     ap.add_argument("--phantoms", type=int, default=0, help="studies per site")
     ap.add_argument(
         "--transitional", type=int, default=0, help="extra forced-variant studies per site"
+    )
+    ap.add_argument(
+        "--cut-sacrum", type=int, default=0, help="extra studies per site with the sacrum cut"
     )
     ap.add_argument(
         "--seed-start", type=int, default=EVAL_SEED_START, help="100000 to develop on validation"
@@ -407,8 +428,8 @@ def main() -> None:
     from reporter.anatomy.segmenter import default_weights_path
 
     if args.generate_only:
-        jobs = [_jobs(site, args.phantoms, args.transitional, args.seed_start, args.cache)
-                for site in args.sites.split(",")]  # fmt: skip
+        jobs = [_jobs(site, args.phantoms, args.transitional, args.seed_start, args.cache,
+                      args.cut_sacrum) for site in args.sites.split(",")]  # fmt: skip
         for row in itertools.zip_longest(*jobs):  # sites interleaved: a cut-short run covers all
             for job in (j for j in row if j is not None):
                 _eval_case(job)
@@ -419,7 +440,7 @@ def main() -> None:
         return
     weights = args.weights or [str(default_weights_path())]
     out: dict = {"weights": {w: load_segmenter(w).sha256 for w in weights}}
-    if args.phantoms:
+    if args.phantoms or args.transitional or args.cut_sacrum:
         out["phantoms"] = bench_phantoms(
             weights,
             args.sites.split(","),
@@ -431,6 +452,7 @@ def main() -> None:
             cache=args.cache,
             n_transitional=args.transitional,
             seed_start=args.seed_start,
+            n_cut=args.cut_sacrum,
         )
     if args.real:
         out["real_lumbar3d"] = bench_real(weights, args.real, print, args.all_real, args.device)
