@@ -35,7 +35,7 @@ TRAIN_PRIORS = ("realistic", "realistic", "balanced")
 
 def generate_train(args: argparse.Namespace, cfg: ViewConfig, t0: float) -> None:
     n_train, errors = cache_phantoms(
-        args.cache / "train", list(range(args.max_train)), TRAIN_SITES, cfg,
+        args.cache / "train", list(range(args.seed_start, args.seed_start + args.max_train)), TRAIN_SITES, cfg,
         workers=args.workers, shard_size=6, priors=TRAIN_PRIORS,
         time_limit_s=args.generate_seconds,
     )  # fmt: skip
@@ -84,7 +84,20 @@ def main() -> None:
         default=0,
         help="Re-read the training folder every this many steps (0 = never).",
     )
-    args = ap.parse_args()  # fmt: skip
+    ap.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        help="First training seed (a continuation run "
+        "starts after the seeds the first run used; all within 0..99,999).",
+    )
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="Start from this model folder's weights (continue a finished run on more data).",
+    )
+    args = ap.parse_args()
     t0 = time.time()
     cfg = ViewConfig()
     if args.generate_only:
@@ -114,7 +127,7 @@ def main() -> None:
         reload_every=args.reload_every,
     )  # fmt: skip
     summary = train([args.cache / "train"], args.out, tcfg, val_dirs=[args.cache / "val"],
-                    resume=False)  # fmt: skip
+                    resume=False, init=args.init)  # fmt: skip
     summary["total_seconds"] = round(time.time() - t0, 1)
     written = json.loads((args.out / "train_summary.json").read_text())
     written["total_seconds"] = summary["total_seconds"]

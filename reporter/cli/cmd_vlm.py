@@ -101,6 +101,10 @@ def train_cmd(
         int, typer.Option(help="Re-read --data every N steps if shards were added.")
     ] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 250,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from this model folder's weights (continue on more data)."),
+    ] = None,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
@@ -139,7 +143,7 @@ def train_cmd(
         time_limit_s=time_limit, seed=seed, reload_every=reload_every,
         checkpoint_every=checkpoint_every,
     )  # fmt: skip
-    summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume)
+    summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume, init=init)
     out_console.print(
         f"model written to {out} ({summary['steps_done']} steps, "
         f"loss {summary['final_loss_ema']:.4f}, {summary['seconds']} s on {summary['device']})"

@@ -167,8 +167,12 @@ def train(
     val_dirs: list[Path] | None = None,
     resume: bool = True,
     card: str | None = None,
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) a model on cached shards; write the model folder `out`."""
+    """Train (or resume) a model on cached shards; write the model folder `out`.
+
+    `init`: start from that model folder's weights (a fresh optimizer and schedule), to
+    continue a finished run on more data; a checkpoint in `out` still takes precedence."""
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     data = ShardSet.load(data_dirs)
@@ -179,6 +183,9 @@ def train(
     start = 0
     if resume and (out / CHECKPOINT / io.MANIFEST).is_file():
         model, start = load_checkpoint(out)
+    elif init is not None:
+        model = load_model(init)
+        model.calibration = {}  # refitted below on the validation data, if given
     else:
         model = new_model(model_config)
     net = model.net.to(device).train()
@@ -245,6 +252,7 @@ def train(
         "seconds": round(time.time() - t0, 1),
         "device": str(device),
         "loss_history": history,
+        "init": str(init) if init is not None and start == 0 else None,
     }
     if val_dirs:
         from reporter.vlm.calibration import fit_calibration
