@@ -34,8 +34,9 @@ TRAIN_PRIORS = ("realistic", "realistic", "balanced")
 
 
 def generate_train(args: argparse.Namespace, cfg: ViewConfig, t0: float) -> None:
+    seeds = list(range(args.seed_start, args.seed_start + args.max_train))
     n_train, errors = cache_phantoms(
-        args.cache / "train", list(range(args.seed_start, args.seed_start + args.max_train)), TRAIN_SITES, cfg,
+        args.cache / "train", seeds, TRAIN_SITES, cfg,
         workers=args.workers, shard_size=6, priors=TRAIN_PRIORS,
         time_limit_s=args.generate_seconds,
     )  # fmt: skip
