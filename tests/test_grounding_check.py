@@ -174,10 +174,42 @@ def test_segmenter_anatomy_is_judged_with_its_measurement_noise() -> None:
     segmenter's, whose AP error on validation phantoms is wider (rules.json measurement_noise)."""
     study, anatomy, measures = _setup()
     del measures["L4-L5"]["dural_sac_area_mm2"]
-    _set(measures, "L4-L5", canal_ap_mm=9.3)
+    _set(measures, "L4-L5", canal_ap_mm=10.0)
     claim = findings(levels={"L4-L5": {"canal_stenosis": "none"}})
     gt = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
     seg_anatomy = anatomy.model_copy(update={"source": "builtin_segmenter"})
     seg = check(claim, study, seg_anatomy, measurements=measures)
     assert gt.verdict == "contradicted"
     assert seg.verdict_for("L4-L5", "canal_stenosis").verdict == "supported"
+
+
+def test_numbers_that_allow_every_value_verify_nothing() -> None:
+    """On the segmenter's map a small posterior reach allows none, bulge and both herniation
+    types: the claim is unverifiable (so a positive one is not asserted), not supported."""
+    study, anatomy, measures = _setup()
+    _set(measures, "L4-L5", posterior_extension_mm=1.0, herniation_base_mm=3.0)
+    claim = findings(levels={"L4-L5": {"herniation": "bulge", "disc_bulging": True}})
+    seg_anatomy = anatomy.model_copy(update={"source": "builtin_segmenter"})
+    result = check(claim, study, seg_anatomy, measurements=measures)
+    for field in ("herniation", "disc_bulging"):
+        v = result.verdict_for("L4-L5", field)
+        assert v.verdict == "unverifiable" and "allow every value" in v.reason, v.reason
+    gt = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "herniation")
+    assert gt.verdict == "contradicted"
+
+
+def test_segmenter_measurements_are_corrected_for_its_known_bias_and_say_so() -> None:
+    from reporter.grounding import grading
+
+    study, anatomy, measures = _setup()
+    _set(measures, "L4-L5", disc_height_index=0.9)
+    claim = findings(levels={"L4-L5": {"disc_narrowing": "none"}})
+    seg_anatomy = anatomy.model_copy(update={"source": "builtin_segmenter"})
+    v = check(claim, study, seg_anatomy, measurements=measures).verdict_for(
+        "L4-L5", "disc_narrowing"
+    )
+    bias = grading.bias_for("builtin_segmenter")["disc_height_index"]
+    [ev] = v.evidence
+    assert ev.value == round(0.9 - bias, 4) and "corrected" in ev.method
+    assert measures["L4-L5"]["disc_height_index"].value == 0.9  # the caller's copy is untouched
+    assert grading.bias_for("ground_truth") == {}

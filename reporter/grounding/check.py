@@ -28,6 +28,7 @@ from reporter.schema import (
     VERTEBRAE,
     LevelFindings,
     StudyFindings,
+    field_values,
     lumbar_levels,
 )
 from reporter.study import Study
@@ -332,6 +333,7 @@ def check_level(
     exists = existing_levels(anatomy)
     in_view = set(anatomy.levels)
     ctx = Context(measures, anatomy, grading.rules_for(anatomy.source))
+    bias = grading.bias_for(anatomy.source)
     for field in LEVEL_FIELDS:
         finding = getattr(lf, field)
         if not finding.assessed:
@@ -376,7 +378,7 @@ def check_level(
                 )
             )
             continue
-        out = JUDGES[field](claim, lf, measures[lf.level], ctx)
+        out = JUDGES[field](claim, lf, _debiased(measures[lf.level], bias), ctx)
         if out.allowed is None:
             verdicts.append(
                 verdict(
@@ -384,8 +386,22 @@ def check_level(
                 )
             )
             continue
+        if set(field_values(field)) <= set(out.allowed):
+            # Every value is allowed: within this label map's measurement noise the numbers
+            # carry no information about the claim, which is then not verified by them.
+            verdicts.append(
+                verdict(
+                    "unverifiable",
+                    f"{_numbers(out.evidence)} allow every value within this label map's "
+                    "measurement noise",
+                    rule=out.rule,
+                    supported_values=list(out.allowed),
+                    evidence=out.evidence,
+                )
+            )
+            continue
         ok = claim in out.allowed
-        numbers = ", ".join(_fmt(e) for e in out.evidence) or "no numbers"
+        numbers = _numbers(out.evidence)
         reason = (
             f"{numbers} allow {_fmt_values(out.allowed)}"
             if ok
@@ -405,12 +421,35 @@ def check_level(
     return verdicts
 
 
+def _debiased(m: LevelMeasures, bias: dict[str, float]) -> LevelMeasures:
+    """The level's measurements less the label-map source's known median error, the correction
+    named in each corrected measurement's method."""
+    if not bias:
+        return m
+    out = dict(m)
+    for name, b in bias.items():
+        x = m.get(name)
+        if x is not None and x.value is not None:
+            out[name] = x.model_copy(
+                update={
+                    "value": round(x.value - b, 4),
+                    "method": f"{x.method}; corrected by {-b:+g} {x.unit}".rstrip()
+                    + " (median error of this label-map source, rules.json measurement_noise)",
+                }
+            )
+    return out
+
+
 def _fmt(m: Measurement) -> str:
     return (
         f"{m.name} {m.value:.3g}{(' ' + m.unit) if m.unit else ''}"
         if m.value is not None
         else m.name
     )
+
+
+def _numbers(evidence: list[Measurement]) -> str:
+    return ", ".join(_fmt(e) for e in evidence) or "no numbers"
 
 
 def _fmt_values(values: list[Any]) -> str:

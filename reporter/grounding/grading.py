@@ -48,6 +48,13 @@ def rules_for(anatomy_source: str) -> dict[str, Any]:
     return _merge(rules(), noise.get("rules", {}))
 
 
+def bias_for(anatomy_source: str) -> dict[str, float]:
+    """Median error (measured - truth) of measurements on `anatomy_source`'s label maps, by
+    measurement name (rules.json "measurement_noise"); the checker subtracts it before judging."""
+    noise = _document().get("measurement_noise", {}).get(anatomy_source, {})
+    return {str(k): float(v) for k, v in noise.get("bias", {}).items()}
+
+
 @cache
 def rules_sha256() -> str:
     data = (resources.files("reporter.grounding") / _RULES_FILE).read_bytes()
