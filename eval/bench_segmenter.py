@@ -224,9 +224,10 @@ def _jobs(
     return jobs
 
 
-def score_naming(generic: np.ndarray, case: dict) -> tuple[bool, list[str], object]:
-    """(correct, failure reasons, Anatomy) of the naming built from one generic class map."""
-    anat = anatomy_from_generic(generic, case["series"])
+def score_naming(generic: np.ndarray, case: dict, sha256: str) -> tuple[bool, list[str], object]:
+    """(correct, failure reasons, Anatomy) of the naming built from one generic class map made
+    by the weights with this sha256 (their enumeration calibration is used)."""
+    anat = anatomy_from_generic(generic, case["series"], weights_sha256=sha256)
     ok = naming_correct(anat.labels, case["truth"])
     why = [] if ok else naming_failures(anat.labels, case["truth"], anat, case["meta"]["n_lumbar"])
     return ok, why, anat
@@ -287,18 +288,20 @@ def bench_phantoms(
                         d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
                         if d is not None:
                             scores[w][name].append(d)
-                    ok, why, anat = score_naming(generic, case)
+                    ok, why, anat = score_naming(generic, case, model.sha256)
                     naming[w][case["kind"]].append(ok)
                     uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
                     if not ok:
                         failures[w].append(why)
                         log(f"[{Path(w).name}]" + _failure_line(case, why))
-                    if save_dir is not None and w == weights[-1]:
-                        save_dir.mkdir(parents=True, exist_ok=True)
+                    if save_dir is not None:
+                        # One folder per model when several are compared.
+                        folder = save_dir / f"w{weights.index(w)}" if len(weights) > 1 else save_dir
+                        folder.mkdir(parents=True, exist_ok=True)
                         np.savez_compressed(
-                            save_dir / f"{site}_{case['seed']}_{case['variant']}.npz",
+                            folder / f"{site}_{case['seed']}_{case['variant']}.npz",
                             pred=generic, truth=truth, affine=np.asarray(series.affine),
-                            meta=json.dumps(case["meta"]),
+                            meta=json.dumps(case["meta"]), sha256=model.sha256,
                         )  # fmt: skip
             elapsed = time.monotonic() - t0
             for w in weights:
@@ -356,7 +359,7 @@ def bench_real(
     return results
 
 
-def rescore_naming(preds_dir: Path, log) -> dict:
+def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
     """Level naming again from saved predictions (--save-preds): the naming code can change
     without running the network again."""
     from reporter.study import Series
@@ -373,13 +376,14 @@ def rescore_naming(preds_dir: Path, log) -> dict:
             _, seed, variant = path.stem.split("_", 2)
             with np.load(path) as z:
                 truth, pred, meta = z["truth"], z["pred"], json.loads(str(z["meta"]))
+                made_by = str(z["sha256"]) if "sha256" in z.files else sha256
                 series = Series(
                     series_uid=seed, study_uid="rescore", plane="sagittal", weighting="T2",
                     role="sag_t2", pixels=np.zeros(truth.shape, np.float32), affine=z["affine"],
                 )  # fmt: skip
             case = {"seed": int(seed), "site": site, "variant": variant, "series": series,
                     "truth": truth, "meta": meta}  # fmt: skip
-            ok, why, anat = score_naming(pred, case)
+            ok, why, anat = score_naming(pred, case, made_by)
             res[_kind(meta)].append(float(ok))
             uncertain[_kind(meta)].append(float(anat.naming_uncertain))
             if not ok:
@@ -392,6 +396,47 @@ def rescore_naming(preds_dir: Path, log) -> dict:
             "naming_failures": _breakdown(failures),
         }
         log(f"naming {site}: {json.dumps(out[site])}")
+    return out
+
+
+def calibrate_enumeration(preds_dir: Path, log) -> dict:
+    """The constants of reporter.anatomy.segmenter_instances.estimate_lumbar_count, measured on
+    saved predictions of VALIDATION phantoms (--save-preds with --seed-start 100000) against
+    the true lumbar count: conus tip minus the true L1 centroid along the spine, and spinous
+    reach of vertebrae above L4 relative to L2..L4, lumbar and thoracic. Robust spreads
+    (1.4826 x MAD), so a few failed segmentations do not widen them."""
+    from reporter.anatomy import segmenter_instances as si
+
+    conus, lumbar, thoracic = [], [], []
+    for path in sorted(Path(preds_dir).glob("*.npz")):
+        with np.load(path) as z:
+            pred, affine, meta = z["pred"], z["affine"], json.loads(str(z["meta"]))
+        if int(path.stem.split("_")[1]) >= EVAL_SEED_START:
+            raise SystemExit("calibrate on validation seeds, not evaluation seeds")
+        n = meta["n_lumbar"]
+        voxel_ml = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0
+        mobile, axis = si.mobile_vertebrae(pred, affine, voxel_ml)
+        if len(mobile) < n + 1:
+            continue
+        tip = si.conus_tip(pred == sd.CORD, affine, axis)
+        if tip is not None:
+            conus.append(tip - float(mobile[n - 1].centroid @ axis))
+        reach = si.spinous_reach(mobile, pred, affine)
+        if len(reach) >= 5 and None not in reach[1:4]:
+            base = float(np.mean(reach[1:4]))  # type: ignore[arg-type]
+            for j in range(4, min(len(reach), 7)):
+                if reach[j] is not None:
+                    (lumbar if j < n else thoracic).append(reach[j] - base)  # type: ignore[operator]
+
+    def robust(x: list[float]) -> dict:
+        arr = np.asarray(x)
+        med = float(np.median(arr))
+        mad = float(np.median(np.abs(arr - med)))
+        return {"median": round(med, 2), "sd": round(1.4826 * mad, 2), "n": int(arr.size)}
+
+    out = {"conus_minus_l1": robust(conus), "reach_lumbar": robust(lumbar),
+           "reach_thoracic": robust(thoracic)}  # fmt: skip
+    log(json.dumps(out))
     return out
 
 
@@ -422,6 +467,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="folder caching generated phantoms")
     ap.add_argument("--generate-only", action="store_true", help="fill --cache, score nothing")
     ap.add_argument("--rescore", type=Path, default=None, help="naming from saved predictions")
+    ap.add_argument(
+        "--calibrate-enumeration", type=Path, default=None, help="saved validation predictions"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -435,8 +483,13 @@ def main() -> None:
                 _eval_case(job)
                 print(f"cached {job[1]} {job[0]} {job[2]}", flush=True)
         return
+    if args.calibrate_enumeration:
+        calibrate_enumeration(args.calibrate_enumeration, print)
+        return
     if args.rescore:
-        print(json.dumps(rescore_naming(args.rescore, print), indent=2))
+        # Predictions saved without their weights' sha256 are taken as made by --weights.
+        sha = load_segmenter(args.weights[0] if args.weights else None).sha256
+        print(json.dumps(rescore_naming(args.rescore, print, sha), indent=2))
         return
     weights = args.weights or [str(default_weights_path())]
     out: dict = {"weights": {w: load_segmenter(w).sha256 for w in weights}}

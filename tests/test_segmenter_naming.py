@@ -5,6 +5,7 @@ out of view)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
@@ -15,6 +16,15 @@ BODY_MM, DISC_MM, TOP_MM = 26, 9, 8
 DEPTH = (30, 62)  # body columns (anterior -> posterior), 1 mm pixels
 CANAL = (64, 78)
 LUMBAR_REACH, THORACIC_REACH = 40, 34  # spinous process length behind the canal (mm)
+# A segmenter that reads these maps exactly: conus at the L1 centroid, the drawn spinous step.
+SHA = "0" * 64
+CALIBRATION = {"conus_offset_mm": 0.0, "conus_sd_mm": 10.0, "reach_lumbar_mm": 0.0,
+               "reach_thoracic_mm": -5.0, "reach_sd_mm": 2.0}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _calibrated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(si.ENUMERATION_CALIBRATION, SHA, CALIBRATION)
 
 
 def _series(shape: tuple[int, int, int]) -> Series:
@@ -29,7 +39,7 @@ def _series(shape: tuple[int, int, int]) -> Series:
 
 
 def spine_map(
-    n_lumbar: int = 5, n_thoracic: int = 3, conus_above_l1: float | None = si.CONUS_OFFSET_MM
+    n_lumbar: int = 5, n_thoracic: int = 3, conus_above_l1: float | None = 0.0
 ) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
     """Generic classes of a straight spine on 7 sagittal slices: `n_thoracic` thoracic and
     `n_lumbar` lumbar bodies, discs, a sacrum, canal, cord down to the conus, and spinous
@@ -56,7 +66,7 @@ def spine_map(
             r += DISC_MM
     g[2:5, TOP_MM : spans["S1"][0] + 20, CANAL[0] : CANAL[1]] = sd.CANAL
     if conus_above_l1 is not None:  # where the segmenter's cord typically ends
-        tip = int(round(spans["L1"][0] + BODY_MM / 2 - conus_above_l1))
+        tip = round(spans["L1"][0] + BODY_MM / 2 - conus_above_l1)
         g[3, :tip, CANAL[0] + 4 : CANAL[1] - 4] = sd.CORD
     return g, spans
 
@@ -69,7 +79,7 @@ def _name_at(anatomy, span: tuple[int, int]) -> str:
 
 def test_standard_spine_is_named_from_the_sacrum_with_five_lumbar() -> None:
     g, spans = spine_map()
-    anat = si.anatomy_from_generic(g, _series(g.shape))
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
     assert anat.levels[-1] == "L5-S1"
     for name, span in spans.items():
@@ -82,7 +92,7 @@ def test_lumbosacral_disc_classed_as_sacrum_is_recovered() -> None:
     g, spans = spine_map()
     r0, r1 = spans["L5-S1"]
     g[:, r0:r1][g[:, r0:r1] == sd.DISC] = sd.SACRUM
-    anat = si.anatomy_from_generic(g, _series(g.shape))
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert "L5-S1" in anat.levels
     assert _name_at(anat, spans["L5-S1"]) == "L5-S1"
     assert _name_at(anat, spans["S1"]) == "S1"
@@ -91,34 +101,58 @@ def test_lumbosacral_disc_classed_as_sacrum_is_recovered() -> None:
 
 def test_a_found_lumbosacral_disc_is_left_alone() -> None:
     g, spans = spine_map()
-    anat = si.anatomy_from_generic(g, _series(g.shape))
-    r0, r1 = spans["S1"]
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    r0, _r1 = spans["S1"]
     # No sacrum voxel was moved into the disc: the disc label covers only the disc rows.
     disc_rows = np.nonzero((anat.labels == lab.disc_label("L5-S1")).any(axis=(0, 2)))[0]
     assert disc_rows.min() >= spans["L5-S1"][0] and disc_rows.max() < r0
 
 
-def test_six_lumbar_type_vertebrae_are_not_silently_named_as_five() -> None:
-    # The conus at L1 and the spinous step above L1 both point at six lumbar-type vertebrae;
-    # with the segmenter's measured noise that is not enough to call L6 against a 3% prior,
-    # so the names (counted as five) must be marked uncertain.
+def test_six_lumbar_type_vertebrae_are_named_with_l6() -> None:
+    # The conus at L1 and the spinous step above L1 both put L1 six vertebrae above the sacrum.
+    g, spans = spine_map(n_lumbar=6)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.lumbar_vertebrae == 6 and anat.transitional == "L6"
+    assert anat.levels[-2:] == ["L5-L6", "L6-S1"] and "L6" in anat.naming_convention
+    for name, span in spans.items():
+        assert _name_at(anat, span) == name
+
+
+def test_four_lumbar_type_vertebrae_make_the_lowest_disc_l4_s1() -> None:
+    g, spans = spine_map(n_lumbar=4)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.lumbar_vertebrae == 4 and anat.levels[-1] == "L4-S1"
+    assert _name_at(anat, spans["L4-S1"]) == "L4-S1" and _name_at(anat, spans["T12"]) == "T12"
+
+
+def test_conflicting_evidence_marks_the_names_uncertain() -> None:
+    # Spinous step says six lumbar, the conus says five: five is kept, but not as certain.
     g, _ = spine_map(n_lumbar=6)
-    vox = 4.0 / 1000
+    g[g == sd.CORD] = 0
+    g[3, :90, CANAL[0] + 4 : CANAL[1] - 4] = sd.CORD  # conus one level higher than L1
     aff = _series(g.shape).affine
-    anat = si.anatomy_from_generic(g, _series(g.shape))
-    assert anat.naming_uncertain
-    assert "lumbar count uncertain" in anat.naming_convention
-    mobile = sorted(si.instances(g, sd.VERTEBRA, aff, vox), key=lambda v: v.centroid[2])
-    enum = si.estimate_lumbar_count(mobile, g, aff, np.array([0.0, 0.0, 1.0]))
-    assert enum.posterior is not None and enum.posterior[6] > enum.posterior[4]
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    assert enum.posterior is not None
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    if anat.lumbar_vertebrae == 5:
+        assert anat.naming_uncertain == (enum.confidence < si.UNCERTAIN_BELOW)
+
+
+def test_uncalibrated_weights_keep_five_lumbar_at_low_confidence() -> None:
+    g, _ = spine_map(n_lumbar=6)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256="f" * 64)
+    assert anat.lumbar_vertebrae == 5 and anat.enumeration_confidence < 0.8
 
 
 def test_enumeration_needs_the_thoracolumbar_junction_in_view() -> None:
-    g, spans = spine_map(n_thoracic=0)  # the top of the field of view is at L1
-    anat = si.anatomy_from_generic(g, _series(g.shape))
+    g, _spans = spine_map(n_thoracic=0)  # the top of the field of view is at L1
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
     mobile = si.instances(g, sd.VERTEBRA, _series(g.shape).affine, 4.0 / 1000)
-    enum = si.estimate_lumbar_count(mobile[:4], g, _series(g.shape).affine, np.eye(3)[2])
+    enum = si.estimate_lumbar_count(
+        mobile[:4], g, _series(g.shape).affine, np.eye(3)[2], CALIBRATION
+    )
     assert enum.posterior is None and enum.evidence
 
 
@@ -132,8 +166,8 @@ def test_spinous_reach_steps_down_above_l1() -> None:
 
 
 def test_sacrum_out_of_view_makes_naming_uncertain() -> None:
-    g, spans = spine_map()
+    g, _spans = spine_map()
     g[g == sd.SACRUM] = 0
-    anat = si.anatomy_from_generic(g, _series(g.shape))
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert anat.naming_uncertain
     assert anat.enumeration_confidence < 0.5

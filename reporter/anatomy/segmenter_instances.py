@@ -32,17 +32,28 @@ MIN_POSTERIOR_TRANSITIONAL = 0.95
 # Below this posterior for the count used, names are marked uncertain: the evidence leans
 # towards transitional anatomy without proving it.
 UNCERTAIN_BELOW = 0.8
-# Enumeration evidence as the segmenter sees it, calibrated on validation phantoms (seeds
-# 100_000..100_015 and 150_000..150_015 with forced variants, three sites; never evaluation
-# seeds) with the weights of reporter/weights/segmenter at sha256 f8e4e83c...:
-# - the segmented cord ends above the drawn conus (its thin tapering tip is missed): tip minus
-#   the L1 centroid along the spine is +13 mm, SD 13 mm (drawn: -6.5, SD 9);
-# - spinous processes of vertebrae above L1 reach 2.3 mm less far back than those of L2..L4
-#   (drawn: 6 mm), SD 2.2 mm per vertebra.
-CONUS_OFFSET_MM = 13.3
-CONUS_SD_MM = 13.0
-SPINOUS_STEP_MM = 2.3
-SPINOUS_SD_MM = 2.2
+# Enumeration evidence as each weight file's segmentation shows it, measured on validation
+# phantoms (seeds 100_000..100_015 standard, 150_000..150_015 forced variants, 125_000..125_005
+# sacrum cut; sites a, b, c; never evaluation seeds) with
+# `eval/bench_segmenter.py --calibrate-enumeration DIR` (medians and 1.4826 x MAD):
+# - conus: tip of the segmented cord minus the L1 centroid along the spine (drawn: -6.5 mm,
+#   SD 9; a segmenter that misses the thin tapering tip puts it higher);
+# - spinous reach of the vertebrae above L4 relative to L2..L4, lumbar and thoracic (drawn:
+#   thoracic 6 mm shorter).
+# Weights not listed here get no enumeration estimate (five lumbar, low confidence): evidence
+# read with another model's noise would be weighed wrongly.
+ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
+    # stage C, shipped 2026-11-27
+    "02df92720433d6aaea9a4386f2b47e622b8ac40ebd2bef59c5b9a2cc41a995d0": {
+        "conus_offset_mm": -0.1, "conus_sd_mm": 10.5,
+        "reach_lumbar_mm": -0.42, "reach_thoracic_mm": -5.42, "reach_sd_mm": 1.8,
+    },
+    # stage B (CPU-trained): posterior elements and cord segmented less well
+    "f8e4e83cefb7c290431abf3012a7a1c4134ad2410922c6d1f33d9dde299805a6": {
+        "conus_offset_mm": 14.8, "conus_sd_mm": 12.9,
+        "reach_lumbar_mm": 0.07, "reach_thoracic_mm": -2.28, "reach_sd_mm": 1.95,
+    },
+}  # fmt: skip
 OUTLIER_SHARE = 0.05
 OUTLIER_RANGE_MM = 100.0
 SPINOUS_MIDLINE_MM = 8.0  # spinous processes are read within this distance of the canal centre
@@ -317,7 +328,11 @@ class Enumeration:
 
 
 def estimate_lumbar_count(
-    mobile: list[Instance], generic: np.ndarray, affine: np.ndarray, axis: np.ndarray
+    mobile: list[Instance],
+    generic: np.ndarray,
+    affine: np.ndarray,
+    axis: np.ndarray,
+    calibration: dict[str, float],
 ) -> Enumeration:
     """Posterior over 4 / 5 / 6 lumbar-type vertebrae from two independent signs of where the
     lumbar spine starts: the conus tip (near L1) and the step down in spinous-process reach from
@@ -341,14 +356,16 @@ def estimate_lumbar_count(
             continue
         score = float(np.log(prior))
         if tip is not None:
-            score += _robust_loglik(tip - heights[n_lumbar - 1] - CONUS_OFFSET_MM, CONUS_SD_MM)
+            offset = tip - heights[n_lumbar - 1] - calibration["conus_offset_mm"]
+            score += _robust_loglik(offset, calibration["conus_sd_mm"])
         if ref_ok:
             base = float(np.mean(ref))  # type: ignore[arg-type]
             for j in range(4, min(len(mobile), 7)):
                 if reach[j] is None:
                     continue
-                step = 0.0 if j < n_lumbar else -SPINOUS_STEP_MM
-                score += _robust_loglik(reach[j] - base - step, SPINOUS_SD_MM)  # type: ignore[operator]
+                kind = "reach_lumbar_mm" if j < n_lumbar else "reach_thoracic_mm"
+                expected = base + calibration[kind]
+                score += _robust_loglik(reach[j] - expected, calibration["reach_sd_mm"])  # type: ignore[operator]
         scores[n_lumbar] = score
     evidence = []
     if tip is None:
@@ -375,14 +392,39 @@ def _robust_loglik(x: float, sd: float) -> float:
     return float(np.log((1 - OUTLIER_SHARE) * gauss + OUTLIER_SHARE / OUTLIER_RANGE_MM))
 
 
+def mobile_vertebrae(
+    generic: np.ndarray, affine: np.ndarray, voxel_ml: float
+) -> tuple[list[Instance], np.ndarray]:
+    """Vertebra instances above the sacrum, caudal first, and the spine axis (for calibration
+    and inspection; anatomy_from_generic does the same steps)."""
+    vertebrae = instances(generic, sd.VERTEBRA, affine, voxel_ml)
+    sacra = instances(generic, sd.SACRUM, affine, voxel_ml)
+    sacrum = max(sacra, key=lambda s: s.voxels) if sacra else None
+    discs = drop_sacral_discs(instances(generic, sd.DISC, affine, voxel_ml), generic, sacrum)
+    vertebrae = _recentre(split_by_discs(vertebrae, discs, affine), affine, voxel_ml)
+    axis = nm.spine_axis([v.centroid for v in vertebrae + discs])
+    floor = float(sacrum.centroid @ axis) if sacrum is not None else -np.inf
+    mobile = sorted(
+        (v for v in vertebrae if float(v.centroid @ axis) > floor),
+        key=lambda v: float(v.centroid @ axis),
+    )
+    return mobile, axis
+
+
 def anatomy_from_generic(
-    generic: np.ndarray, series: Series, detail: str = "", enumerate_count: bool = True
+    generic: np.ndarray,
+    series: Series,
+    detail: str = "",
+    enumerate_count: bool = True,
+    weights_sha256: str | None = None,
 ) -> Anatomy:
     """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs.
 
     `enumerate_count` weighs 4 / 5 / 6 lumbar vertebrae on the conus tip and the spinous step
-    (estimate_lumbar_count); with a prior of 95.5% for five it changes no standard study on
-    the validation phantoms, and it marks names uncertain where the evidence leans elsewhere.
+    (estimate_lumbar_count) with the calibration of the weights that made `generic`
+    (`weights_sha256`, else the sha256 at the end of `detail` as segment_study writes it);
+    uncalibrated weights keep five lumbar vertebrae at low confidence. Names are marked
+    uncertain where the evidence leans towards a count it does not prove.
     """
     affine = np.asarray(series.affine, dtype=float)
     voxel_ml = float(np.prod(series.spacing)) / 1000.0
@@ -404,8 +446,9 @@ def anatomy_from_generic(
         sacrum, mobile[0] if mobile else None, discs, affine, axis
     )
     enum = Enumeration()
-    if sacrum is not None and enumerate_count:
-        enum = estimate_lumbar_count(mobile, generic, affine, axis)
+    calibration = ENUMERATION_CALIBRATION.get(weights_sha256 or _sha_in(detail))
+    if sacrum is not None and enumerate_count and calibration is not None:
+        enum = estimate_lumbar_count(mobile, generic, affine, axis, calibration)
     n_lumbar, confidence = enum.n_lumbar, enum.confidence
     if mobile or discs or sacrum is not None:
         named, naming = nm.name_instances(
@@ -447,6 +490,12 @@ def anatomy_from_generic(
         naming_convention=naming.convention,
         missing=naming.missing,
     )
+
+
+def _sha_in(detail: str) -> str:
+    """The weights' sha256 from a source detail like "builtin segmenter <sha256>"."""
+    last = detail.split()[-1] if detail.split() else ""
+    return last if len(last) == 64 and all(c in "0123456789abcdef" for c in last) else ""
 
 
 def _tissues(generic: np.ndarray, affine: np.ndarray) -> np.ndarray:
