@@ -282,6 +282,7 @@ def bench_phantoms(
             scores = {w: {k: [] for k in REPORTED} for w in weights}
             naming = {w: {k: [] for k in KINDS} for w in weights}
             uncertain = {w: {k: [] for k in KINDS} for w in weights}
+            silent = {w: {k: [] for k in KINDS} for w in weights}  # wrong, not marked uncertain
             failures: dict[str, list[list[str]]] = {w: [] for w in weights}
             t0 = time.monotonic()
             for case in cases:
@@ -296,6 +297,7 @@ def bench_phantoms(
                     ok, why, anat = score_naming(generic, case, model.sha256)
                     naming[w][case["kind"]].append(ok)
                     uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
+                    silent[w][case["kind"]].append(float(not ok and not anat.naming_uncertain))
                     if not ok:
                         failures[w].append(why)
                         log(f"[{Path(w).name}]" + _failure_line(case, why))
@@ -322,6 +324,7 @@ def bench_phantoms(
                     },
                     "naming_n": {k: len(v) for k, v in naming[w].items()},
                     "naming_uncertain_share": {k: _mean(v) for k, v in uncertain[w].items()},
+                    "naming_wrong_not_flagged": {k: int(sum(v)) for k, v in silent[w].items()},
                     "naming_failures": _breakdown(failures[w]),
                 }
                 results[w][site] = site_res
@@ -376,6 +379,7 @@ def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
     for site, paths in by_site.items():
         res: dict[str, list[float]] = {k: [] for k in KINDS}
         uncertain: dict[str, list[float]] = {k: [] for k in KINDS}
+        silent: dict[str, list[float]] = {k: [] for k in KINDS}
         failures = []
         for path in paths:
             _, seed, variant = path.stem.split("_", 2)
@@ -391,6 +395,7 @@ def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
             ok, why, anat = score_naming(pred, case, made_by)
             res[_kind(meta)].append(float(ok))
             uncertain[_kind(meta)].append(float(anat.naming_uncertain))
+            silent[_kind(meta)].append(float(not ok and not anat.naming_uncertain))
             if not ok:
                 failures.append(why)
                 log(_failure_line(case, why))
@@ -398,6 +403,7 @@ def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
             "naming_accuracy": {k: _mean(v) for k, v in res.items()},
             "naming_n": {k: len(v) for k, v in res.items()},
             "naming_uncertain_share": {k: _mean(v) for k, v in uncertain.items()},
+            "naming_wrong_not_flagged": {k: int(sum(v)) for k, v in silent.items()},
             "naming_failures": _breakdown(failures),
         }
         log(f"naming {site}: {json.dumps(out[site])}")
