@@ -171,3 +171,17 @@ def test_sacrum_out_of_view_makes_naming_uncertain() -> None:
     anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert anat.naming_uncertain
     assert anat.enumeration_confidence < 0.5
+
+
+def test_lumbosacral_disc_is_named_when_a_cut_sacrum_sits_level_with_it() -> None:
+    # The field of view cuts the sacrum to a sliver; its alae (lateral slices) reach up beside
+    # the disc, so the sacrum's centroid is no lower than the disc's: the disc is named from
+    # the structures it touches.
+    g, spans = spine_map()
+    s0 = spans["S1"][0]
+    g[:, s0 + 6 :] = 0
+    d0, d1 = spans["L5-S1"]
+    g[0, d0 - 20 : s0 + 6, DEPTH[0] : DEPTH[1]] = sd.SACRUM
+    g[6, d0 - 20 : s0 + 6, DEPTH[0] : DEPTH[1]] = sd.SACRUM
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert _name_at(anat, (d0, d1)) == "L5-S1"

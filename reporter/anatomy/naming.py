@@ -232,12 +232,22 @@ def name_instances(
         heights.append((float(cents[k] @ axis), name))
     heights.sort()
     # Each disc takes the level between the named vertebrae it sits between.
+    seq_all = lumbar_sequence(n_lumbar)
     for k in (k for k in cents if k[0] == "d"):
         h = float(cents[k] @ axis)
         below = [n for hh, n in heights if hh < h]
         above = [n for hh, n in heights if hh > h]
         if below and above and level_name(above[0], below[-1]) in LEVELS:
             out[disc_masks[k[1]].astype(bool)] = L.disc_label(level_name(above[0], below[-1]))
+            continue
+        # Centroid heights fail where the field of view cuts the sacrum to a sliver whose
+        # centroid lies level with the lumbosacral disc: name the disc from the two
+        # structures it touches instead, when they are neighbours in the sequence.
+        pair = _touching_pair(disc_masks[k[1]].astype(bool), out, affine)
+        if pair is not None and all(n in seq_all for n in pair):
+            upper, lower = sorted(pair, key=seq_all.index)
+            if seq_all.index(lower) == seq_all.index(upper) + 1:
+                out[disc_masks[k[1]].astype(bool)] = L.disc_label(level_name(upper, lower))
     summary = name_labels(out, affine, naming.convention)
     naming.vertebrae, naming.levels, naming.missing = (
         summary.vertebrae,
@@ -246,6 +256,31 @@ def name_instances(
     )
     naming.notes += summary.notes
     return out, naming
+
+
+CONTACT_MM = 4.0  # a disc touches the vertebrae within this distance of its surface
+
+
+def _touching_pair(
+    disc: np.ndarray, named: np.ndarray, affine: np.ndarray
+) -> tuple[str, str] | None:
+    """The two named vertebrae with the most voxels within CONTACT_MM of the disc."""
+    from scipy import ndimage
+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    reach = np.ceil(CONTACT_MM / spacing).astype(int) + 1
+    idx = np.argwhere(disc)
+    lo = np.maximum(idx.min(0) - reach, 0)
+    hi = np.minimum(idx.max(0) + reach + 1, disc.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    dist = ndimage.distance_transform_edt(~disc[box], sampling=spacing)
+    near = named[box][dist <= CONTACT_MM]
+    near = near[(near >= L.VERTEBRA_BASE) & (near < L.VERTEBRA_BASE + len(VERTEBRAE))]
+    values, counts = np.unique(near, return_counts=True)
+    if len(values) < 2:
+        return None
+    top = values[np.argsort(counts)[::-1][:2]]
+    return L.label_name(int(top[0])), L.label_name(int(top[1]))
 
 
 def _mask_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
