@@ -159,3 +159,42 @@ def test_after_grounding_counts_what_the_report_asserts_and_keeps_the_older_poli
     assert hall["n_positive_after_grounding"] == 1
     assert hall["after_grounding_rate_contradicted_only"] == pytest.approx(1 / 2)
     assert hall["n_positive_after_grounding_contradicted_only"] == 2
+
+
+def test_true_positive_retention_is_reported_beside_the_rate():
+    """Truth: L4-L5 moderate canal and Lee 1 left foramen. The model says both (true) plus a
+    severe canal at L5-S1 (truth none, contradicted). The foramen is unverifiable, so the report
+    does not assert it: 1 of 2 true positives kept; a contradicted-only report keeps 2 of 2."""
+    from eval_factory import findings, level, verdict
+
+    from reporter.evaluation.scoring import compare_findings
+
+    truth = findings(
+        level("L4-L5", canal_stenosis="moderate", foraminal_stenosis_left=1), level("L5-S1")
+    )
+    raw = findings(
+        level("L4-L5", 0.8, canal_stenosis="moderate", foraminal_stenosis_left=1),
+        level("L5-S1", 0.6, canal_stenosis="severe"),
+    )
+    gone = {"not_assessable": "withheld"}
+    rendered = findings(
+        level("L4-L5", 0.8, canal_stenosis="moderate", foraminal_stenosis_left=gone),
+        level("L5-S1", 0.6, canal_stenosis=gone),
+    )
+    verdicts = [
+        verdict("L4-L5", "canal_stenosis", "supported"),
+        verdict("L4-L5", "foraminal_stenosis_left", "unverifiable"),
+        verdict("L5-S1", "canal_stenosis", "contradicted"),
+    ]
+    rec = StudyRecord(case_id="r", site="site-a", sex="F", age=50)
+    compare_findings(rec, truth, raw, rendered, verdicts)
+    rec.schema_valid = True
+    rec.latency_s = 1.0
+    hall = compute_metrics([rec], peak_rss_mb=None)["hallucination"]
+    assert hall["n_true_positive_raw"] == 2
+    assert hall["n_true_positive_after_grounding"] == 1
+    assert hall["true_positive_retention"] == pytest.approx(1 / 2)
+    assert hall["n_true_positive_after_grounding_contradicted_only"] == 2
+    assert hall["true_positive_retention_contradicted_only"] == pytest.approx(1.0)
+    assert hall["after_grounding_rate"] == 0.0
+    assert hall["after_grounding_rate_contradicted_only"] == 0.0

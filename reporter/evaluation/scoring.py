@@ -309,6 +309,18 @@ def hallucination_block(records: Sequence[StudyRecord]) -> dict[str, float]:
     kept = [bool(h) for r in records for h, f in r.raw_positives if not f]
     block["after_grounding_rate_contradicted_only"] = sum(kept) / len(kept) if kept else math.nan
     block["n_positive_after_grounding_contradicted_only"] = len(kept)
+    # The cost beside the rate: how many of the model's true positive statements the report
+    # still asserts (a report that asserts nothing has no hallucinations and no findings).
+    n_true_raw = sum(not h for r in records for h, _ in r.raw_positives)
+    n_true_after = sum(not h for r in records for h in r.rendered_positives)
+    block["n_true_positive_raw"] = n_true_raw
+    block["n_true_positive_after_grounding"] = n_true_after
+    block["true_positive_retention"] = n_true_after / n_true_raw if n_true_raw else math.nan
+    n_true_kept = len(kept) - sum(kept)
+    block["n_true_positive_after_grounding_contradicted_only"] = n_true_kept
+    block["true_positive_retention_contradicted_only"] = (
+        n_true_kept / n_true_raw if n_true_raw else math.nan
+    )
     return block
 
 

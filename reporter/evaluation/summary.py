@@ -35,6 +35,12 @@ def results_table(metrics: dict[str, Any]) -> str:
         f"| RSNA 2024 weighted log loss | {_f(metrics['rsna_weighted_log_loss'])} |",
         f"| hallucinated positive statements, raw -> after grounding | {_pct(h['raw_rate'])} "
         f"-> {_pct(h['after_grounding_rate'])} |",
+        f"| true positive statements still asserted (retention) | "
+        f"{_pct(h.get('true_positive_retention'))} ({h.get('n_true_positive_after_grounding')} "
+        f"of {h.get('n_true_positive_raw')}) |",
+        f"| contradicted-only policy: hallucinated after grounding / true positive retention | "
+        f"{_pct(h.get('after_grounding_rate_contradicted_only'))} / "
+        f"{_pct(h.get('true_positive_retention_contradicted_only'))} |",
         f"| checker: flag recall / false-flag rate | {_f(h['flag_recall'])} / "
         f"{_pct(h['false_flag_rate'])} |",
         f"| checker alone, planted errors: recall / false-flag rate | "
@@ -149,7 +155,11 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         "",
         "- Positive statement: a level field with an abnormal value. Hallucinated: the truth at"
         " that level and field is normal, or the level does not exist. Raw = the model's output;"
-        " after grounding = what the rendered report still asserts.",
+        " after grounding = what the rendered report still asserts (contradicted statements"
+        " withheld, unverifiable positive ones not asserted); contradicted-only = what a report"
+        " withholding only contradicted statements would assert. True positive retention: true"
+        " positive raw statements the report still asserts, over all true positive raw"
+        " statements.",
         "- Flag recall: hallucinated raw statements the checker contradicted. False-flag rate: raw"
         " statements equal to the truth that the checker contradicted.",
         "- injected.*: the checker alone on ground-truth findings with planted errors"
