@@ -60,6 +60,25 @@ def test_narrow_canal_supports_the_stenosis_claim() -> None:
     assert v.verdict == "supported"
 
 
+def test_a_positive_claim_is_verified_only_when_the_numbers_rule_out_normal() -> None:
+    study, anatomy, measures = _setup()
+    claim = findings(levels={"L4-L5": {"canal_stenosis": "mild"}})
+    # 97 mm2 is mild by the cut (< 100) but within the rule's tolerance of normal.
+    _set(measures, "L4-L5", dural_sac_area_mm2=97.0)
+    v = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    assert v.verdict == "unverifiable"
+    assert "none" in v.supported_values and "mild" in v.supported_values
+    assert "rule out normal" in v.reason
+    _set(measures, "L4-L5", dural_sac_area_mm2=85.0)  # clearly mild
+    v = check(claim, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    assert v.verdict == "supported"
+    # a normal claim with the same borderline numbers is still supported
+    _set(measures, "L4-L5", dural_sac_area_mm2=97.0)
+    normal = findings(levels={"L4-L5": {"canal_stenosis": "none"}})
+    v = check(normal, study, anatomy, measurements=measures).verdict_for("L4-L5", "canal_stenosis")
+    assert v.verdict == "supported"
+
+
 def test_modic_type_whose_signal_pattern_is_absent_is_contradicted() -> None:
     study, anatomy, measures = _setup()
     _set(measures, "L4-L5", modic_t1_ratio_upper=0.6, modic_t2_ratio_upper=1.5)  # type 1

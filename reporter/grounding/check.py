@@ -25,15 +25,22 @@ from reporter.grounding.verdicts import Measurement, Verdict
 from reporter.schema import (
     LEVEL_FIELDS,
     LEVELS,
+    NORMAL_VALUES,
     VERTEBRAE,
     LevelFindings,
     StudyFindings,
     field_values,
+    is_abnormal,
     lumbar_levels,
 )
 from reporter.study import Study
 
 LevelMeasures = dict[str, Measurement]
+# rules.json "verification": a positive claim is supported only when its measurements exclude
+# every normal value of the field (otherwise unverifiable, and so not asserted by the report).
+POSITIVE_NEEDS_NORMAL_EXCLUDED: bool = bool(
+    grading.verification().get("positive_requires_normal_excluded", True)
+)
 Judge = Callable[[Any, LevelFindings, LevelMeasures, "Context"], "Outcome"]
 
 
@@ -401,6 +408,22 @@ def check_level(
             )
             continue
         ok = claim in out.allowed
+        allows_normal = bool(NORMAL_VALUES[field] & set(out.allowed))
+        if POSITIVE_NEEDS_NORMAL_EXCLUDED and ok and is_abnormal(field, claim) and allows_normal:
+            # An abnormality is verified only when the numbers rule out normal: a grade that
+            # merely sits within tolerance of normal is as consistent with "no finding", and
+            # asserting it is how a model's invented finding would slip through.
+            verdicts.append(
+                verdict(
+                    "unverifiable",
+                    f"{_numbers(out.evidence)} allow {_fmt_values(out.allowed)}: they do not "
+                    "rule out normal",
+                    rule=out.rule,
+                    supported_values=list(out.allowed),
+                    evidence=out.evidence,
+                )
+            )
+            continue
         numbers = _numbers(out.evidence)
         reason = (
             f"{numbers} allow {_fmt_values(out.allowed)}"

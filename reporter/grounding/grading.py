@@ -28,6 +28,11 @@ def rules() -> dict[str, Any]:
     return _document()["rules"]
 
 
+def verification() -> dict[str, Any]:
+    """Project policy on what counts as verified (rules.json "verification")."""
+    return dict(_document().get("verification", {}))
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
