@@ -393,31 +393,13 @@ def check_level(
                 )
             )
             continue
-        if set(field_values(field)) <= set(out.allowed):
-            # Every value is allowed: within this label map's measurement noise the numbers
-            # carry no information about the claim, which is then not verified by them.
-            verdicts.append(
-                verdict(
-                    "unverifiable",
-                    f"{_numbers(out.evidence)} allow every value within this label map's "
-                    "measurement noise",
-                    rule=out.rule,
-                    supported_values=list(out.allowed),
-                    evidence=out.evidence,
-                )
-            )
-            continue
         ok = claim in out.allowed
-        allows_normal = bool(NORMAL_VALUES[field] & set(out.allowed))
-        if POSITIVE_NEEDS_NORMAL_EXCLUDED and ok and is_abnormal(field, claim) and allows_normal:
-            # An abnormality is verified only when the numbers rule out normal: a grade that
-            # merely sits within tolerance of normal is as consistent with "no finding", and
-            # asserting it is how a model's invented finding would slip through.
+        uninformative = _uninformative(field, claim, ok, out)
+        if uninformative:
             verdicts.append(
                 verdict(
                     "unverifiable",
-                    f"{_numbers(out.evidence)} allow {_fmt_values(out.allowed)}: they do not "
-                    "rule out normal",
+                    uninformative,
                     rule=out.rule,
                     supported_values=list(out.allowed),
                     evidence=out.evidence,
@@ -442,6 +424,27 @@ def check_level(
             )
         )
     return verdicts
+
+
+def _uninformative(field: str, claim: Any, ok: bool, out: Outcome) -> str:
+    """Why numbers that allow the claim still do not verify it ("" when they do)."""
+    allowed = set(out.allowed or ())
+    numbers = _numbers(out.evidence)
+    if set(field_values(field)) <= allowed:
+        # Every value is allowed: within this label map's measurement noise the numbers
+        # carry no information about the claim.
+        return f"{numbers} allow every value within this label map's measurement noise"
+    # An abnormality is verified only when the numbers rule out normal: a grade within
+    # tolerance of normal is as consistent with "no finding", and asserting it is how a
+    # model's invented finding would slip through.
+    if (
+        POSITIVE_NEEDS_NORMAL_EXCLUDED
+        and ok
+        and is_abnormal(field, claim)
+        and NORMAL_VALUES[field] & allowed
+    ):
+        return f"{numbers} allow {_fmt_values(out.allowed)}: they do not rule out normal"
+    return ""
 
 
 def _debiased(m: LevelMeasures, bias: dict[str, float]) -> LevelMeasures:
