@@ -392,14 +392,16 @@ def _robust_loglik(x: float, sd: float) -> float:
     return float(np.log((1 - OUTLIER_SHARE) * gauss + OUTLIER_SHARE / OUTLIER_RANGE_MM))
 
 
-def mobile_vertebrae(
+def _spine_parts(
     generic: np.ndarray, affine: np.ndarray, voxel_ml: float
-) -> tuple[list[Instance], np.ndarray]:
-    """Vertebra instances above the sacrum, caudal first, and the spine axis (for calibration
-    and inspection; anatomy_from_generic does the same steps)."""
+) -> tuple[list[Instance], list[Instance], Instance | None, np.ndarray]:
+    """Mobile vertebrae (caudal first), discs, the sacrum (None when absent or a sliver) and the
+    spine axis: the steps shared by anatomy_from_generic and the enumeration calibration."""
     vertebrae = instances(generic, sd.VERTEBRA, affine, voxel_ml)
     sacra = instances(generic, sd.SACRUM, affine, voxel_ml)
     sacrum = max(sacra, key=lambda s: s.voxels) if sacra else None
+    if sacrum is not None and sacrum.voxels * voxel_ml < 2.0:
+        sacrum = None  # a sliver at the FOV edge does not anchor the count
     discs = drop_sacral_discs(instances(generic, sd.DISC, affine, voxel_ml), generic, sacrum)
     vertebrae = _recentre(split_by_discs(vertebrae, discs, affine), affine, voxel_ml)
     axis = nm.spine_axis([v.centroid for v in vertebrae + discs])
@@ -408,6 +410,15 @@ def mobile_vertebrae(
         (v for v in vertebrae if float(v.centroid @ axis) > floor),
         key=lambda v: float(v.centroid @ axis),
     )
+    return mobile, discs, sacrum, axis
+
+
+def mobile_vertebrae(
+    generic: np.ndarray, affine: np.ndarray, voxel_ml: float
+) -> tuple[list[Instance], np.ndarray]:
+    """Vertebra instances above the sacrum, caudal first, and the spine axis (for calibration
+    and inspection; anatomy_from_generic starts with the same steps)."""
+    mobile, _discs, _sacrum, axis = _spine_parts(generic, affine, voxel_ml)
     return mobile, axis
 
 
@@ -428,20 +439,7 @@ def anatomy_from_generic(
     """
     affine = np.asarray(series.affine, dtype=float)
     voxel_ml = float(np.prod(series.spacing)) / 1000.0
-    vertebrae = instances(generic, sd.VERTEBRA, affine, voxel_ml)
-    sacra = instances(generic, sd.SACRUM, affine, voxel_ml)
-    sacrum = max(sacra, key=lambda s: s.voxels) if sacra else None
-    if sacrum is not None and sacrum.voxels * voxel_ml < 2.0:
-        sacrum = None  # a sliver at the FOV edge does not anchor the count
-    discs = drop_sacral_discs(instances(generic, sd.DISC, affine, voxel_ml), generic, sacrum)
-    vertebrae = _recentre(split_by_discs(vertebrae, discs, affine), affine, voxel_ml)
-
-    axis = nm.spine_axis([v.centroid for v in vertebrae + discs])
-    sacral_height = float(sacrum.centroid @ axis) if sacrum is not None else -np.inf
-    mobile = sorted(
-        (v for v in vertebrae if float(v.centroid @ axis) > sacral_height),
-        key=lambda v: float(v.centroid @ axis),
-    )
+    mobile, discs, sacrum, axis = _spine_parts(generic, affine, voxel_ml)
     sacrum, discs = carve_lumbosacral_disc(
         sacrum, mobile[0] if mobile else None, discs, affine, axis
     )
