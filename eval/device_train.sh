@@ -2,6 +2,13 @@
 # One GPU lease, two trainings side by side (the default VLM and the built-in segmenter).
 # Run by the lead through the device tool from the repository root:
 #   bash eval/device_train.sh        (needs .whl/ and runs/lumbar3d-train carried; $OUT set)
+# The GPU image lacks some of our dependencies; fetch them here first (git-ignored .whl/):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     pydantic==2.13.4 pydantic_core==2.46.4 annotated_types typing_inspection==0.4.2 \
+#     open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.7.0 monai==1.6.1 pydicom==3.0.2 \
+#     nibabel==5.4.2 highdicom==0.28.2
+# and copy the lumbar3d training split (ivd_11, ivd_20, vb3_01..07) to runs/lumbar3d-train.
 # Budgets below add up to < 9.5 minutes of wall clock. Everything the run made comes back as
 # $OUT/result.tar.gz (model folders without optimizer checkpoints) plus the logs.
 set -u
