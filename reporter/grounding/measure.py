@@ -102,7 +102,8 @@ class Grid:
     def sample(self, lps: np.ndarray, k: int | None = None) -> np.ndarray:
         """Labels at LPS points by nearest neighbour (0 outside); `k` pins the slice."""
         idx = self.series.lps_to_index(lps)
-        r = np.rint(idx).astype(int)
+        # A point that is not finite (from an empty mask's centroid) samples as outside.
+        r = np.rint(np.where(np.isfinite(idx), idx, -1.0)).astype(int)
         if k is not None:
             r[..., 0] = k
         shape = np.array(self.labels.shape)
