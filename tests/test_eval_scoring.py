@@ -127,12 +127,21 @@ def test_dice_per_structure_matches_hand_computation():
     assert dice_scores(_anatomy(gt), _anatomy(shifted, shift=-1.0))["vertebra"] == [1.0]
 
 
+def _hallucination(truth, raw, rendered, verdicts) -> dict:
+    """The hallucination block of metrics.json for one scored study."""
+    from reporter.evaluation.scoring import compare_findings
+
+    rec = StudyRecord(case_id="h", site="site-a", sex="F", age=50)
+    compare_findings(rec, truth, raw, rendered, verdicts)
+    rec.schema_valid = True
+    rec.latency_s = 1.0
+    return compute_metrics([rec], peak_rss_mb=None)["hallucination"]
+
+
 def test_after_grounding_counts_what_the_report_asserts_and_keeps_the_older_policy_rate():
     """The example's L5-S1 Modic 1 is hallucinated and only unverifiable: a report that does not
     assert unverifiable positives drops it; the contradicted-only rate still counts it."""
     from eval_factory import findings, level, verdict
-
-    from reporter.evaluation.scoring import compare_findings
 
     truth = findings(level("L4-L5", canal_stenosis="moderate"), level("L5-S1"))
     raw = findings(
@@ -149,11 +158,7 @@ def test_after_grounding_counts_what_the_report_asserts_and_keeps_the_older_poli
         verdict("L5-S1", "canal_stenosis", "contradicted"),
         verdict("L5-S1", "modic_upper", "unverifiable"),
     ]
-    rec = StudyRecord(case_id="u", site="site-a", sex="F", age=50)
-    compare_findings(rec, truth, raw, rendered, verdicts)
-    rec.schema_valid = True
-    rec.latency_s = 1.0
-    hall = compute_metrics([rec], peak_rss_mb=None)["hallucination"]
+    hall = _hallucination(truth, raw, rendered, verdicts)
     assert hall["raw_rate"] == pytest.approx(2 / 3)
     assert hall["after_grounding_rate"] == 0.0  # only the true L4-L5 canal is asserted
     assert hall["n_positive_after_grounding"] == 1
@@ -166,8 +171,6 @@ def test_true_positive_retention_is_reported_beside_the_rate():
     severe canal at L5-S1 (truth none, contradicted). The foramen is unverifiable, so the report
     does not assert it: 1 of 2 true positives kept; a contradicted-only report keeps 2 of 2."""
     from eval_factory import findings, level, verdict
-
-    from reporter.evaluation.scoring import compare_findings
 
     truth = findings(
         level("L4-L5", canal_stenosis="moderate", foraminal_stenosis_left=1), level("L5-S1")
@@ -186,11 +189,7 @@ def test_true_positive_retention_is_reported_beside_the_rate():
         verdict("L4-L5", "foraminal_stenosis_left", "unverifiable"),
         verdict("L5-S1", "canal_stenosis", "contradicted"),
     ]
-    rec = StudyRecord(case_id="r", site="site-a", sex="F", age=50)
-    compare_findings(rec, truth, raw, rendered, verdicts)
-    rec.schema_valid = True
-    rec.latency_s = 1.0
-    hall = compute_metrics([rec], peak_rss_mb=None)["hallucination"]
+    hall = _hallucination(truth, raw, rendered, verdicts)
     assert hall["n_true_positive_raw"] == 2
     assert hall["n_true_positive_after_grounding"] == 1
     assert hall["true_positive_retention"] == pytest.approx(1 / 2)
