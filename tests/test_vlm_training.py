@@ -137,3 +137,55 @@ def test_cli_finetune_with_missing_base_exits_66(tmp_path, shards):
     )  # fmt: skip
     assert result.exit_code == 66
     assert "does not exist" in result.output
+
+
+def test_grade_head_targets_follow_the_views_each_level_sequence_sees(shards):
+    from reporter.vlm.batches import Augment, Batcher
+    from reporter.vlm.decoding import level_grammar
+    from reporter.vlm.views import GLOBAL_VIEWS
+
+    net = new_model(tiny_config()).net
+    data = ShardSet.load([shards])
+    no_axial = Augment(**{**Augment.none().__dict__, "drop_axial": 1.0})
+    batch = Batcher(net, data, no_axial).batch([0, 1], np.random.default_rng(0))
+    # sequences per study: the study sequence, then one per level
+    n0, n1 = (len(data.levels_of[i]) for i in (0, 1))
+    levels = [i for i in range(2 + n0 + n1) if i not in (0, 1 + n0)]
+    assert len(batch["aux_rows"]) == len(levels) == len(batch["aux_codes"])
+    # the heads read exactly the level views the decoder sequence was given
+    assert torch.equal(batch["aux_rows"], batch["view_rows"][levels][:, len(GLOBAL_VIEWS) :])
+    slots = [s.field for s in level_grammar().slots]
+    codes = batch["aux_codes"]
+    truth = np.concatenate([data.level_codes[data.levels_of[i]] for i in (0, 1)])
+    # the axial stack was dropped: subarticular (axial only) teaches nothing; canal (sagittal
+    # too) keeps its ground truth
+    assert (codes[:, slots.index("subarticular_stenosis_left")] == -1).all()
+    canal = slots.index("canal_stenosis")
+    assert np.array_equal(codes[:, canal].numpy(), truth[:, canal])
+
+
+def test_vision_stage_trains_the_vision_path_only_and_resumes_its_heads(shards, tmp_path):
+    import reporter.vlm.train as tr
+
+    out = tmp_path / "m"
+    cfg = TrainConfig(steps=2, batch_studies=2, warmup=1, checkpoint_every=1, vision_steps=2,
+                      aux_weight=0.5)  # fmt: skip
+    torch.manual_seed(0)
+    start = new_model(tiny_config())
+    orig = tr.new_model
+    tr.new_model = lambda config=None: start
+    before = {k: v.clone() for k, v in start.net.state_dict().items()}
+    try:
+        train([shards], out, cfg, resume=False)
+    finally:
+        tr.new_model = orig
+    after = load_model(out).net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("visual.") for k in changed)
+    assert any(k.startswith("projector.") for k in changed)
+    assert not any(k.startswith("decoder.") for k in changed)
+    assert (out / CHECKPOINT / tr.HEADS_FILE).is_file()
+    # resuming into the decoder stage reads the heads back and trains with them
+    more = TrainConfig(steps=3, batch_studies=2, warmup=1, checkpoint_every=100, vision_steps=2,
+                       aux_weight=0.5)  # fmt: skip
+    assert train([shards], out, more, resume=True)["steps_done"] == 3

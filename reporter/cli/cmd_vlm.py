@@ -105,6 +105,14 @@ def train_cmd(
         Path | None,
         typer.Option(help="Start from this model folder's weights (continue on more data)."),
     ] = None,
+    vision_steps: Annotated[
+        int,
+        typer.Option(help="First train the vision tower through the grade heads for N steps."),
+    ] = 0,
+    aux_weight: Annotated[
+        float,
+        typer.Option(help="Weight of the grade heads' loss beside the decoder's (0 = off)."),
+    ] = 0.0,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
@@ -141,7 +149,7 @@ def train_cmd(
     cfg = TrainConfig(
         steps=steps, batch_studies=batch, lr=lr, device=device, workers=loader_workers,
         time_limit_s=time_limit, seed=seed, reload_every=reload_every,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, vision_steps=vision_steps, aux_weight=aux_weight,
     )  # fmt: skip
     summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume, init=init)
     out_console.print(

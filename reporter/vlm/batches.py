@@ -66,6 +66,8 @@ class Batcher:
         present: list[np.ndarray] = []
         seqs: list[tuple[str | None, list[int], list[int]]] = []
         sups: list[list[tuple[int, list[int], str]]] = []
+        aux_rows: list[list[int]] = []  # per level sequence: the image rows of its level views
+        aux_codes: list[np.ndarray] = []  # ... and its targets for the grade heads
         for i in study_ids:
             g_img = d.global_images[i].astype(np.float32)
             g_pres = d.global_present[i].astype(bool)
@@ -92,9 +94,25 @@ class Batcher:
                 view_rows += [first + k for k in range(len(LEVEL_VIEWS))]
                 seqs.append((level, ids, view_rows))
                 sups.append(sup)
+                aux_rows.append(view_rows[len(GLOBAL_VIEWS) :])
+                aux_codes.append(self._aux_codes(d.level_codes[r], na))
         out = sequence_batch(self.net, seqs, sups)
         out["images"] = torch.from_numpy(np.concatenate(images))
         out["present"] = torch.from_numpy(np.concatenate(present).any(-1))
+        n_views, n_slots = len(LEVEL_VIEWS), len(self._lg.slots)
+        out["aux_rows"] = torch.tensor(aux_rows, dtype=torch.long).reshape(-1, n_views)
+        out["aux_codes"] = torch.from_numpy(
+            np.stack(aux_codes) if aux_codes else np.zeros((0, n_slots), np.int16)
+        ).long()
+        return out
+
+    def _aux_codes(self, codes: np.ndarray, na: dict[str, str]) -> np.ndarray:
+        """The grade heads' targets: nothing is taught for a field whose views were dropped
+        (the decoder is taught "not assessable" there instead)."""
+        out = codes.astype(np.int16).copy()
+        for k, slot in enumerate(self._lg.slots):
+            if slot.field in na:
+                out[k] = -1
         return out
 
     def _augment(

@@ -28,10 +28,12 @@ from reporter.vlm import io
 from reporter.vlm.batches import Augment, Batcher
 from reporter.vlm.config import VLMConfig
 from reporter.vlm.data import ShardSet
+from reporter.vlm.heads import GradeHeads
 from reporter.vlm.inference import SpineVLM, load_model, new_model, save_model
 from reporter.vlm.model import supervised_loss
 
 CHECKPOINT = "checkpoint"
+HEADS_FILE = "grade_heads.safetensors"
 
 
 @dataclass
@@ -52,6 +54,11 @@ class TrainConfig:
     # Re-read the data folders every this many steps when shards were added meanwhile (train
     # while a phantom-caching process is still filling them); 0 = never.
     reload_every: int = 0
+    # Deep supervision (reporter.vlm.heads): the first `vision_steps` steps train the vision
+    # tower and projector through the grade heads alone (no decoder), after which the heads'
+    # loss is added to the decoder's with weight `aux_weight` (0 = heads off after stage 1).
+    vision_steps: int = 0
+    aux_weight: float = 0.0
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> float:
@@ -110,23 +117,45 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
-def loss_of(model: SpineVLM, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+def loss_of(
+    model: SpineVLM,
+    batch: dict[str, Any],
+    device: torch.device,
+    heads: GradeHeads | None = None,
+    decoder_weight: float = 1.0,
+    aux_weight: float = 0.0,
+) -> torch.Tensor:
+    """decoder_weight * the decoder's value-token loss + aux_weight * the grade heads' loss;
+    a zero decoder weight skips the decoder's forward pass (vision stage)."""
     net = model.net
+    total = torch.zeros((), device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = net(
-            batch["ids"], batch["attention_mask"], batch["view_rows"], batch["images"],
-            batch["present"],
+        views = net.encode_views(batch["images"], batch["present"])
+        if decoder_weight > 0:
+            embeds = net.embed(batch["ids"], batch["view_rows"], views)
+            logits = net.decoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+    if decoder_weight > 0:
+        total = total + decoder_weight * supervised_loss(
+            logits.logits, batch["sup_batch"], batch["sup_pos"], batch["sup_allowed"],
+            batch["sup_target"],
         )  # fmt: skip
-    return supervised_loss(
-        logits, batch["sup_batch"], batch["sup_pos"], batch["sup_allowed"], batch["sup_target"]
-    )
+    if heads is not None and aux_weight > 0 and len(batch["aux_rows"]):
+        total = total + aux_weight * heads.loss(views, batch["aux_rows"], batch["aux_codes"])
+    return total
 
 
 def save_checkpoint(
-    folder: Path, model: SpineVLM, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig
+    folder: Path,
+    model: SpineVLM,
+    opt: torch.optim.Optimizer,
+    step: int,
+    cfg: TrainConfig,
+    heads: GradeHeads | None = None,
 ) -> None:
     ck = folder / CHECKPOINT
     save_model(model, ck)
+    if heads is not None:
+        io.save_weights(heads, ck / HEADS_FILE)
     tensors: dict[str, torch.Tensor] = {}
     for i, (_p, st) in enumerate(zip(opt.param_groups[0]["params"], _states(opt), strict=True)):
         for k, v in st.items():
@@ -189,8 +218,13 @@ def train(
     else:
         model = new_model(model_config)
     net = model.net.to(device).train()
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    heads = _grade_heads(net, cfg, out if start else None)
+    named = list(net.named_parameters())
+    if heads is not None:
+        heads.to(device).train()
+        named += [(f"grade_heads.{n}", p) for n, p in heads.named_parameters()]
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay + no_decay}], lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0
     )
@@ -223,15 +257,24 @@ def train(
                     batcher = Batcher(net, data, Augment(**cfg.augment))
                     stream = iter(_loader(batcher, cfg, step))
                     err_console.print(f"step {step}: {len(data)} training studies now")
+            if step == cfg.vision_steps and step > start:
+                ema = None  # the decoder's loss starts here; the vision stage's is not comparable
             batch = _to(next(stream), device)
-            loss = loss_of(model, batch, device)
+            vision_stage = step < cfg.vision_steps
+            loss = loss_of(
+                model, batch, device, heads,
+                decoder_weight=0.0 if vision_stage else 1.0,
+                aux_weight=1.0 if vision_stage else cfg.aux_weight,
+            )  # fmt: skip
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            # Decoupled weight decay on matrices only (not norms, biases or embeddings).
+            torch.nn.utils.clip_grad_norm_([p for _n, p in named], cfg.grad_clip)
+            # Decoupled weight decay on matrices only (not norms, biases or embeddings), and
+            # not on what this step did not train (the decoder during the vision stage).
             with torch.no_grad():
                 for p in opt.param_groups[0]["params"][:n_decay]:
-                    p.mul_(1.0 - lr * cfg.weight_decay)
+                    if p.grad is not None:
+                        p.mul_(1.0 - lr * cfg.weight_decay)
             opt.step()
             value = float(loss.detach())
             ema = value if ema is None else 0.95 * ema + 0.05 * value
@@ -239,7 +282,7 @@ def train(
             if step % 50 == 0:
                 history.append((step, ema))
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(out, model, opt, step + 1, cfg)
+                save_checkpoint(out, model, opt, step + 1, cfg, heads)
             if cfg.time_limit_s is not None and time.time() - t0 > cfg.time_limit_s:
                 err_console.print(f"time limit reached at step {step + 1}; saving")
                 break
@@ -263,6 +306,18 @@ def train(
     save_model(model, out, card=card)
     io.write_json(out / "train_summary.json", {**summary, "train_config": asdict(cfg)})
     return summary
+
+
+def _grade_heads(net: Any, cfg: TrainConfig, resume_from: Path | None) -> GradeHeads | None:
+    """The training-only grade heads (None when the config does not use them); restored from
+    the checkpoint when resuming."""
+    if cfg.vision_steps <= 0 and cfg.aux_weight <= 0:
+        return None
+    heads = GradeHeads(net.decoder.config.hidden_size, net.tokens_per_view)
+    path = None if resume_from is None else resume_from / CHECKPOINT / HEADS_FILE
+    if path is not None and path.is_file():
+        io.load_weights(heads, path)
+    return heads
 
 
 def checkpoint_exists(out: Path) -> bool:

@@ -1,0 +1,54 @@
+"""Grade heads: deep supervision of the vision path during training (never used at inference).
+
+Trained from scratch through the decoder alone, the vision tower did not "switch on": the loss
+gradient reaches it only through the decoder's attention over some 35 view tokens, and the model
+settled on the label priors (model card: two GPU runs with canal QWK ~0.01). A linear probe with
+direct supervision on the same cached level views learned the grades within a few hundred steps
+(54 training studies, 300 test studies: Pfirrmann QWK 0.88, foraminal 0.85). So training adds
+these heads: for every disc-level sequence, one linear classifier per grammar slot reads the
+projected tokens of the level's four views -- exactly the tokens the decoder sees -- and its
+cross-entropy is added to the decoder's loss (and used alone for a warm-up stage). The heads are
+kept in training checkpoints, not in the model: the report still comes from the decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reporter.vlm.decoding import level_grammar
+from reporter.vlm.views import LEVEL_VIEWS
+
+
+def slot_classes() -> list[int]:
+    """Classes per level-grammar slot: code 0 (na / qualifier absent) and one per value."""
+    return [len(slot.values) + 1 for slot in level_grammar().slots]
+
+
+class GradeHeads(nn.Module):
+    """One linear head per level slot over the flattened view tokens of a level's views."""
+
+    def __init__(self, hidden: int, tokens_per_view: int, n_views: int = len(LEVEL_VIEWS)) -> None:
+        super().__init__()
+        self.classes = slot_classes()
+        width = hidden * tokens_per_view * n_views
+        self.norm = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, sum(self.classes))
+
+    def forward(self, views: torch.Tensor, rows: torch.Tensor) -> list[torch.Tensor]:
+        """views (N, k, hidden) projected view tokens; rows (M, n_views) image-table rows of each
+        level's views. Returns one (M, classes) logit tensor per slot."""
+        x = self.norm(views[rows].flatten(1).float())
+        return list(torch.split(self.linear(x), self.classes, dim=-1))
+
+    def loss(self, views: torch.Tensor, rows: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Mean over slots of the cross-entropy; codes (M, slots), -1 = nothing to teach."""
+        total = views.new_zeros((), dtype=torch.float32)
+        used = 0
+        for k, logits in enumerate(self.forward(views, rows)):
+            target = codes[:, k].long()
+            if bool((target >= 0).any()):
+                total = total + F.cross_entropy(logits, target, ignore_index=-1)
+                used += 1
+        return total / max(used, 1)
