@@ -122,3 +122,27 @@ def test_verify_missing_findings_is_exit_66(study_dir: Path, tmp_path: Path) -> 
         app, ["verify", str(tmp_path / "nope.json"), "--study", str(study_dir / "dicom")]
     )
     assert res.exit_code == 66
+
+
+def test_the_disc_frame_of_a_single_slice_lies_in_the_slice_plane() -> None:
+    """A 2-D image (one sagittal slice) has no spread along the slice normal; the level's
+    frame must still be the body's height axis, not the normal (which gave a NaN frame)."""
+    from types import SimpleNamespace
+
+    from reporter.anatomy import labels as L
+    from reporter.grounding.measure import Grid, _frame
+
+    labels = np.zeros((1, 64, 64), np.int16)
+    labels[0, 8:30, 18:46] = L.vertebra_label("L4")
+    labels[0, 30:38, 18:46] = L.disc_label("L4-L5")
+    labels[0, 38:60, 18:46] = L.vertebra_label("L5")
+    affine = np.eye(4)
+    # index (slice, row, column) -> LPS: slices along +x (4 mm), rows head to foot, columns
+    # anterior to posterior
+    affine[:3, :3] = np.array([[4.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]]).T
+    series = SimpleNamespace(affine=affine, normal=np.array([1.0, 0.0, 0.0]))
+    frame = _frame(Grid(series, labels), "L4-L5")  # type: ignore[arg-type]
+    assert frame is not None
+    for axis, expected in ((frame.u, (0, 0, 1)), (frame.a, (0, 1, 0)), (frame.lat, (1, 0, 0))):
+        assert np.all(np.isfinite(axis))
+        assert np.allclose(axis, expected, atol=1e-6), (axis, expected)

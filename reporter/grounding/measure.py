@@ -128,9 +128,21 @@ def _grid_for(series: Series | None, anatomy: Anatomy, ref: Series) -> Grid | No
     return Grid(series, lab)
 
 
-def _minor_axis(pts: np.ndarray) -> np.ndarray:
-    _, _, vt = np.linalg.svd(pts - pts.mean(0), full_matrices=False)
-    return vt[2]
+def _minor_axis(pts: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The least principal axis of a structure, taken in the slice plane (orthogonal to the
+    series `normal`). Within the plane because the frame's AP axis is cross(normal, u): a thin
+    slab (one slice, a 2-D image) has its least variance along the normal itself, which would
+    make that cross product zero and every measurement NaN."""
+    centred = pts - pts.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    if abs(float(vt[2] @ normal)) < 0.5:  # a volume: the 3-D answer, unchanged
+        return vt[2]
+    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    plane = np.stack([e1, e2])  # (2, 3) in-plane basis
+    _, _, vt2 = np.linalg.svd(centred @ plane.T, full_matrices=False)
+    return vt2[1] @ plane
 
 
 def _frame(grid: Grid, level: str) -> Frame | None:
@@ -145,15 +157,16 @@ def _frame(grid: Grid, level: str) -> Frame | None:
     origin = pts.mean(0)
     upper, lower = split_level(level)
     cu, cl = _centroid(grid, L.vertebra_label(upper)), _centroid(grid, L.vertebra_label(lower))
+    normal = grid.series.normal
     axes = []
     for name in (upper, lower):
         if name == "S1":
             continue
         idx = np.argwhere(grid.labels == L.vertebra_label(name))
         if len(idx) >= 200:
-            axes.append(_minor_axis(idx @ to_lps + grid.affine[:3, 3]))
+            axes.append(_minor_axis(idx @ to_lps + grid.affine[:3, 3], normal))
     if not axes:
-        axes = [_minor_axis(pts)]
+        axes = [_minor_axis(pts, normal)]
     ref = axes[0]
     u = np.sum([ax if ax @ ref >= 0 else -ax for ax in axes], axis=0)
     u /= np.linalg.norm(u)
@@ -162,7 +175,6 @@ def _frame(grid: Grid, level: str) -> Frame | None:
             u = -u
     elif u[2] < 0:
         u = -u
-    normal = grid.series.normal
     a = np.cross(normal, u)
     a /= np.linalg.norm(a)
     if a[1] < 0:  # LPS +y is posterior
