@@ -189,3 +189,25 @@ def test_vision_stage_trains_the_vision_path_only_and_resumes_its_heads(shards, 
     more = TrainConfig(steps=3, batch_studies=2, warmup=1, checkpoint_every=100, vision_steps=2,
                        aux_weight=0.5)  # fmt: skip
     assert train([shards], out, more, resume=True)["steps_done"] == 3
+
+
+def test_each_sequence_of_a_mixed_batch_gets_its_own_view_tokens(shards):
+    """A training batch mixes study sequences (3 views) with level sequences (7 views); every
+    image position must receive the tokens of the view its layout names, in every row. (A flat
+    masked_scatter once shifted all rows after the first study sequence onto other views'
+    tokens -- other levels', other studies' -- so the decoder could not learn to read images.)"""
+    from reporter.vlm.batches import Augment, Batcher
+    from reporter.vlm.model import IMAGE_PLACEHOLDER
+
+    net = new_model(tiny_config()).net.eval()
+    data = ShardSet.load([shards])
+    batch = Batcher(net, data, Augment.none()).batch([0, 1], np.random.default_rng(0))
+    with torch.no_grad():
+        views = net.encode_views(batch["images"], batch["present"])
+        embeds = net.embed(batch["ids"], batch["view_rows"], views)
+    k = net.tokens_per_view
+    for b in range(len(batch["ids"])):
+        positions = (batch["ids"][b] == IMAGE_PLACEHOLDER).nonzero().flatten()
+        n_views = len(positions) // k
+        expected = views[batch["view_rows"][b, :n_views]].flatten(0, 1)
+        assert torch.equal(embeds[b, positions], expected), f"sequence {b}"

@@ -180,7 +180,12 @@ class SpineVLMModel(nn.Module):
         is_image = ids == IMAGE_PLACEHOLDER
         emb = self.decoder.get_input_embeddings()(ids.clamp(min=0))
         image_tokens = views[view_rows].flatten(1, 2)  # (B, n_views * k, hidden)
-        return emb.masked_scatter(is_image[..., None], image_tokens.to(emb.dtype))
+        # Rows have different numbers of views (study: 3, level: 7; view_rows is padded), and
+        # masked_scatter consumes its source flat, in order: drop each row's padding first, or
+        # every row after a shorter one receives the tokens of other views.
+        width = torch.arange(image_tokens.shape[1], device=ids.device)
+        keep = width[None, :] < is_image.sum(1, keepdim=True)
+        return emb.masked_scatter(is_image[..., None], image_tokens[keep].to(emb.dtype))
 
     # -- step 4: the causal LM ----------------------------------------------------------------
     def forward(
