@@ -414,17 +414,24 @@ def calibrate_enumeration(preds_dir: Path, log) -> dict:
     """The constants of reporter.anatomy.segmenter_instances.estimate_lumbar_count, measured on
     saved predictions of VALIDATION phantoms (--save-preds with --seed-start 100000) against
     the true lumbar count: conus tip minus the true L1 centroid along the spine, and spinous
-    reach of vertebrae above L4 relative to L2..L4, lumbar and thoracic. Robust spreads
-    (1.4826 x MAD), so a few failed segmentations do not widen them."""
+    reach and transverse-process volume (log ratio) of vertebrae above L4 relative to L2..L4,
+    lumbar and thoracic. Robust spreads (1.4826 x MAD), so a few failed segmentations do not
+    widen them. Studies with the sacrum cut are skipped (no count is estimated for them)."""
     from reporter.anatomy import segmenter_instances as si
 
-    conus, lumbar, thoracic = [], [], []
+    conus: list[float] = []
+    lumbar: list[float] = []
+    thoracic: list[float] = []
+    tp_lumbar: list[float] = []
+    tp_thoracic: list[float] = []
     for path in sorted(Path(preds_dir).glob("*.npz")):
         with np.load(path) as z:
             pred, affine, meta = z["pred"], z["affine"], json.loads(str(z["meta"]))
         if int(path.stem.split("_")[1]) >= EVAL_SEED_START:
             raise SystemExit("calibrate on validation seeds, not evaluation seeds")
         n = meta["n_lumbar"]
+        if meta.get("fov") == "cut_sacrum":
+            continue
         voxel_ml = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0
         mobile, axis = si.mobile_vertebrae(pred, affine, voxel_ml)
         if len(mobile) < n + 1:
@@ -438,6 +445,10 @@ def calibrate_enumeration(preds_dir: Path, log) -> dict:
             for j in range(4, min(len(reach), 7)):
                 if reach[j] is not None:
                     (lumbar if j < n else thoracic).append(reach[j] - base)  # type: ignore[operator]
+        ratio = si.transverse_ratio(si.transverse_volume(mobile, pred, affine, axis))
+        for j in range(4, min(len(ratio), 7)):
+            if ratio[j] is not None:
+                (tp_lumbar if j < n else tp_thoracic).append(ratio[j])  # type: ignore[arg-type]
 
     def robust(x: list[float]) -> dict:
         arr = np.asarray(x)
@@ -446,7 +457,8 @@ def calibrate_enumeration(preds_dir: Path, log) -> dict:
         return {"median": round(med, 2), "sd": round(1.4826 * mad, 2), "n": int(arr.size)}
 
     out = {"conus_minus_l1": robust(conus), "reach_lumbar": robust(lumbar),
-           "reach_thoracic": robust(thoracic)}  # fmt: skip
+           "reach_thoracic": robust(thoracic), "transverse_lumbar": robust(tp_lumbar),
+           "transverse_thoracic": robust(tp_thoracic)}  # fmt: skip
     log(json.dumps(out))
     return out
 

@@ -19,7 +19,9 @@ LUMBAR_REACH, THORACIC_REACH = 40, 34  # spinous process length behind the canal
 # A segmenter that reads these maps exactly: conus at the L1 centroid, the drawn spinous step.
 SHA = "0" * 64
 CALIBRATION = {"conus_offset_mm": 0.0, "conus_sd_mm": 10.0, "reach_lumbar_mm": 0.0,
-               "reach_thoracic_mm": -5.0, "reach_sd_mm": 2.0}  # fmt: skip
+               "reach_thoracic_mm": -5.0, "reach_sd_mm": 2.0, "transverse_lumbar": 0.0,
+               "transverse_thoracic": -0.6, "transverse_sd": 0.3}  # fmt: skip
+PAD = 4  # slices added either side for transverse processes (15 slices of 4 mm: +-28 mm)
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +41,17 @@ def _series(shape: tuple[int, int, int]) -> Series:
 
 
 def spine_map(
-    n_lumbar: int = 5, n_thoracic: int = 3, conus_above_l1: float | None = 0.0
+    n_lumbar: int = 5,
+    n_thoracic: int = 3,
+    conus_above_l1: float | None = 0.0,
+    thoracic_reach: int = THORACIC_REACH,
+    transverse: bool = False,
 ) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
     """Generic classes of a straight spine on 7 sagittal slices: `n_thoracic` thoracic and
     `n_lumbar` lumbar bodies, discs, a sacrum, canal, cord down to the conus, and spinous
-    processes (thoracic ones shorter, as the phantoms draw them). Returns the map and the row
-    span of every structure by its true name."""
+    processes (thoracic ones shorter, as the phantoms draw them). With `transverse`, PAD more
+    slices either side carry the lumbar transverse processes (thoracic ones too short to reach
+    them). Returns the map and the row span of every structure by its true name."""
     names = [f"T{12 - i}" for i in range(n_thoracic)][::-1] + [f"L{i + 1}" for i in range(n_lumbar)]
     rows = TOP_MM + len(names) * (BODY_MM + DISC_MM) + 60
     g = np.zeros((7, rows, 160), np.uint8)
@@ -55,7 +62,7 @@ def spine_map(
         g[1:6, r0:r1, DEPTH[0] : DEPTH[1]] = sd.SACRUM if name == "S1" else sd.VERTEBRA
         spans[name] = (r0, r1)
         if name != "S1":
-            reach = THORACIC_REACH if name.startswith("T") else LUMBAR_REACH
+            reach = thoracic_reach if name.startswith("T") else LUMBAR_REACH
             # Arch and spinous process behind the canal, from mid-body down, on the midline.
             g[2:5, r0 + BODY_MM // 2 : r1 + 4, CANAL[1] : CANAL[1] + 6] = sd.POSTERIOR
             g[3, r0 + BODY_MM // 2 : r1 + 2, CANAL[1] : CANAL[1] + reach] = sd.POSTERIOR
@@ -68,11 +75,18 @@ def spine_map(
     if conus_above_l1 is not None:  # where the segmenter's cord typically ends
         tip = round(spans["L1"][0] + BODY_MM / 2 - conus_above_l1)
         g[3, :tip, CANAL[0] + 4 : CANAL[1] - 4] = sd.CORD
+    if transverse:
+        g = np.pad(g, ((PAD, PAD), (0, 0), (0, 0)))
+        for name, (r0, _r1) in spans.items():
+            if name.startswith("L") and "-" not in name:  # upper half of each lumbar body
+                for k in (0, 1, g.shape[0] - 2, g.shape[0] - 1):
+                    g[k, r0 : r0 + BODY_MM // 2, CANAL[0] : CANAL[1]] = sd.POSTERIOR
     return g, spans
 
 
 def _name_at(anatomy, span: tuple[int, int]) -> str:
-    values = anatomy.labels[3, span[0] : span[1], DEPTH[0] + 5 : DEPTH[1] - 5]
+    mid = anatomy.labels.shape[0] // 2  # slice 3, or 3 + PAD on a map with transverse processes
+    values = anatomy.labels[mid, span[0] : span[1], DEPTH[0] + 5 : DEPTH[1] - 5]
     values = values[values >= lab.VERTEBRA_BASE]
     return lab.label_name(int(np.bincount(values).argmax())) if values.size else "-"
 
@@ -185,3 +199,38 @@ def test_lumbosacral_disc_is_named_when_a_cut_sacrum_sits_level_with_it() -> Non
     g[6, d0 - 20 : s0 + 6, DEPTH[0] : DEPTH[1]] = sd.SACRUM
     anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
     assert _name_at(anat, (d0, d1)) == "L5-S1"
+
+
+def test_transverse_volume_drops_above_l1() -> None:
+    g, _ = spine_map(transverse=True)
+    aff = _series(g.shape).affine
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    ratio = si.transverse_ratio(si.transverse_volume(mobile, g, aff, axis))
+    lumbar, thoracic = ratio[:5], ratio[5:]
+    assert all(abs(r) < 0.1 for r in lumbar)  # type: ignore[arg-type]
+    assert all(r < -1.0 for r in thoracic)  # type: ignore[operator]
+    # A stack too narrow to show any transverse process reads nothing, not "thoracic".
+    g, _ = spine_map()
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert si.transverse_ratio(si.transverse_volume(mobile, g, aff, axis)) == [None] * 8
+
+
+def test_transverse_drop_names_a_six_lumbar_spine_without_conus_or_spinous_step() -> None:
+    # No cord segmented and thoracic spinous processes as long as lumbar ones: only the
+    # transverse processes mark L1. Without that sign five is kept.
+    g, spans = spine_map(n_lumbar=6, conus_above_l1=None, thoracic_reach=LUMBAR_REACH,
+                         transverse=True)  # fmt: skip
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.lumbar_vertebrae == 6 and _name_at(anat, spans["L6"]) == "L6"
+    without = {k: v for k, v in CALIBRATION.items() if not k.startswith("transverse")}
+    aff = _series(g.shape).affine
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert si.estimate_lumbar_count(mobile, g, aff, axis, without).n_lumbar == 5
+
+
+def test_six_lumbar_spine_cut_at_t12_l1_is_counted_from_its_top_vertebra() -> None:
+    # Six mobile vertebrae in view, the top one L1 (conus level with it, lumbar spinous
+    # process): six is a hypothesis even though no vertebra above L1 is in view.
+    g, spans = spine_map(n_lumbar=6, n_thoracic=0)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.lumbar_vertebrae == 6 and _name_at(anat, spans["L1"]) == "L1"

@@ -28,25 +28,34 @@ from reporter.study import Series
 
 PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}  # prevalence (see reporter.synth.priors)
 # Four or six is reported only when the evidence makes it this probable; below, five is kept.
-MIN_POSTERIOR_TRANSITIONAL = 0.95
+# Chosen on validation phantoms (654 studies, seeds 100_000..100_115 and 150_000..150_175):
+# apart from one 5-lumbar study on which all three signs agree on four (posterior 0.99), no
+# 5-lumbar study gives four or six more than 0.46, while 4- and 6-lumbar spines often land
+# between 0.7 and 0.95. Calls below UNCERTAIN_BELOW stay marked uncertain.
+MIN_POSTERIOR_TRANSITIONAL = 0.7
 # Below this posterior for the count used, names are marked uncertain: the evidence leans
 # towards transitional anatomy without proving it.
 UNCERTAIN_BELOW = 0.8
 # Enumeration evidence as each weight file's segmentation shows it, measured on validation
-# phantoms (seeds 100_000..100_015 standard, 150_000..150_015 forced variants, 125_000..125_005
-# sacrum cut; sites a, b, c; never evaluation seeds) with
-# `eval/bench_segmenter.py --calibrate-enumeration DIR` (medians and 1.4826 x MAD):
+# phantoms (never evaluation seeds) with `eval/bench_segmenter.py --calibrate-enumeration DIR`
+# (medians and 1.4826 x MAD; one spread for lumbar and thoracic, their root mean square):
 # - conus: tip of the segmented cord minus the L1 centroid along the spine (drawn: -6.5 mm,
 #   SD 9; a segmenter that misses the thin tapering tip puts it higher);
 # - spinous reach of the vertebrae above L4 relative to L2..L4, lumbar and thoracic (drawn:
-#   thoracic 6 mm shorter).
+#   thoracic 6 mm shorter);
+# - transverse: log ratio of transverse-process volume to L2..L4's (transverse_volume; drawn:
+#   thoracic 12 mm long, L1 15, L2 18, L3 22, with a narrower thoracic canal).
+# Stage C: 654 studies, sites a, b, c, seeds 100_000..100_115 (standard priors),
+# 150_000..150_175 (forced variants, 4 and 6 lumbar beyond 150_015); stage B: seeds
+# 100_000..100_015, 150_000..150_015, 125_000..125_005, no transverse term.
 # Weights not listed here get no enumeration estimate (five lumbar, low confidence): evidence
 # read with another model's noise would be weighed wrongly.
 ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
     # stage C, shipped 2026-11-27
     "02df92720433d6aaea9a4386f2b47e622b8ac40ebd2bef59c5b9a2cc41a995d0": {
-        "conus_offset_mm": -0.1, "conus_sd_mm": 10.5,
-        "reach_lumbar_mm": -0.42, "reach_thoracic_mm": -5.42, "reach_sd_mm": 1.8,
+        "conus_offset_mm": -0.82, "conus_sd_mm": 8.16,
+        "reach_lumbar_mm": -0.57, "reach_thoracic_mm": -5.53, "reach_sd_mm": 1.95,
+        "transverse_lumbar": 0.22, "transverse_thoracic": -0.31, "transverse_sd": 0.26,
     },
     # stage B (CPU-trained): posterior elements and cord segmented less well
     "f8e4e83cefb7c290431abf3012a7a1c4134ad2410922c6d1f33d9dde299805a6": {
@@ -56,7 +65,14 @@ ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
 }  # fmt: skip
 OUTLIER_SHARE = 0.05
 OUTLIER_RANGE_MM = 100.0
+OUTLIER_RANGE_LOG = 6.0  # the same for a log volume ratio (volumes 1/20 to 20 times L2..L4's)
 SPINOUS_MIDLINE_MM = 8.0  # spinous processes are read within this distance of the canal centre
+# Posterior elements further out than this from the canal midline are transverse processes (the
+# facets end about 21-25 mm out in the phantoms); their volume is compared with L2..L4's in log,
+# with a small offset so an empty thoracic level is a finite number.
+TRANSVERSE_LATERAL_MM = 22.0
+TRANSVERSE_EPS_ML = 0.2
+TRANSVERSE_MIN_REF_ML = 0.1
 # Smallest instance kept (ml): a lumbar body is 20-40 ml, a disc 5-15 ml; smaller pieces are
 # false positives or structures mostly outside the field of view, which are not named.
 MIN_ML = {"vertebra": 3.0, "disc": 1.0, "sacrum": 2.0}
@@ -317,6 +333,42 @@ def spinous_reach(
     return out
 
 
+def transverse_volume(
+    mobile: list[Instance], generic: np.ndarray, affine: np.ndarray, axis: np.ndarray
+) -> list[float]:
+    """Per mobile vertebra (caudal first): volume (ml) of posterior-element voxels more than
+    TRANSVERSE_LATERAL_MM from the canal midline, level with the upper half of the body.
+
+    That far out, past the facets, only transverse processes lie. Lumbar ones are long and reach
+    the lateral slices of a sagittal stack; thoracic ones (no rib is drawn in the phantoms) are
+    short, so the volume drops at the thoracolumbar junction, independently of the spinous step.
+    """
+    post = np.argwhere(generic == sd.POSTERIOR) @ affine[:3, :3].T + affine[:3, 3]
+    canal = np.argwhere(generic == sd.CANAL) @ affine[:3, :3].T + affine[:3, 3]
+    if len(post) == 0:
+        return [0.0] * len(mobile)
+    mid_x = float(canal[:, 0].mean()) if len(canal) else float(post[:, 0].mean())
+    lateral = post[np.abs(post[:, 0] - mid_x) > TRANSVERSE_LATERAL_MM]
+    voxel_ml = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0
+    out = []
+    for v in mobile:
+        along = (np.argwhere(v.mask) @ affine[:3, :3].T + affine[:3, 3] - v.centroid) @ axis
+        height = float(np.percentile(along, 95) - np.percentile(along, 5))
+        ax = (lateral - v.centroid) @ axis
+        # The transverse processes leave the pedicles, in the upper half of the body.
+        out.append(float(((ax > -0.1 * height) & (ax < 0.5 * height)).sum()) * voxel_ml)
+    return out
+
+
+def transverse_ratio(volumes: list[float]) -> list[float | None]:
+    """log(volume / that of L2..L4) per vertebra, or None everywhere when the reference
+    vertebrae show no transverse process (a narrow sagittal stack): nothing to compare with."""
+    ref = float(np.mean(volumes[1:4])) if len(volumes) >= 4 else 0.0
+    if ref < TRANSVERSE_MIN_REF_ML:
+        return [None] * len(volumes)
+    return [float(np.log((v + TRANSVERSE_EPS_ML) / (ref + TRANSVERSE_EPS_ML))) for v in volumes]
+
+
 @dataclass
 class Enumeration:
     """How many lumbar-type vertebrae, how sure, and the evidence read."""
@@ -334,14 +386,15 @@ def estimate_lumbar_count(
     axis: np.ndarray,
     calibration: dict[str, float],
 ) -> Enumeration:
-    """Posterior over 4 / 5 / 6 lumbar-type vertebrae from two independent signs of where the
-    lumbar spine starts: the conus tip (near L1) and the step down in spinous-process reach from
-    L1 to T12. `mobile`: vertebrae above the sacrum, caudal first.
+    """Posterior over 4 / 5 / 6 lumbar-type vertebrae from independent signs of where the
+    lumbar spine starts: the conus tip (near L1), the step down in spinous-process reach from
+    L1 to T12 and, where the calibration has it, the drop in transverse-process volume from L1
+    to T12. `mobile`: vertebrae above the sacrum, caudal first.
 
-    A count is a hypothesis only when the field of view shows the vertebra above its L1 (else
-    the junction is not in view and nothing can tell the counts apart). Four or six is called
-    only at MIN_POSTERIOR_TRANSITIONAL; below that five is kept, with its posterior as the
-    confidence.
+    A count is a hypothesis only when the field of view shows its L1 and, below six vertebrae
+    in view, the vertebra above it (else the junction is not in view and nothing can tell the
+    counts apart). Four or six is called only at MIN_POSTERIOR_TRANSITIONAL; below that five is
+    kept, with its posterior as the confidence.
     """
     if len(mobile) < 5:
         return Enumeration(evidence=["thoracolumbar junction not in the field of view"])
@@ -350,9 +403,12 @@ def estimate_lumbar_count(
     reach = spinous_reach(mobile, generic, affine)
     ref = reach[1:4]  # L2..L4 in every hypothesis: the patient's own lumbar reach
     ref_ok = all(r is not None for r in ref)
+    transverse: list[float | None] = [None] * len(mobile)
+    if "transverse_sd" in calibration:
+        transverse = transverse_ratio(transverse_volume(mobile, generic, affine, axis))
     scores: dict[int, float] = {}
     for n_lumbar, prior in PRIOR_LUMBAR.items():
-        if len(mobile) < n_lumbar + 1:
+        if not _count_in_view(n_lumbar, len(mobile)):
             continue
         score = float(np.log(prior))
         if tip is not None:
@@ -360,19 +416,18 @@ def estimate_lumbar_count(
             score += _robust_loglik(offset, calibration["conus_sd_mm"])
         if ref_ok:
             base = float(np.mean(ref))  # type: ignore[arg-type]
-            for j in range(4, min(len(mobile), 7)):
-                if reach[j] is None:
-                    continue
-                kind = "reach_lumbar_mm" if j < n_lumbar else "reach_thoracic_mm"
-                expected = base + calibration[kind]
-                score += _robust_loglik(reach[j] - expected, calibration["reach_sd_mm"])  # type: ignore[operator]
+            rel = [None if r is None else r - base for r in reach]
+            score += _kind_loglik(rel, n_lumbar, calibration, "reach")
+        score += _kind_loglik(transverse, n_lumbar, calibration, "transverse")
         scores[n_lumbar] = score
     evidence = []
     if tip is None:
         evidence.append("no cord segmented: conus not read")
     if not ref_ok:
         evidence.append("posterior elements of L2-L4 not segmented: spinous step not read")
-    if len(scores) < 2 or (tip is None and not ref_ok):
+    if all(t is None for t in transverse):
+        evidence.append("no transverse processes at L2-L4: transverse-process drop not read")
+    if len(scores) < 2 or (tip is None and not ref_ok and all(t is None for t in transverse)):
         return Enumeration(evidence=evidence or ["one count possible in this field of view"])
     keys = list(scores)
     vals = np.array([scores[k] for k in keys])
@@ -385,11 +440,37 @@ def estimate_lumbar_count(
     return Enumeration(best, posterior.get(best, 0.0), posterior, evidence)
 
 
-def _robust_loglik(x: float, sd: float) -> float:
+def _count_in_view(n_lumbar: int, n_mobile: int) -> bool:
+    """Can the field of view tell `n_lumbar` apart? Its L1 must be in view, and the vertebra
+    above it too unless six or more are in view: then a top vertebra read as L1 (a six-lumbar
+    spine cut at T12-L1) is weighed against it being T12 by the conus and the vertebra's own
+    posterior elements."""
+    return n_mobile >= n_lumbar + 1 or (n_mobile >= 6 and n_mobile >= n_lumbar)
+
+
+def _kind_loglik(
+    rel: list[float | None], n_lumbar: int, calibration: dict[str, float], sign: str
+) -> float:
+    """Log-likelihood of one sign ("reach" in mm, "transverse" as a log volume ratio) read on the
+    vertebrae above L4 relative to L2..L4, each lumbar below the hypothesised L1 and thoracic
+    above it; unread vertebrae add nothing."""
+    unit = "_mm" if sign == "reach" else ""
+    spread = OUTLIER_RANGE_MM if sign == "reach" else OUTLIER_RANGE_LOG
+    total = 0.0
+    for j in range(4, min(len(rel), 7)):
+        x = rel[j]
+        if x is None:
+            continue
+        expected = calibration[f"{sign}_{'lumbar' if j < n_lumbar else 'thoracic'}{unit}"]
+        total += _robust_loglik(x - expected, calibration[f"{sign}_sd{unit}"], spread)
+    return total
+
+
+def _robust_loglik(x: float, sd: float, spread: float = OUTLIER_RANGE_MM) -> float:
     """Gaussian log-likelihood with an outlier floor: one failed measurement (a cord piece
     missed, a spinous process merged with soft tissue) must not decide the count alone."""
     gauss = np.exp(-0.5 * (x / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-    return float(np.log((1 - OUTLIER_SHARE) * gauss + OUTLIER_SHARE / OUTLIER_RANGE_MM))
+    return float(np.log((1 - OUTLIER_SHARE) * gauss + OUTLIER_SHARE / spread))
 
 
 def _spine_parts(
