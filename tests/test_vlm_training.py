@@ -211,3 +211,21 @@ def test_each_sequence_of_a_mixed_batch_gets_its_own_view_tokens(shards):
         n_views = len(positions) // k
         expected = views[batch["view_rows"][b, :n_views]].flatten(0, 1)
         assert torch.equal(embeds[b, positions], expected), f"sequence {b}"
+
+
+def test_cli_train_passes_the_grade_head_options(shards, tmp_path, monkeypatch):
+    import reporter.vlm.train as tr
+
+    seen = {}
+
+    def fake_train(dirs, out, cfg, **kw):
+        seen["cfg"] = cfg
+        return {"steps_done": 0, "final_loss_ema": 0.0, "seconds": 0.0, "device": "cpu"}
+
+    monkeypatch.setattr(tr, "train", fake_train)
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(shards), "--out", str(tmp_path / "m"), "--steps", "5",
+              "--vision-steps", "3", "--aux-weight", "0.5"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (seen["cfg"].vision_steps, seen["cfg"].aux_weight) == (3, 0.5)
