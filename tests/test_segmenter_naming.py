@@ -165,9 +165,62 @@ def test_enumeration_needs_the_thoracolumbar_junction_in_view() -> None:
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
     mobile = si.instances(g, sd.VERTEBRA, _series(g.shape).affine, 4.0 / 1000)
     enum = si.estimate_lumbar_count(
-        mobile[:4], g, _series(g.shape).affine, np.eye(3)[2], CALIBRATION
+        mobile[:3], g, _series(g.shape).affine, np.eye(3)[2], CALIBRATION
     )
     assert enum.posterior is None and enum.evidence
+
+
+def test_four_lumbar_spine_cut_at_t12_l1_is_not_named_as_five_unflagged() -> None:
+    # Four vertebrae in view, the top one L1 (conus level with it). Named from the sacrum as
+    # L2..L5 without a word, every finding would land one level off; the conus weighs four
+    # against five (L1 one vertebra above the view), and a call it cannot make is flagged.
+    g, spans = spine_map(n_lumbar=4, n_thoracic=0)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    named_right = anat.lumbar_vertebrae == 4 and _name_at(anat, spans["L1"]) == "L1"
+    assert named_right or anat.naming_uncertain
+    aff = _series(g.shape).affine
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    assert enum.posterior is not None and enum.posterior[4] > 0.3
+
+
+def test_five_lumbar_spine_cut_at_t12_l1_stays_certain() -> None:
+    # The same field of view on a standard spine: the conus at the top vertebra says five.
+    g, spans = spine_map(n_thoracic=0)
+    aff = _series(g.shape).affine
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    assert enum.posterior is not None and enum.n_lumbar == 5
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.lumbar_vertebrae == 5 and _name_at(anat, spans["L1"]) == "L1"
+
+
+def test_a_count_short_of_uncertain_below_marks_the_names_uncertain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Five at posterior 0.95 was reported unflagged (threshold 0.8); on validation most
+    # four/six-lumbar spines named wrong without the flag were called five at 0.82-0.999.
+    assert si.UNCERTAIN_BELOW > 0.95
+    g, _ = spine_map()
+    leaning = si.Enumeration(5, 0.95, {4: 0.05, 5: 0.95, 6: 0.0}, [])
+    monkeypatch.setattr(si, "estimate_lumbar_count", lambda *a, **k: leaning)
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.naming_uncertain and "lumbar count uncertain" in anat.naming_convention
+
+
+def test_two_bodies_segmented_as_one_mark_the_names_uncertain() -> None:
+    # The validation failure (site-b seed 100088): the L4-L5 disc missed, L4 and L5 one body,
+    # so every name above is one level off and the count evidence agrees on four.
+    g, spans = spine_map()
+    r0, r1 = spans["L4-L5"]
+    g[:, r0:r1][g[:, r0:r1] == sd.DISC] = sd.VERTEBRA
+    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    assert anat.naming_uncertain and "merged" in anat.naming_convention
+    # An intact spine is not flagged by the check.
+    g, _ = spine_map()
+    aff = _series(g.shape).affine
+    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert si.merged_body(mobile, aff, axis) is None
 
 
 def test_spinous_reach_steps_down_above_l1() -> None:

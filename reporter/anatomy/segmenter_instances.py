@@ -33,9 +33,20 @@ PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}  # prevalence (see reporter.synth.p
 # 5-lumbar study gives four or six more than 0.46, while 4- and 6-lumbar spines often land
 # between 0.7 and 0.95. Calls below UNCERTAIN_BELOW stay marked uncertain.
 MIN_POSTERIOR_TRANSITIONAL = 0.7
-# Below this posterior for the count used, names are marked uncertain: the evidence leans
-# towards transitional anatomy without proving it.
-UNCERTAIN_BELOW = 0.8
+# Below this posterior for the count used, names are marked uncertain: a wrong count names
+# every level wrong, and a wrong name not marked uncertain is checked against the wrong level.
+# Chosen on the same 654 validation studies (eval/bench_segmenter.py --rescore): at 0.8, 22 of
+# 264 four/six-lumbar spines were named wrong unflagged (most called five at 0.82-0.999); at
+# 0.985, 5 of 264 (1.9%), at the cost of 20 of 297 standard studies named right but flagged
+# (was 4). 0.98: 6/264 and 16 flagged; 0.99: 3/264 and 27 flagged. 0.985 also sits just above
+# the prior alone (0.9845 for five against four), so a count no sign was read for is flagged.
+UNCERTAIN_BELOW = 0.985
+# A mobile vertebra this many times the median body height (along the spine) among the seven
+# lowest is two bodies segmented as one (the disc between them missed): every name above it is
+# off by one, so names are marked uncertain. Validation: unmerged bodies reach 1.34 times the
+# median, the one merged L4+L5 2.3.
+MERGED_HEIGHT_RATIO = 1.6
+MERGE_CHECKED = 7  # lowest mobile vertebrae checked: T12 and below in every count hypothesis
 # Enumeration evidence as each weight file's segmentation shows it, measured on validation
 # phantoms (never evaluation seeds) with `eval/bench_segmenter.py --calibrate-enumeration DIR`
 # (medians and 1.4826 x MAD; one spread for lumbar and thoracic, their root mean square):
@@ -63,6 +74,9 @@ ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
         "reach_lumbar_mm": 0.07, "reach_thoracic_mm": -2.28, "reach_sd_mm": 1.95,
     },
 }  # fmt: skip
+# Fewer vertebrae above the sacrum than this: no count is weighed (five, not marked uncertain
+# on this account).
+MIN_MOBILE_FOR_COUNT = 4
 OUTLIER_SHARE = 0.05
 OUTLIER_RANGE_MM = 100.0
 OUTLIER_RANGE_LOG = 6.0  # the same for a log volume ratio (volumes 1/20 to 20 times L2..L4's)
@@ -391,14 +405,15 @@ def estimate_lumbar_count(
     L1 to T12 and, where the calibration has it, the drop in transverse-process volume from L1
     to T12. `mobile`: vertebrae above the sacrum, caudal first.
 
-    A count is a hypothesis only when the field of view shows its L1 and, below six vertebrae
-    in view, the vertebra above it (else the junction is not in view and nothing can tell the
-    counts apart). Four or six is called only at MIN_POSTERIOR_TRANSITIONAL; below that five is
-    kept, with its posterior as the confidence.
+    A count is a hypothesis when its L1 is in view or, judged by the conus alone, one vertebra
+    above the top of the field of view (see _count_in_view): a four-lumbar spine cut at T12-L1
+    must be weighed against five, not named as five unquestioned. Four or six is called only at
+    MIN_POSTERIOR_TRANSITIONAL; below that five is kept, with its posterior as the confidence.
     """
-    if len(mobile) < 5:
+    if len(mobile) < MIN_MOBILE_FOR_COUNT:
         return Enumeration(evidence=["thoracolumbar junction not in the field of view"])
     heights = [float(v.centroid @ axis) for v in mobile]
+    step = float(np.median(np.diff(heights)))  # vertebral spacing, to place an L1 out of view
     tip = conus_tip(generic == sd.CORD, affine, axis)
     reach = spinous_reach(mobile, generic, affine)
     ref = reach[1:4]  # L2..L4 in every hypothesis: the patient's own lumbar reach
@@ -412,7 +427,9 @@ def estimate_lumbar_count(
             continue
         score = float(np.log(prior))
         if tip is not None:
-            offset = tip - heights[n_lumbar - 1] - calibration["conus_offset_mm"]
+            l1 = (heights[n_lumbar - 1] if n_lumbar <= len(mobile)
+                  else heights[-1] + step * (n_lumbar - len(mobile)))  # fmt: skip
+            offset = tip - l1 - calibration["conus_offset_mm"]
             score += _robust_loglik(offset, calibration["conus_sd_mm"])
         if ref_ok:
             base = float(np.mean(ref))  # type: ignore[arg-type]
@@ -441,11 +458,13 @@ def estimate_lumbar_count(
 
 
 def _count_in_view(n_lumbar: int, n_mobile: int) -> bool:
-    """Can the field of view tell `n_lumbar` apart? Its L1 must be in view, and the vertebra
-    above it too unless six or more are in view: then a top vertebra read as L1 (a six-lumbar
-    spine cut at T12-L1) is weighed against it being T12 by the conus and the vertebra's own
-    posterior elements."""
-    return n_mobile >= n_lumbar + 1 or (n_mobile >= 6 and n_mobile >= n_lumbar)
+    """Can the field of view weigh `n_lumbar`? Its L1 is in view (a top vertebra read as L1 is
+    weighed against it being T12 by the conus and the vertebra's own posterior elements), or
+    it lies one vertebra above the top of the view, where only the conus can place it (its
+    height extrapolated by one vertebral spacing). Without this, four vertebrae in view were
+    named L2..L5 unflagged whatever the conus said (validation: every 4-lumbar spine cut at
+    T12-L1 named wrong without the uncertain flag)."""
+    return n_mobile >= n_lumbar - 1
 
 
 def _kind_loglik(
@@ -548,8 +567,15 @@ def anatomy_from_generic(
     if enum.posterior is not None and confidence < UNCERTAIN_BELOW:
         # The count is the best call but not a safe one: level names may be off by one.
         naming.naming_uncertain = True
-        leaning = ", ".join(f"{k} lumbar {p:.2f}" for k, p in sorted(enum.posterior.items()))
+        leaning = ", ".join(f"{k} lumbar {p:.3f}" for k, p in sorted(enum.posterior.items()))
         naming.convention += f"; lumbar count uncertain ({leaning})"
+    merged = merged_body(mobile, affine, axis)
+    if merged is not None:
+        naming.naming_uncertain = True
+        naming.convention += (
+            f"; vertebra {merged + 1} above the sacrum is {MERGED_HEIGHT_RATIO:g}+ times the"
+            " median body height (two bodies merged?)"
+        )
     out = _tissues(generic, affine)
     structures = named > 0
     out[structures] = named[structures]
@@ -569,6 +595,24 @@ def anatomy_from_generic(
         naming_convention=naming.convention,
         missing=naming.missing,
     )
+
+
+def body_height_mm(v: Instance, affine: np.ndarray, axis: np.ndarray) -> float:
+    """Extent of a vertebral body along the spine axis, 5th-95th percentile."""
+    along = (np.argwhere(v.mask) @ affine[:3, :3].T) @ axis
+    return float(np.percentile(along, 95) - np.percentile(along, 5))
+
+
+def merged_body(mobile: list[Instance], affine: np.ndarray, axis: np.ndarray) -> int | None:
+    """Index (caudal first) of a mobile vertebra among the MERGE_CHECKED lowest that is at least
+    MERGED_HEIGHT_RATIO times the median body height: two bodies read as one. None if none."""
+    if len(mobile) < 3:
+        return None
+    heights = [body_height_mm(v, affine, axis) for v in mobile]
+    median = float(np.median(heights))
+    low = heights[:MERGE_CHECKED]
+    j = int(np.argmax(low))
+    return j if low[j] >= MERGED_HEIGHT_RATIO * median else None
 
 
 def _sha_in(detail: str) -> str:
