@@ -77,3 +77,10 @@ def test_every_benchmark_override_is_one_the_generator_accepts():
     for bench in B.BENCHMARKS.values():
         for case in bench.cases():
             assert set(case.overrides_dict()) <= set(STUDY_OVERRIDES), case
+
+
+@pytest.mark.parametrize("name", sorted(B.TUNING_BENCHMARKS))
+def test_tuning_benchmarks_stay_in_the_validation_range(name):
+    bench_seeds = B.get_benchmark(name).seeds()
+    assert len(set(bench_seeds)) == len(bench_seeds)
+    assert all(seeds.split_of(s) == "validation" for s in bench_seeds)

@@ -117,6 +117,9 @@ class StudyRecord:
     injected_planted: list[bool] = field(default_factory=list)  # planted error flagged?
     injected_true: list[bool] = field(default_factory=list)  # untouched statement flagged?
     hallucinated_examples: list[str] = field(default_factory=list)  # for the summary, capped
+    # "level field=value" of each correct statement the checker flagged (false flags), so a
+    # run says which rules over-flag
+    false_flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return M.nan_to_none(asdict(self))
@@ -198,7 +201,10 @@ def compare_findings(
                 if hallucinated:
                     _example(record, lf.level, fld, pred.value, f"truth {gt_value!r}")
             if correct:
-                record.true_flagged.append(_flagged(vindex, lf.level, fld))
+                flagged = _flagged(vindex, lf.level, fld)
+                record.true_flagged.append(flagged)
+                if flagged:
+                    record.false_flags.append(f"{lf.level} {fld}={pred.value!r}")
             if pred.probability is not None:
                 record.calibration.append([float(pred.probability), bool(correct)])
 
