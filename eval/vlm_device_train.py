@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--vision-steps", type=int, default=600, help="grade-heads-only steps first")
+    ap.add_argument("--aux-weight", type=float, default=0.5, help="grade heads' loss weight")
     ap.add_argument(
         "--generate-only",
         action="store_true",
@@ -125,7 +127,8 @@ def main() -> None:
         steps=args.steps, batch_studies=args.batch, lr=args.lr, warmup=100,
         workers=args.loader_workers if torch.cuda.is_available() else 0,
         time_limit_s=args.train_seconds, checkpoint_every=10**9,
-        reload_every=args.reload_every,
+        reload_every=args.reload_every, vision_steps=args.vision_steps,
+        aux_weight=args.aux_weight,
     )  # fmt: skip
     summary = train([args.cache / "train"], args.out, tcfg, val_dirs=[args.cache / "val"],
                     resume=False, init=args.init)  # fmt: skip

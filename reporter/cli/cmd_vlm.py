@@ -108,11 +108,11 @@ def train_cmd(
     vision_steps: Annotated[
         int,
         typer.Option(help="First train the vision tower through the grade heads for N steps."),
-    ] = 0,
+    ] = 600,
     aux_weight: Annotated[
         float,
         typer.Option(help="Weight of the grade heads' loss beside the decoder's (0 = off)."),
-    ] = 0.0,
+    ] = 0.5,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
