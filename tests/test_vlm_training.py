@@ -229,3 +229,22 @@ def test_cli_train_passes_the_grade_head_options(shards, tmp_path, monkeypatch):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (seen["cfg"].vision_steps, seen["cfg"].aux_weight) == (3, 0.5)
+
+
+def test_resuming_with_the_grade_heads_switched_off_is_refused(shards, tmp_path):
+    from reporter.errors import UsageError
+
+    out = tmp_path / "m"
+    import reporter.vlm.train as tr
+
+    orig = tr.new_model
+    tr.new_model = lambda config=None: orig(tiny_config())
+    try:
+        with_heads = TrainConfig(steps=2, batch_studies=2, warmup=1, checkpoint_every=1,
+                                 vision_steps=1, aux_weight=0.5)  # fmt: skip
+        train([shards], out, with_heads, resume=False)
+        without = TrainConfig(steps=3, batch_studies=2, warmup=1, checkpoint_every=100)
+        with pytest.raises(UsageError, match="grade heads"):
+            train([shards], out, without, resume=True)
+    finally:
+        tr.new_model = orig
