@@ -309,17 +309,17 @@ def train(
     return summary
 
 
-def _uses_heads(cfg: TrainConfig | dict[str, Any]) -> bool:
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=0: getattr(cfg, k, d)
-    return float(get("vision_steps", 0) or 0) > 0 or float(get("aux_weight", 0) or 0) > 0
+def _uses_heads(vision_steps: float, aux_weight: float) -> bool:
+    return vision_steps > 0 or aux_weight > 0
 
 
 def _same_heads_as_checkpoint(out: Path, cfg: TrainConfig) -> None:
     """The optimizer state is stored by parameter position, heads last: resuming with the grade
     heads switched on or off would pair parameters with another tensor's moments."""
     saved = io.read_json(out / CHECKPOINT / "train_state.json").get("train_config", {})
-    if _uses_heads(saved) != _uses_heads(cfg):
-        with_ = "with" if _uses_heads(saved) else "without"
+    had = _uses_heads(saved.get("vision_steps", 0), saved.get("aux_weight", 0.0))
+    if had != _uses_heads(cfg.vision_steps, cfg.aux_weight):
+        with_ = "with" if had else "without"
         raise UsageError(
             f"the checkpoint in {out} was trained {with_} grade heads; resume with the same "
             "--vision-steps/--aux-weight, or write to a new --out"
@@ -329,7 +329,7 @@ def _same_heads_as_checkpoint(out: Path, cfg: TrainConfig) -> None:
 def _grade_heads(net: Any, cfg: TrainConfig, resume_from: Path | None) -> GradeHeads | None:
     """The training-only grade heads (None when the config does not use them); restored from
     the checkpoint when resuming."""
-    if not _uses_heads(cfg):
+    if not _uses_heads(cfg.vision_steps, cfg.aux_weight):
         return None
     heads = GradeHeads(net.decoder.config.hidden_size, net.tokens_per_view)
     path = None if resume_from is None else resume_from / CHECKPOINT / HEADS_FILE
