@@ -92,3 +92,72 @@ def test_masked_rows_add_no_gradient() -> None:
     PartialDiceCE()(logits, batch).backward()
     assert float(logits.grad[..., :8, :].abs().max()) == 0.0
     assert float(logits.grad[..., 8:, :].abs().max()) > 0.0
+
+
+# --- 2.5-D: neighbour slices as input channels ---------------------------------------------
+
+
+def test_neighbour_slices_are_clamped_at_the_ends_and_spaced_by_millimetres() -> None:
+    assert sd.context_indices(5, 0, 1, 1) == [0, 0, 1]
+    assert sd.context_indices(5, 4, 1, 1) == [3, 4, 4]
+    assert sd.context_indices(20, 10, 1, sd.context_offset(1.0)) == [6, 10, 14]  # 4 mm apart
+    assert sd.context_offset(5.5) == 1
+    vol = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    ctx = sd.with_context(vol, 1, 1)
+    assert ctx.shape == (3, 3, 2, 2)
+    assert ctx[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0]
+    assert ctx[2, :, 0, 0].tolist() == [1.0, 2.0, 2.0]
+
+
+def test_a_2d_model_grown_to_three_channels_computes_the_same_until_trained() -> None:
+    from dataclasses import replace
+
+    from reporter.anatomy.segmenter import build_network
+    from reporter.anatomy.train_segmenter import inflate_input
+
+    torch.manual_seed(0)
+    flat = build_network(TINY).eval()
+    grown = build_network(replace(TINY, in_channels=3)).eval()
+    grown.load_state_dict(inflate_input(flat.state_dict(), grown.state_dict()))
+    x = torch.randn(2, 1, 64, 64)
+    neighbours = torch.randn(2, 2, 64, 64)
+    with torch.no_grad():
+        a = flat(x)
+        b = grown(torch.cat([neighbours[:, :1], x, neighbours[:, 1:]], dim=1))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_25d_training_run_from_2d_weights_writes_a_three_channel_model(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    flat_dir, grown_dir = tmp_path / "flat", tmp_path / "grown"
+    train(flat_dir, tiny_config(2), generate=fake_phantom, log=lambda m: None)
+    cfg = replace(tiny_config(2), init=str(flat_dir), context_slices=1)
+    train(grown_dir, cfg, generate=fake_phantom, log=lambda m: None)
+    seg = load_segmenter(grown_dir)
+    assert seg.config.in_channels == 3
+    series = fake_phantom().study.get("sag_t2")
+    labels, conf = seg.predict_series(series.pixels, series.affine)
+    assert labels.shape == series.pixels.shape == conf.shape
+    # Without --context-slices a further run keeps the init's three channels.
+    again = tmp_path / "again"
+    train(again, replace(tiny_config(2), init=str(grown_dir)), generate=fake_phantom,
+          log=lambda m: None)  # fmt: skip
+    assert load_segmenter(again).config.in_channels == 3
+
+
+def test_25d_batches_carry_the_neighbours_as_channels() -> None:
+    from dataclasses import replace
+
+    phantom = sd.phantom_stacks(fake_phantom())
+    cfg = TrainConfig(batch_size=3, crop=64, model=replace(TINY, in_channels=3))
+    batch = make_batch(phantom, [], cfg, np.random.default_rng(0))
+    assert batch.image.shape == (3, 3, 64, 64)
+    assert batch.labels.shape == (3, 1, 64, 64)
+
+
+def test_a_config_with_an_even_number_of_input_channels_is_refused() -> None:
+    from reporter.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="in_channels must be odd"):
+        SegmenterConfig.from_json({**TINY.to_json(), "in_channels": 2})

@@ -1,5 +1,8 @@
 """The built-in segmenter: a 2-D MONAI U-Net on sagittal slices resampled to a fixed mm grid.
 
+A 2.5-D model (config `in_channels` 3) sees each slice with its neighbours on either side as
+input channels (`segmenter_data.with_context`); the label map is still that of the centre slice.
+
 `segment_study(study)` segments the sagittal T2 series (T1 when there is no T2) into generic
 classes (vertebra, sacrum, disc, canal, cord, foramen, root, posterior elements), splits
 vertebrae and discs into instances, orders them along the spine and names them (counting from
@@ -59,6 +62,11 @@ class SegmenterConfig:
     classes: tuple[str, ...] = sd.CLASS_NAMES
 
     @property
+    def context_slices(self) -> int:
+        """Neighbour slices on each side in the input (0: a 2-D model, 1: 2.5-D, 3 channels)."""
+        return (self.in_channels - 1) // 2
+
+    @property
     def divisor(self) -> int:
         return int(np.prod(self.strides))
 
@@ -68,7 +76,7 @@ class SegmenterConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SegmenterConfig:
         try:
-            return cls(
+            config = cls(
                 channels=tuple(int(c) for c in data["channels"]),
                 strides=tuple(int(s) for s in data["strides"]),
                 num_res_units=int(data["num_res_units"]),
@@ -82,6 +90,12 @@ class SegmenterConfig:
             raise ModelFileError(
                 f"segmenter config.json is incomplete or malformed: {exc}"
             ) from None
+        if config.in_channels < 1 or config.in_channels % 2 == 0:
+            # The input is a centre slice with as many neighbours on each side.
+            raise ModelFileError(
+                f"segmenter config.json: in_channels must be odd, got {config.in_channels}"
+            )
+        return config
 
 
 def build_network(config: SegmenterConfig) -> torch.nn.Module:
@@ -143,7 +157,9 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Generic class map and max probability on the series' own grid, (n, rows, cols)."""
         frame = sd.canonical_frame(pixels.shape, affine, self.config.spacing_mm)
-        img = torch.from_numpy(sd.normalize_intensity(pixels))[:, None]
+        offset = sd.context_offset(float(np.linalg.norm(np.asarray(affine, dtype=float)[:3, 0])))
+        norm = sd.normalize_intensity(pixels)
+        img = torch.from_numpy(sd.with_context(norm, self.config.context_slices, offset))
         labels = np.zeros(pixels.shape, dtype=np.uint8)
         confidence = np.zeros(pixels.shape, dtype=np.float32)
         self.network.eval()

@@ -26,6 +26,10 @@ from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
 
 SPACING_MM = 1.0
+# 2.5-D input: the neighbour slices the segmenter sees on either side are this far away (or the
+# adjacent slice when slices are thicker), so a thin-slice volume and a 4 mm sagittal series
+# give the network neighbours at a similar distance.
+CONTEXT_MM = 4.0
 
 # Generic classes predicted by the network.
 BACKGROUND = 0
@@ -77,6 +81,27 @@ def to_generic(labels: np.ndarray) -> np.ndarray:
     known = (values >= 0) & (values < len(_LUT))
     out[known] = _LUT[values[known]]
     return out
+
+
+def context_offset(slice_mm: float) -> int:
+    """Slices between the centre slice and each neighbour of the 2.5-D input."""
+    if not np.isfinite(slice_mm) or slice_mm <= 0:
+        return 1
+    return max(1, round(CONTEXT_MM / slice_mm))
+
+
+def context_indices(n: int, k: int, n_side: int, offset: int) -> list[int]:
+    """Slice indices of the input channels for slice k: k - n_side*offset .. k + n_side*offset,
+    clamped at the ends of the series (the edge slice stands in for a missing neighbour)."""
+    return [min(n - 1, max(0, k + j * offset)) for j in range(-n_side, n_side + 1)]
+
+
+def with_context(volume: np.ndarray, n_side: int, offset: int) -> np.ndarray:
+    """(n, H, W) -> (n, 2*n_side+1, H, W): every slice with its neighbours as channels."""
+    if n_side == 0:
+        return volume[:, None]
+    n = len(volume)
+    return np.stack([volume[context_indices(n, k, n_side, offset)] for k in range(n)])
 
 
 def normalize_intensity(pixels: np.ndarray) -> np.ndarray:
@@ -186,6 +211,7 @@ class SliceStack:
     valid_rows: tuple[int, int] | None = None
     tissue: np.ndarray | None = None  # (n, H, W) int16 our convention
     slice_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slice_mm: float = 4.0  # distance between slices, for the 2.5-D neighbours
 
     def __post_init__(self) -> None:
         if self.slice_weights.size == 0:
@@ -215,6 +241,7 @@ def stack_from_series(
         labels=to_generic(tissue),
         annotated=annotated,
         tissue=tissue if keep_tissue else None,
+        slice_mm=float(np.linalg.norm(np.asarray(affine, dtype=float)[:3, 0])),
     )
 
 

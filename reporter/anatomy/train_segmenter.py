@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     threads: int = 1
     init: str | None = None  # start from these weights (fine-tuning)
+    # Neighbour slices on each side as extra input channels (2.5-D); None: those of --init
+    # (0 without it). A 2-D --init grows into a 2.5-D model by `inflate_input`.
+    context_slices: int | None = None
     model: SegmenterConfig = field(default_factory=SegmenterConfig)
 
     def to_json(self) -> dict[str, Any]:
@@ -116,19 +119,25 @@ def default_generator() -> Callable[[int, str], object]:
 
 @dataclass
 class Batch:
-    image: torch.Tensor  # (B, 1, S, S)
+    image: torch.Tensor  # (B, C, S, S): the centre slice with its neighbours
     labels: torch.Tensor  # (B, 1, S, S) long, generic classes
     annotated: torch.Tensor  # (B, K) bool
     valid: torch.Tensor  # (B, 1, S, S) bool
 
 
 def sample_crop(
-    stack: sd.SliceStack, rng: np.random.Generator, crop: int, gmm_prob: float
+    stack: sd.SliceStack,
+    rng: np.random.Generator,
+    crop: int,
+    gmm_prob: float,
+    context_slices: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One (image, labels, valid) crop from a stack, centred near the spine most of the time."""
+    """One (image (C, crop, crop), labels, valid) crop from a stack, centred near the spine most
+    of the time; the image channels are the slice and its neighbours (C = 2*context_slices+1)."""
     k = int(rng.choice(len(stack.image), p=stack.slice_weights))
-    img, lbl = stack.image[k], stack.labels[k]
-    h, w = img.shape
+    idx = sd.context_indices(len(stack.image), k, context_slices, sd.context_offset(stack.slice_mm))
+    img, lbl = stack.image[idx], stack.labels[k]
+    h, w = lbl.shape
     valid = np.ones((h, w), dtype=bool)
     if stack.valid_rows is not None:
         valid[:] = False
@@ -143,23 +152,25 @@ def sample_crop(
     y0, x0 = int(cy) - crop // 2, int(cx) - crop // 2
 
     def cut(a: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full((crop, crop), fill, dtype=a.dtype)
+        out = np.full((*a.shape[:-2], crop, crop), fill, dtype=a.dtype)
         ys, xs = max(0, y0), max(0, x0)
         ye, xe = min(h, y0 + crop), min(w, x0 + crop)
         if ye > ys and xe > xs:
-            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = a[ys:ye, xs:xe]
+            out[..., ys - y0 : ye - y0, xs - x0 : xe - x0] = a[..., ys:ye, xs:xe]
         return out
 
     image = cut(img, 0.0)
     if stack.tissue is not None and rng.random() < gmm_prob:
-        image = gmm_image(cut(stack.tissue[k], 0), image, rng)
+        image = gmm_image(cut(stack.tissue[idx], 0), image, rng)
     # Outside the source image nothing is known only for partially labelled sources.
     return image, cut(lbl, 0), cut(valid, stack.valid_rows is None)
 
 
 def gmm_image(tissue: np.ndarray, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """SynthSeg-style: every tissue label gets a random mean and spread; unlabelled background
-    keeps the phantom's own texture at a random gain, so the body outline survives."""
+    keeps the phantom's own texture at a random gain, so the body outline survives.
+
+    (C, H, W): the neighbour slices share the draw, as slices of one scan share a contrast."""
     values = np.unique(tissue)
     means = rng.uniform(0.0, 1.0, size=int(values.max()) + 1).astype(np.float32)
     stds = rng.uniform(0.0, 0.08, size=means.shape).astype(np.float32)
@@ -169,21 +180,23 @@ def gmm_image(tissue: np.ndarray, image: np.ndarray, rng: np.random.Generator) -
     bg = tissue == 0
     out[bg] = image[bg] * rng.uniform(0.2, 1.2)
     sigma = rng.uniform(0.3, 1.2)
-    return ndimage.gaussian_filter(out, sigma).astype(np.float32)
+    return ndimage.gaussian_filter(out, (0.0, sigma, sigma)).astype(np.float32)
 
 
 def intensity_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Contrast, gamma, bias field, resolution loss and noise: the scanner-to-scanner shifts."""
+    """Contrast, gamma, bias field, resolution loss and noise: the scanner-to-scanner shifts.
+
+    (C, H, W): one draw for all channels (the neighbours come from the same scan), noise apart."""
     x = np.clip(image, 0.0, None)
     x = x ** rng.uniform(0.6, 1.6)
-    h, w = x.shape
+    h, w = x.shape[-2:]
     if rng.random() < 0.7:  # smooth multiplicative bias field
         coarse = rng.normal(0.0, 0.25, size=(4, 4)).astype(np.float32)
         field_ = ndimage.zoom(coarse, (h / 4, w / 4), order=3)[:h, :w]
         x = x * np.exp(field_)
     if rng.random() < 0.25:  # thicker slices / lower in-plane resolution
         sig = rng.uniform(0.5, 1.8, size=2) * (rng.random(2) < 0.7)
-        x = ndimage.gaussian_filter(x, sig)
+        x = ndimage.gaussian_filter(x, (0.0, *sig))
     x = x * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
     if rng.random() < 0.8:  # Rician-like noise
         s = rng.uniform(0.0, 0.06)
@@ -221,7 +234,11 @@ def make_batch(
     for i in range(cfg.batch_size):
         pool = real if i < n_real else phantom
         stack = pool[int(rng.integers(len(pool)))]
-        image, label, valid = sample_crop(stack, rng, cfg.crop, cfg.gmm_prob)
+        ctx = cfg.model.context_slices
+        image, label, valid = sample_crop(stack, rng, cfg.crop, cfg.gmm_prob, ctx)
+        if ctx and rng.random() < 0.5:
+            # Series run left-to-right or right-to-left: the neighbours' order carries nothing.
+            image = image[::-1].copy()
         imgs.append(intensity_augment(image, rng))
         lbls.append(label)
         valids.append(valid)
@@ -230,7 +247,7 @@ def make_batch(
         mask[sd.BACKGROUND] = True
         ann.append(mask)
     batch = Batch(
-        image=torch.from_numpy(np.stack(imgs))[:, None],
+        image=torch.from_numpy(np.stack(imgs)),
         labels=torch.from_numpy(np.stack(lbls).astype(np.int64))[:, None],
         annotated=torch.from_numpy(np.stack(ann)),
         valid=torch.from_numpy(np.stack(valids))[:, None],
@@ -306,6 +323,52 @@ def load_checkpoint(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer)
             opt_state["state"].setdefault(int(pid), {})[name] = value
     opt.load_state_dict(opt_state)
     return json.loads((out / STATE_FILE).read_text())
+
+
+# --- 2-D -> 2.5-D ----------------------------------------------------------------------------
+
+
+def resolve_context(cfg: TrainConfig, init: SegmenterConfig | None) -> TrainConfig:
+    """The model's input channels: --context-slices if given, else those of the init weights."""
+    ctx = cfg.context_slices
+    if ctx is None:
+        ctx = init.context_slices if init is not None else cfg.model.context_slices
+    if ctx < 0:
+        raise InputDataError(f"context slices must be 0 or more, got {ctx}")
+    if init is not None and init.in_channels not in (1, 2 * ctx + 1):
+        raise InputDataError(
+            f"--init weights take {init.in_channels} input channels; they can start a model of "
+            f"{2 * ctx + 1} only from a 2-D (1-channel) model"
+        )
+    return replace(cfg, context_slices=ctx, model=replace(cfg.model, in_channels=2 * ctx + 1))
+
+
+def inflate_input(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Weights of a 1-channel model fitted to a model with more input channels.
+
+    Every tensor that reads the input (the first convolution and its residual shortcut) puts
+    the old kernel on the centre channel and zeros on the neighbours, so the grown network
+    starts out computing exactly what the 2-D one did and training adds the neighbours' use.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape:
+            out[key] = value
+            continue
+        if (
+            value.ndim < 2
+            or value.shape[1] != 1
+            or value.shape[:1] + value.shape[2:] != (want.shape[:1] + want.shape[2:])
+        ):
+            raise InputDataError(f"cannot fit the --init tensor {key} {tuple(value.shape)} "
+                                 f"to {tuple(want.shape)}")  # fmt: skip
+        grown = torch.zeros_like(want)
+        grown[:, want.shape[1] // 2] = value[:, 0]
+        out[key] = grown
+    return out
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -402,10 +465,11 @@ def train(
         raise OutputError(f"cannot create the output folder {out_dir}: {exc}") from None
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
+    init = load_segmenter(cfg.init) if cfg.init else None
+    cfg = resolve_context(cfg, init.config if init is not None else None)
     net = build_network(cfg.model)
-    if cfg.init:
-        init = load_segmenter(cfg.init)
-        net.load_state_dict(init.network.state_dict())
+    if init is not None:
+        net.load_state_dict(inflate_input(init.network.state_dict(), net.state_dict()))
     net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "losses": [], "config": cfg.to_json()}

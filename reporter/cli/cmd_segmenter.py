@@ -47,6 +47,15 @@ def train_segmenter(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Stop (and save) after this long.")
     ] = None,
+    context_slices: Annotated[
+        int | None,
+        typer.Option(
+            "--context-slices",
+            min=0,
+            help="Neighbour slices on each side as input channels (1: 2.5-D); "
+            "default: those of --init, else 0. A 2-D --init is grown to fit.",
+        ),
+    ] = None,
 ) -> None:
     """Train the built-in segmenter on phantoms (and real lumbar3d volumes with --real)."""
     from reporter.anatomy.train_segmenter import TrainConfig, train
@@ -64,6 +73,7 @@ def train_segmenter(
         pool_size=pool_size,
         refresh_every=refresh_every,
         init=str(init) if init else None,
+        context_slices=context_slices,
     )
     result = train(
         out,

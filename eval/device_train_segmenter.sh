@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One GPU lease for the built-in segmenter alone: grow the shipped 2-D model into a 2.5-D one
+# (each slice with its neighbours as input channels; `--context-slices 1`) and train on.
+# Run by the lead through the device tool from the repository root:
+#   bash eval/device_train_segmenter.sh   (carry .whl and runs/lumbar3d-train; $OUT set)
+# .whl/ and runs/lumbar3d-train are made as the header of eval/device_train.sh says.
+# DEVICE=cpu T_SEG_MIN=0.3 WORKERS=1 OUT=/tmp/o bash eval/device_train_segmenter.sh: a smoke test.
+set -u
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+T_SEG_MIN=${T_SEG_MIN:-7.5}   # minutes of training
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-14}
+INIT=${INIT:-reporter/weights/segmenter}
+if [ "$DEVICE" = cuda ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+python3 -c "import torch, monai, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
+mkdir -p runs/res
+python3 -m reporter.cli train-segmenter --out runs/res/segmenter25 --init "$INIT" \
+    --context-slices 1 --device "$DEVICE" --workers "$WORKERS" --max-minutes "$T_SEG_MIN" \
+    --steps 1000000 --batch-size 16 --crop 160 --pool-size 28 --refresh-every 30 \
+    --real runs/lumbar3d-train --lr 1e-3 --seed 4 > "$OUT/seg.log" 2>&1
+echo "seg rc $?"
+tar -C runs/res --exclude=checkpoint.safetensors -czf "$OUT/result.tar.gz" segmenter25 && ls -la "$OUT"
+tail -c 600 "$OUT/seg.log"
