@@ -269,6 +269,7 @@ def bench_phantoms(
     n_transitional: int = 0,
     seed_start: int = EVAL_SEED_START,
     n_cut: int = 0,
+    naming_on: bool = True,
 ) -> dict:
     import multiprocessing as mp
 
@@ -294,13 +295,14 @@ def bench_phantoms(
                         d = dice(np.isin(generic, classes), np.isin(true_generic, classes))
                         if d is not None:
                             scores[w][name].append(d)
-                    ok, why, anat = score_naming(generic, case, model.sha256)
-                    naming[w][case["kind"]].append(ok)
-                    uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
-                    silent[w][case["kind"]].append(float(not ok and not anat.naming_uncertain))
-                    if not ok:
-                        failures[w].append(why)
-                        log(f"[{Path(w).name}]" + _failure_line(case, why))
+                    if naming_on:
+                        ok, why, anat = score_naming(generic, case, model.sha256)
+                        naming[w][case["kind"]].append(ok)
+                        uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
+                        silent[w][case["kind"]].append(float(not ok and not anat.naming_uncertain))
+                        if not ok:
+                            failures[w].append(why)
+                            log(f"[{Path(w).name}]" + _failure_line(case, why))
                     if save_dir is not None:
                         # One folder per model when several are compared.
                         folder = save_dir / f"w{weights.index(w)}" if len(weights) > 1 else save_dir
@@ -493,6 +495,12 @@ def main() -> None:
     ap.add_argument(
         "--calibrate-enumeration", type=Path, default=None, help="saved validation predictions"
     )
+    ap.add_argument(
+        "--no-naming",
+        action="store_true",
+        help="Dice only (naming is the slow part; score it later with --save-preds + --rescore, "
+        "e.g. once new weights have their enumeration calibrated)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -529,6 +537,7 @@ def main() -> None:
             n_transitional=args.transitional,
             seed_start=args.seed_start,
             n_cut=args.cut_sacrum,
+            naming_on=not args.no_naming,
         )
     if args.real:
         out["real_lumbar3d"] = bench_real(weights, args.real, print, args.all_real, args.device)

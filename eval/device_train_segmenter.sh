@@ -22,7 +22,7 @@ mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter25 --init "$INIT" \
     --context-slices 1 --device "$DEVICE" --workers "$WORKERS" --max-minutes "$T_SEG_MIN" \
     --steps 1000000 --batch-size 16 --crop 160 --pool-size 28 --refresh-every 30 \
-    --real runs/lumbar3d-train --lr 1e-3 --seed 4 > "$OUT/seg.log" 2>&1
+    --real runs/lumbar3d-train --lr "${LR:-1e-3}" --seed "${SEED:-4}" > "$OUT/seg.log" 2>&1
 echo "seg rc $?"
 tar -C runs/res --exclude=checkpoint.safetensors -czf "$OUT/result.tar.gz" segmenter25 && ls -la "$OUT"
 tail -c 600 "$OUT/seg.log"
