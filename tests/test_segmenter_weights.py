@@ -36,6 +36,14 @@ def test_shipped_weights_load_and_match_their_model_card() -> None:
     assert (folder / "model.safetensors").stat().st_size <= 15 * 1024 * 1024
 
 
+def test_shipped_weights_have_their_enumeration_calibrated() -> None:
+    # Without an entry the lumbar count silently falls back to "five, low confidence":
+    # retrained weights must be recalibrated (eval/bench_segmenter.py --calibrate-enumeration).
+    from reporter.anatomy.segmenter_instances import ENUMERATION_CALIBRATION
+
+    assert load_segmenter(default_weights_path()).sha256 in ENUMERATION_CALIBRATION
+
+
 def test_weights_round_trip_through_safetensors(tiny_weights: Path) -> None:
     seg = load_segmenter(tiny_weights)
     assert seg.config == TINY

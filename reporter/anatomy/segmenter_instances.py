@@ -62,7 +62,18 @@ MERGE_CHECKED = 7  # lowest mobile vertebrae checked: T12 and below in every cou
 # Weights not listed here get no enumeration estimate (five lumbar, low confidence): evidence
 # read with another model's noise would be weighed wrongly.
 ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
-    # stage C, shipped 2026-11-27
+    # stage D2 (2.5-D), shipped 2026-11-27: `eval/bench_segmenter.py --calibrate-enumeration` on
+    # 438 validation studies (seeds 100000.., 40 standard + 100 forced transitional + 6 sacrum
+    # cut per site). The spreads are the mean of the lumbar and thoracic robust SDs (reach
+    # 1.54 / 1.51 mm, transverse 0.16 / 0.33): on the same validation predictions that named
+    # 379 of 399 standard + transitional studies right, the larger of the two 374, with the same
+    # 5 wrong and not marked uncertain.
+    "dce3f12a79f47a6e8b89cae75c7a6d9dd5583573fd7af67adcdf7efb0d5203a1": {
+        "conus_offset_mm": -2.28, "conus_sd_mm": 8.73,
+        "reach_lumbar_mm": -0.09, "reach_thoracic_mm": -5.15, "reach_sd_mm": 1.53,
+        "transverse_lumbar": 0.19, "transverse_thoracic": -0.32, "transverse_sd": 0.25,
+    },
+    # stage C (2-D), shipped 2026-11-27 until stage D2
     "02df92720433d6aaea9a4386f2b47e622b8ac40ebd2bef59c5b9a2cc41a995d0": {
         "conus_offset_mm": -0.82, "conus_sd_mm": 8.16,
         "reach_lumbar_mm": -0.57, "reach_thoracic_mm": -5.53, "reach_sd_mm": 1.95,
