@@ -16,13 +16,7 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T_GEN=${T_GEN:-330}        # seconds of phantom caching for the VLM
 T_VLM=${T_VLM:-390}        # seconds of VLM training
 T_SEG_MIN=${T_SEG_MIN:-7.0}  # minutes of segmenter training
-DEVICE=${DEVICE:-cuda}
-if [ "$DEVICE" = cuda ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 3
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+source eval/device_env.sh
 python3 -c "import torch, open_clip, monai, pydantic, reporter.vlm.train, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter --init reporter/weights/segmenter \

@@ -7,9 +7,7 @@ INIT=${INIT:-runs/gpu1/vlm}
 SEED_START=${SEED_START:-2000}   # after the first run's seeds (0..1133)
 T_GEN=${T_GEN:-140}
 T_VLM=${T_VLM:-130}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD
+source eval/device_env.sh
 mkdir -p runs/res
 python3 eval/vlm_device_train.py --generate-only --workers 12 --generate-seconds "$T_GEN" \
     --seed-start "$SEED_START" > "$OUT/gen.log" 2>&1 &

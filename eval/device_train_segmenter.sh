@@ -8,15 +8,9 @@
 set -u
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T_SEG_MIN=${T_SEG_MIN:-7.5}   # minutes of training
-DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-14}
 INIT=${INIT:-reporter/weights/segmenter}
-if [ "$DEVICE" = cuda ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 3
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+source eval/device_env.sh
 python3 -c "import torch, monai, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter25 --init "$INIT" \

@@ -157,7 +157,7 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Generic class map and max probability on the series' own grid, (n, rows, cols)."""
         frame = sd.canonical_frame(pixels.shape, affine, self.config.spacing_mm)
-        offset = sd.context_offset(float(np.linalg.norm(np.asarray(affine, dtype=float)[:3, 0])))
+        offset = sd.context_offset(sd.slice_spacing_mm(affine))
         norm = sd.normalize_intensity(pixels)
         img = torch.from_numpy(sd.with_context(norm, self.config.context_slices, offset))
         labels = np.zeros(pixels.shape, dtype=np.uint8)

@@ -83,6 +83,11 @@ def to_generic(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def slice_spacing_mm(affine: np.ndarray) -> float:
+    """Distance between slice centres of a (slice, row, col) series: the slice axis's length."""
+    return float(np.linalg.norm(np.asarray(affine, dtype=float)[:3, 0]))
+
+
 def context_offset(slice_mm: float) -> int:
     """Slices between the centre slice and each neighbour of the 2.5-D input."""
     if not np.isfinite(slice_mm) or slice_mm <= 0:
@@ -241,7 +246,7 @@ def stack_from_series(
         labels=to_generic(tissue),
         annotated=annotated,
         tissue=tissue if keep_tissue else None,
-        slice_mm=float(np.linalg.norm(np.asarray(affine, dtype=float)[:3, 0])),
+        slice_mm=slice_spacing_mm(affine),
     )
 
 
