@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 
-def measure_pairs(seed: int, site: str, weights: str | None) -> list[dict]:
+def measure_pairs(seed: int, site: str, model: object) -> list[dict]:
+    """Per level, every measurement on the ground-truth map and on `model`'s (a Segmenter)."""
     from reporter.anatomy import segment
-    from reporter.anatomy.segmenter import load_segmenter
     from reporter.grounding import measure
     from reporter.synth import generate_study
 
     ph = generate_study(seed, site=site)
-    seg = segment(ph.study, model=load_segmenter(weights) if weights else None)
+    seg = segment(ph.study, model=model)
     truth, ours = measure(ph.study, ph.anatomy), measure(ph.study, seg)
     rows = []
     for level in sorted(set(truth) | set(ours)):
@@ -77,11 +77,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed >= 1_000_000:
         raise SystemExit("tolerances are chosen on validation seeds (< 1000000), not evaluation")
+    from reporter.anatomy.segmenter import load_segmenter
+
     torch.set_num_threads(1)
+    model = load_segmenter(args.weights)  # once: the weights are read and hashed at load
     rows: list[dict] = []
     t0 = time.monotonic()
     for seed in range(args.seed, args.seed + args.n):
-        rows += measure_pairs(seed, args.site, args.weights)
+        rows += measure_pairs(seed, args.site, model)
         print(f"seed {seed} done ({time.monotonic() - t0:.0f} s)", flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows) + "\n")

@@ -231,10 +231,10 @@ def make_batch(
     n_real = round(cfg.batch_size * cfg.real_fraction) if real else 0
     if not phantom:
         n_real = cfg.batch_size
+    ctx = cfg.model.context_slices
     for i in range(cfg.batch_size):
         pool = real if i < n_real else phantom
         stack = pool[int(rng.integers(len(pool)))]
-        ctx = cfg.model.context_slices
         image, label, valid = sample_crop(stack, rng, cfg.crop, cfg.gmm_prob, ctx)
         if ctx and rng.random() < 0.5:
             # Series run left-to-right or right-to-left: the neighbours' order carries nothing.
