@@ -39,3 +39,35 @@ class ModelFileError(ReporterError):
     """A weight file is missing, damaged or does not match its recorded sha256."""
 
     exit_code = EXIT_NOINPUT
+
+
+# Set to 1 to see the traceback of an internal error (on your own terminal: it may quote header
+# values, which can be patient data).
+DEBUG_ENV = "SPINE_REPORTER_DEBUG"
+
+
+def describe_internal(exc: BaseException) -> str:
+    """One line for an unexpected exception that names its type and where it was raised, never
+    its message: messages of pydicom, highdicom and numpy quote the values they choke on, and a
+    header value can be a patient's name or birth date."""
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+
+    def short(filename: str) -> str:
+        parts = Path(filename).parts
+        for anchor in ("reporter", "site-packages"):
+            if anchor in parts:
+                i = len(parts) - 1 - parts[::-1].index(anchor)
+                return "/".join(parts[i + (anchor == "site-packages") :])
+        return Path(filename).name
+
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" at {short(last.filename)}:{last.lineno}"
+        ours = [f for f in frames if "reporter" in Path(f.filename).parts]
+        if ours and ours[-1] is not last:
+            where += f", called from {short(ours[-1].filename)}:{ours[-1].lineno}"
+    return f"internal error ({type(exc).__name__}{where})"

@@ -19,6 +19,7 @@ from typing import Any
 from reporter.anatomy.anatomy import Anatomy
 from reporter.errors import InputMissingError, ReporterError, UsageError
 from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.render import atomic
 from reporter.render.context import technique
 from reporter.render.outputs import write_outputs
 from reporter.render.provenance import build_provenance, now_iso
@@ -174,6 +175,7 @@ def assemble_report(
         ],
         provenance=provenance,
         technique=technique(study) | {"anatomy": _anatomy_facts(anatomy)},
+        limitations=list(study.limitations),
     )
     return report, statements
 
@@ -200,6 +202,30 @@ def report_study(
     `withhold_unverifiable_positive=False` asserts abnormal findings the images could not verify
     (the contradicted-only policy); by default they are listed apart, not asserted.
     """
+    if out_dir is None:
+        return _report_study(
+            path_or_study, None, seg, model, adapter, anatomy, findings, indication,
+            indeterminate_below, withhold_unverifiable_positive,
+        )  # fmt: skip
+    with atomic.output_dir(out_dir) as out:
+        return _report_study(
+            path_or_study, out, seg, model, adapter, anatomy, findings, indication,
+            indeterminate_below, withhold_unverifiable_positive,
+        )  # fmt: skip
+
+
+def _report_study(
+    path_or_study: str | os.PathLike[str] | Study,
+    out_dir: Path | None,
+    seg: str | os.PathLike[str] | None,
+    model: Any,
+    adapter: str | os.PathLike[str] | None,
+    anatomy: Anatomy | None,
+    findings: StudyFindings | None,
+    indication: str | None,
+    indeterminate_below: float | None,
+    withhold_unverifiable_positive: bool,
+) -> Report:
     t0 = time.perf_counter()
     started = now_iso()
     timings: dict[str, float] = {}

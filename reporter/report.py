@@ -37,4 +37,6 @@ class Report(BaseModel):
     indeterminate: list[dict[str, Any]] = Field(default_factory=list)
     provenance: Provenance
     technique: dict[str, Any] = Field(default_factory=dict)
+    # Shown before any finding: a key series unusable or used in part (Study.limitations).
+    limitations: list[str] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)  # kind -> path

@@ -82,6 +82,8 @@ class SetAside(BaseModel):
     description: str = ""
     reason: str
     usable: bool = False
+    plane: Plane | None = None
+    weighting: Weighting | None = None
 
 
 class Study(BaseModel):
@@ -96,6 +98,9 @@ class Study(BaseModel):
     series: list[Series]
     set_aside: list[SetAside] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # What the reader must see before any finding: a key series that could not be used or was
+    # used only in part, text that could not be decoded. Shown at the top of every report.
+    limitations: list[str] = Field(default_factory=list)
     n_files_skipped: int = 0  # non-DICOM files found in the folder
     # How inputs without full DICOM geometry were interpreted, keyed by series_uid (2-D images:
     # detected orientation, pixel-spacing estimate and method; see reporter.ingest.image2d).

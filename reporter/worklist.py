@@ -24,18 +24,23 @@ import io
 import json
 import multiprocessing as mp
 import os
-import re
 import shutil
 import signal
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
 
-from reporter.errors import InputMissingError, OutputError, ReporterError, UsageError
+from reporter.errors import (
+    InputMissingError,
+    OutputError,
+    ReporterError,
+    UsageError,
+    describe_internal,
+)
+from reporter.quiet import quiet_libraries
 from reporter.render import atomic
 
 MANIFEST = "manifest.csv"
@@ -44,7 +49,7 @@ Status = Literal["done", "skipped", "failed", "timeout", "duplicate", "pending"]
 MANIFEST_FIELDS = (
     "row",
     "item_id",
-    "study",
+    "study_sha256",
     "accession_sha256",
     "priority",
     "status",
@@ -91,9 +96,10 @@ class ItemResult:
         return {
             "row": self.item.row,
             "item_id": self.item.item_id,
-            "study": self.item.study,
-            # An accession number identifies a patient's exam: only its hash is written.
-            "accession_sha256": hashlib.sha256(acc.encode()).hexdigest()[:16] if acc else "",
+            # Folder names often carry a patient's name, and an accession number identifies a
+            # patient's exam: only hashes are written (the row number finds the worklist line).
+            "study_sha256": _sha16(self.item.study),
+            "accession_sha256": _sha16(acc) if acc else "",
             "priority": self.item.priority,
             "status": self.status,
             "reason": self.reason,
@@ -106,17 +112,26 @@ class ItemResult:
         }
 
 
+def _sha16(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def scrub_paths(text: str, item: WorkItem) -> str:
+    """`text` with the item's study and label-map paths replaced: an error message names the
+    folder it could not read, and folder names often carry a patient's name."""
+    for path, label in ((item.study, "<study>"), (item.seg, "<seg>")):
+        if path:
+            text = text.replace(path, label)
+            text = text.replace(Path(path).name, label) if len(Path(path).name) > 3 else text
+    return text
+
+
 # --- reading worklists ---------------------------------------------------------------------------
 def item_id(study: str, accession: str | None) -> str:
-    """Stable across runs (so a re-run finds the finished item), unique per (study, accession)."""
-    p = Path(study)
-    # A study's DICOM often sits in a folder named "dicom"; its parent names the study.
-    name = (
-        p.parent.name if p.name.lower() in ("dicom", "dcm", "images") and p.parent.name else p.name
-    )
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "study"
-    digest = hashlib.sha256(f"{study}\0{accession or ''}".encode()).hexdigest()[:10]
-    return f"{stem}-{digest}"
+    """Stable across runs (so a re-run finds the finished item), unique per (study, accession),
+    and free of the folder's name (which often is the patient's)."""
+    digest = hashlib.sha256(f"{study}\0{accession or ''}".encode()).hexdigest()[:16]
+    return f"study-{digest}"
 
 
 def _priority(value: Any, where: str) -> int:
@@ -211,6 +226,7 @@ def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: 
     """Load the model once, then report the items the main process sends until it sends None."""
     # Ctrl-C reaches the whole process group; the main process decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_libraries()
     try:
         import torch
 
@@ -235,7 +251,7 @@ def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ReporterError):
         return str(exc)
-    return f"internal error ({type(exc).__name__}: {exc})"
+    return describe_internal(exc)  # type and place only: messages may quote patient data
 
 
 def _code(exc: BaseException) -> int:
@@ -278,10 +294,7 @@ def _run_item(item: WorkItem, model: str | None, adapter: str | None, out: Path)
         }
     except BaseException as exc:  # isolate: one bad study never stops the batch
         shutil.rmtree(stage, ignore_errors=True)
-        reason = _describe(exc)
-        if not isinstance(exc, ReporterError) and exc.__traceback__ is not None:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            reason += f" at {Path(where.filename).name}:{where.lineno} in {where.name}"
+        reason = scrub_paths(_describe(exc), item)
         return {
             "type": "result",
             "status": "failed",

@@ -37,7 +37,8 @@ def test_csv_worklist_resolves_relative_paths_and_orders_fields(tmp_path: Path) 
     assert [it.study for it in items] == [str(tmp_path / "a/dicom"), str(tmp_path / "b")]
     assert items[0].priority == PRIORITY_WORDS["stat"] and items[0].indication == "pain"
     assert items[1].accession is None and items[1].priority == PRIORITY_WORDS["routine"]
-    assert items[0].item_id.startswith("a-")  # named after the study, not "dicom"
+    # Named by a hash, never by the folder (folder names often carry a patient's name).
+    assert items[0].item_id.startswith("study-") and "dicom" not in items[0].item_id
 
 
 def test_jsonl_worklist_is_read_line_by_line(tmp_path: Path) -> None:

@@ -5,6 +5,15 @@ Each area registers its commands in its own module so they stay small and apart.
 
 from __future__ import annotations
 
+import sys
+
+import typer
+
+try:  # typer >= 0.26 carries its own click; older releases use the click package
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
 from reporter.cli import (  # noqa: F401  (imported for their @app.command registrations)
     cmd_anatomy,
     cmd_eval,
@@ -14,11 +23,37 @@ from reporter.cli import (  # noqa: F401  (imported for their @app.command regis
     cmd_synth,
     cmd_vlm,
 )
-from reporter.cli.app import app
+from reporter.cli.app import app, err_console
+from reporter.errors import EXIT_USAGE
+from reporter.quiet import quiet_libraries
+
+PROG = "spine-report"
 
 
-def main() -> None:
-    app()
+def _usage_line(exc: click_exc.ClickException) -> str:
+    """click's message (possibly several lines, with suggestions) as one line, plus where to
+    look: the README promises one line on stderr and exit 64 for any usage error."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else PROG
+    return f"{PROG}: error: {message} (see '{command} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    quiet_libraries()
+    try:
+        rv = app(args=argv, prog_name=PROG, standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:
+        # `spine-report` alone: typer has printed the help, which is what the user needs; it is
+        # still a usage error.
+        sys.exit(EXIT_USAGE)
+    except click_exc.ClickException as exc:  # UsageError, BadParameter, NoSuchOption, ...
+        err_console.print(_usage_line(exc), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)
+    except (click_exc.Abort, typer.Abort):
+        err_console.print(f"{PROG}: error: interrupted", markup=False, highlight=False)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 __all__ = ["app", "main"]

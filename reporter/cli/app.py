@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from reporter.errors import EXIT_SOFTWARE, ReporterError
+from reporter.errors import DEBUG_ENV, EXIT_SOFTWARE, ReporterError, describe_internal
 
 # Diagnostics and progress go to stderr; stdout is reserved for results.
 err_console = Console(stderr=True)
@@ -51,8 +53,12 @@ def guarded(fn: F) -> F:
             sys.stderr.close()
             raise typer.Exit(code=0) from None
         except Exception as exc:  # the boundary: never a traceback for the user
+            if os.environ.get(DEBUG_ENV) == "1":
+                traceback.print_exc()
             raise fail(
-                f"internal error ({type(exc).__name__}: {exc}); please report it", EXIT_SOFTWARE
+                f"{describe_internal(exc)}; please report it "
+                f"(set {DEBUG_ENV}=1 to see the traceback)",
+                EXIT_SOFTWARE,
             ) from None
 
     return wrapper  # type: ignore[return-value]

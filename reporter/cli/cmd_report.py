@@ -32,6 +32,8 @@ def _print_summary(report: Any, title: str) -> None:
     out_console.print(
         f"[bold]{title}[/bold]  (preliminary AI draft, not for clinical use)", soft_wrap=True
     )
+    for line in report.limitations:
+        out_console.print(f"LIMITATION: {line}", markup=False, highlight=False, soft_wrap=True)
     # The final findings already leave withheld statements out.
     statements = build_statements(report.findings, report.verdicts, None)
     low = {(d.get("level"), d.get("field")) for d in report.indeterminate}

@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reporter.anatomy.anatomy import Anatomy
-from reporter.errors import OutputError, ReporterError, UsageError
+from reporter.errors import OutputError, ReporterError, UsageError, describe_internal
 from reporter.evaluation import scoring
 from reporter.evaluation.benchmark import Case, get_benchmark
 from reporter.evaluation.scoring import StudyRecord
@@ -209,11 +208,8 @@ class Evaluator:
             record.error = f"{type(exc).__name__}: {exc}"
             return record
         except Exception as exc:  # a crash on one study is a result, not the end of the run
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            record.error = (
-                f"internal {type(exc).__name__}: {exc} (at {Path(where.filename).name}:"
-                f"{where.lineno})"
-            )
+            # Type and place only: metrics files are shared, and messages may quote header values.
+            record.error = describe_internal(exc)
             return record
         record.schema_valid = self._valid(report.raw_findings)
         record.timings = {

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -36,13 +37,16 @@ from reporter.ingest.inventory import Inventory, SeriesRow
 from reporter.ingest.nifti import is_nifti
 from reporter.ingest.pixels import PIXEL_DATA_TAG, PixelDataError, read_pixels
 from reporter.ingest.roles import assign_roles
-from reporter.ingest.stacks import Stack, StackProblem, build_stacks
+from reporter.ingest.stacks import Stack, StackProblem, build_stacks, stack_affine
 from reporter.study import Series, SetAside, Study
 
 READ_BUFFER = 1 << 16
 PIXEL_DATA_TAG_BIG_ENDIAN = b"\x7f\xe0\x00\x10"
 # A localizer without the LOCALIZER image type: a few images in several planes.
 LOCALIZER_MAX_IMAGES = 9
+# A series with damaged images is used without them only if this many consecutive slices (and at
+# least half the series) remain; fewer would not show a lumbar spine from side to side.
+MIN_SALVAGED_SLICES = 3
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -174,26 +178,42 @@ def _build(
     study_uid = mr_studies[0]
     series: list[Series] = []
     set_aside: list[SetAside] = []
-    for (st_uid, _se_uid), frames in sorted(frames_by_series.items()):
-        frames = _dedupe(frames, inv.warnings)
-        first = frames[0]
+    limitations: list[str] = []
+    for (st_uid, _se_uid), all_frames in sorted(frames_by_series.items()):
+        frames, clash = _dedupe(all_frames, inv.warnings)
+        first = all_frames[0]
         if first.modality != "MR":
             set_aside.append(
-                _set_aside(inv, frames, None, f"not an MR image (modality {first.modality})")
+                _set_aside(inv, all_frames, None, f"not an MR image (modality {first.modality})")
             )
             continue
         if st_uid != study_uid:  # cannot happen with one MR study; kept for clarity
             continue
-        try:
-            built, reason, note = _series_from_frames(frames, keep_derived, tolerance)
-        except Exception as exc:
-            # pydicom converts values lazily, so a damaged value surfaces where it is first
-            # read; whatever it is, the series is unusable and says why.
-            built, reason, note = [], f"could not be read ({type(exc).__name__}: {exc})", None
+        damage = None
+        if clash is not None:
+            built, reason, note = [], clash, None
+        else:
+            try:
+                built, reason, note, damage = _series_from_frames(frames, keep_derived, tolerance)
+            except Exception as exc:
+                # pydicom converts values lazily, so a damaged value surfaces where it is first
+                # read; whatever it is, the series is unusable and says why.
+                built, reason, note = [], f"could not be read ({type(exc).__name__})", None
         if note:
             inv.warnings.append(f"series {first.series_uid}: {note}")
+        if damage:
+            inv.warnings.append(f"series {first.series_uid}: {damage}")
+            limitations.append(
+                f"{_series_label(built[0].plane, built[0].weighting, first)}: {damage}"
+            )
         if reason is not None:
-            set_aside.append(_set_aside(inv, frames, built, reason))
+            aside = _set_aside(inv, all_frames, built, reason)
+            set_aside.append(aside)
+            if _is_key_series_failure(aside):
+                limitations.append(
+                    f"{_series_label(aside.plane, aside.weighting, first)} could not be used "
+                    f"({reason}); findings that need it are not assessed from it"
+                )
             continue
         series.extend(built)
     assign_roles(series)
@@ -202,6 +222,7 @@ def _build(
     for s in series:
         inv.rows.append(_row(s))
     inv.study = _study(study_uid, inv, series, set_aside, frames_by_series)
+    inv.study.limitations = limitations + inv.study.limitations
     if not any(s.plane == "sagittal" for s in series):
         reasons = [
             f"{r.description or r.series_uid}: {r.problem}"
@@ -223,54 +244,73 @@ def _found_text(inv: Inventory, frames_by_series: dict[tuple[str, str], list[Fra
     return f" ({'; '.join(parts)})"
 
 
-def _dedupe(frames: list[Frame], warnings_out: list[str]) -> list[Frame]:
+def _dedupe(frames: list[Frame], warnings_out: list[str]) -> tuple[list[Frame], str | None]:
+    """One frame per image identity, and a reason when the identities cannot be trusted.
+
+    The same file twice (same SOP Instance UID and frame, same position) is kept once. Different
+    images that share a SOP Instance UID (a broken anonymiser or export) cannot be told apart by
+    anything a SEG or SR references, so the series is set aside naming that cause."""
     seen: dict[tuple[str, int], Frame] = {}
     duplicates = 0
+    clashing: set[tuple[str, int]] = set()
     for f in frames:
-        if f.key in seen:
-            duplicates += 1
-        else:
+        if f.key not in seen:
             seen[f.key] = f
+            continue
+        duplicates += 1
+        other = seen[f.key]
+        same_place = (
+            f.ipp is not None and other.ipp is not None and np.allclose(f.ipp, other.ipp, atol=1e-3)  # type: ignore[arg-type]
+        ) or (f.ipp is None and other.ipp is None)
+        if not same_place:
+            clashing.add(f.key)
+    if clashing:
+        n_images = sum(1 for f in frames if f.key in clashing)
+        return [], (
+            f"{n_images} different images share {len(clashing)} SOP Instance UID(s) (a broken "
+            "export or anonymiser): the images cannot be told apart or referenced"
+        )
     if duplicates:
         warnings_out.append(
             f"series {frames[0].series_uid}: {duplicates} duplicate instance(s) "
             "(same SOP Instance UID) kept once"
         )
-    return list(seen.values())
+    return list(seen.values()), None
 
 
 def _series_from_frames(
     frames: list[Frame], keep_derived: bool, tolerance: float
-) -> tuple[list[Series], str | None, str | None]:
-    """The stacks of one series as `Series`, or ([], reason) when it is set aside, and a note
-    when the description disagrees with the acquisition."""
+) -> tuple[list[Series], str | None, str | None, str | None]:
+    """The stacks of one series as `Series`, or ([], reason) when it is set aside; a note when
+    the description disagrees with the acquisition; and what was left out of a series used with
+    damaged images removed."""
     first = complete(frames[0])
     ds = first.ds
     description = _s(ds, "SeriesDescription")
     if looks_like_localizer(first.image_type, description, len(frames)):
-        return [], "localizer", None
+        return [], "localizer", None, None
     if not keep_derived and is_derived(first.image_type):
-        return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None
+        return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None, None
     step = _nominal_step(ds, first)
     try:
         stacks = build_stacks(frames, step)
     except StackProblem as exc:
         if len(frames) <= LOCALIZER_MAX_IMAGES and str(exc).startswith("mixed orientation"):
-            return [], "localizer (a few images in several planes)", None
-        return [], str(exc), None
+            return [], "localizer (a few images in several planes)", None, None
+        return [], str(exc), None, None
     weighting, note = classify_weighting(
         first.tr, first.te, first.ti, first.sequence, description, first.flip_angle,
         first.acquisition_contrast,
     )  # fmt: skip
     try:
-        volumes = _decode_stacks(stacks)
+        stacks, volumes, damage = _decode_stacks(stacks)
     except PixelDataError as exc:
-        return [], str(exc), note
+        return [], str(exc), note, None
     out = [
         _series(stack, index, volume, weighting, description, tolerance)
         for index, (stack, volume) in enumerate(zip(stacks, volumes, strict=True))
     ]
-    return out, None, note
+    return out, None, note, damage
 
 
 def _nominal_step(ds: Dataset, first: Frame) -> float | None:
@@ -286,17 +326,42 @@ def _nominal_step(ds: Dataset, first: Frame) -> float | None:
     return None
 
 
-def _decode_stacks(stacks: list[Stack]) -> list[np.ndarray]:
+def _good_run(n: int, bad: list[int]) -> list[int]:
+    """The longest run of consecutive slice indices in range(n) not in `bad` (the first of equal
+    runs): a sub-stack keeps regular geometry; a gap would not."""
+    best: list[int] = []
+    run: list[int] = []
+    for k in range(n):
+        if k in bad:
+            run = []
+            continue
+        run.append(k)
+        if len(run) > len(best):
+            best = list(run)
+    return best
+
+
+def _decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], str | None]:
     """float32 volumes (rescaled) for every stack; each file read and decoded once.
+
+    An image whose pixels cannot be decoded (a truncated file) is left out with the stack cut to
+    its longest run of good slices, when that run keeps at least half the stack and
+    MIN_SALVAGED_SLICES slices; otherwise the series is unusable (PixelDataError). The third
+    value says what was left out (None when nothing was).
 
     Single-frame native data goes through one reused staging buffer (see read_pixels); a
     multi-frame object is decoded once and kept until all its stacks are filled."""
     staging: dict[tuple[str, int], np.ndarray] = {}
     multiframe: dict[int, np.ndarray] = {}
     volumes = []
+    kept: list[Stack] = []
+    damage: list[str] = []
     for stack in stacks:
         f0 = stack.frames[0]
-        volume = np.empty((len(stack.frames), f0.rows, f0.cols), dtype=np.float32)
+        n = len(stack.frames)
+        volume = np.empty((n, f0.rows, f0.cols), dtype=np.float32)
+        bad: list[int] = []
+        first_problem = ""
         for k, f in enumerate(stack.frames):
             try:
                 if f.frame is None:
@@ -312,20 +377,35 @@ def _decode_stacks(stacks: list[Stack]) -> list[np.ndarray]:
                     if key not in multiframe:
                         multiframe[key] = read_pixels(f.ds, f.path, f.pixel_offset)
                     image = multiframe[key][f.frame]
+                if (f.rows, f.cols) != image.shape:
+                    raise PixelDataError("pixels do not match the matrix")
             except PixelDataError as exc:
-                raise PixelDataError(f"{exc} (instance {f.sop_uid})") from None
-            if (f.rows, f.cols) != image.shape:
-                raise PixelDataError(f"instance {f.sop_uid}: pixels do not match the matrix")
+                bad.append(k)
+                first_problem = first_problem or f"{exc} (instance {f.sop_uid})"
+                continue
             plane = volume[k]
             plane[...] = image
             if f.slope != 1.0:
                 plane *= f.slope
             if f.intercept != 0.0:
                 plane += f.intercept
+        if bad:
+            run = _good_run(n, bad)
+            if len(run) < max(MIN_SALVAGED_SLICES, -(-n // 2)) or n == 1:
+                more = f"; {len(bad)} of {n} images damaged" if len(bad) > 1 else ""
+                raise PixelDataError(first_problem + more)
+            frames = [stack.frames[k] for k in run]
+            stack = Stack(frames=frames, affine=stack_affine(frames), plane=stack.plane)
+            volume = np.ascontiguousarray(volume[run[0] : run[-1] + 1])
+            damage.append(
+                f"{len(bad)} damaged image(s) left out ({first_problem}); slices "
+                f"{run[0] + 1}-{run[-1] + 1} of {n} used"
+            )
         if _s(f0.ds, "PhotometricInterpretation").strip() == "MONOCHROME1":
             volume = volume.max() + volume.min() - volume  # bright = high signal, as MONOCHROME2
         volumes.append(volume)
-    return volumes
+        kept.append(stack)
+    return kept, volumes, "; ".join(damage) or None
 
 
 def _series(
@@ -408,10 +488,42 @@ def _set_aside(
             problem=reason,
         )
     )
+    weighting = None
     if first.modality == "MR":  # another modality (a SEG, a CT) is listed, not a problem
         label = f"series {first.series_uid}" + (f" ({description!r})" if description else "")
         inv.warnings.append(f"{label} set aside: {reason}")
-    return SetAside(series_uid=first.series_uid, description=description, reason=reason)
+        try:
+            f = complete(first)
+            weighting, _ = classify_weighting(
+                f.tr, f.te, f.ti, f.sequence, description, f.flip_angle, f.acquisition_contrast
+            )
+        except Exception:  # the weighting only labels the set-aside line; unknown is fine
+            weighting = None
+    return SetAside(
+        series_uid=first.series_uid,
+        description=description,
+        reason=reason,
+        plane=plane,  # type: ignore[arg-type]
+        weighting=weighting,  # type: ignore[arg-type]
+    )
+
+
+def _is_key_series_failure(aside: SetAside) -> bool:
+    """A sagittal or axial MR series set aside for damage or inconsistency (not a localizer or
+    derived images, which are left out on purpose): the report must say so up front."""
+    if aside.plane not in ("sagittal", "axial"):
+        return False
+    return not aside.reason.startswith(("localizer", "derived images", "not an MR image"))
+
+
+def _series_label(plane: str | None, weighting: str | None, first: Frame) -> str:
+    description = _s(first.ds, "SeriesDescription")
+    kind = " ".join(x for x in (plane, weighting if weighting != "other" else None) if x)
+    return (
+        f"the {kind or 'MR'} series"
+        + (f" '{description}'" if description else "")
+        + (f" (series {first.series_uid})")
+    )
 
 
 def _study(
@@ -422,6 +534,14 @@ def _study(
     frames_by_series: dict[tuple[str, str], list[Frame]],
 ) -> Study:
     ds = next(fr[0].ds for k, fr in frames_by_series.items() if k[0] == study_uid)
+    limitations = []
+    unknown = _unknown_charsets(ds)
+    if unknown:
+        limitations.append(
+            f"SpecificCharacterSet {', '.join(repr(c) for c in unknown)} is not a character set "
+            "DICOM defines: header text was read as plain ASCII / Latin-1 and may be garbled"
+        )
+        inv.warnings.append(limitations[-1])
     accession = _s(ds, "AccessionNumber")
     sex = _s(ds, "PatientSex").upper()
     return Study(
@@ -434,8 +554,22 @@ def _study(
         series=series,
         set_aside=set_aside,
         warnings=list(inv.warnings),
+        limitations=limitations,
         n_files_skipped=inv.n_files_skipped,
     )
+
+
+def _unknown_charsets(ds: Dataset) -> list[str]:
+    """Values of SpecificCharacterSet that pydicom cannot decode ('' is the default repertoire,
+    legal as the first value of a code-extension list)."""
+    try:
+        value = ds.get("SpecificCharacterSet")
+    except Exception:
+        return ["(unreadable)"]
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [v for v in (str(x).strip() for x in values) if v and v not in python_encoding]
 
 
 _AGE = re.compile(r"^(\d{1,3})([DWMY])$")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ FALLBACK_FOV_MM = 300.0
 NOMINAL_THICKNESS_MM = 4.0
 # Below these, a detection is reported but not used to set the spacing.
 MIN_DISC_SCORE = 0.3
+# No MR image (nor a screenshot of one) is larger than this a side; a bigger one is refused.
+MAX_IMAGE_SIDE = 8192
 MAX_STEP_RATIO = 1.6
 
 
@@ -92,19 +95,39 @@ def weights_sha256() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- reading
+def _check_size(name: str, rows: int, cols: int) -> None:
+    """Refuse an image larger than any MR image before a byte of it is decoded (a 20000 x 20000
+    PNG is a few hundred kB on disk and 1.6 GB as float32)."""
+    if rows <= 0 or cols <= 0:
+        raise InputDataError(f"{name}: image size {cols} x {rows} pixels is empty")
+    if max(rows, cols) > MAX_IMAGE_SIDE:
+        raise InputDataError(
+            f"{name}: {cols} x {rows} pixels is larger than any MR image "
+            f"(at most {MAX_IMAGE_SIDE} pixels a side)"
+        )
+
+
 def _read_raster(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow's own bomb guard warns below its error limit; ours refuses first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            _check_size(path.name, im.height, im.width)
             if getattr(im, "n_frames", 1) > 1:
                 raise InputDataError(f"{path.name}: has {im.n_frames} frames; expected one image")
             if im.mode in ("I;16", "I;16B", "I", "F"):
                 arr = np.asarray(im, dtype=np.float32)
             else:
                 arr = np.asarray(im.convert("L"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputDataError(f"{path.name}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise InputDataError(f"{path.name}: too many pixels for an MR image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # Pillow raises SyntaxError / ValueError for some malformed headers.
+        raise InputDataError(f"{path.name}: not a readable image ({type(exc).__name__})") from None
     return arr
 
 
@@ -120,6 +143,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise InputDataError(
             f"{path.name}: a multi-frame DICOM object is a volume, not a single 2-D image"
         )
+    _check_size(path.name, int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
     try:
         arr = ds.pixel_array.astype(np.float32)
     except Exception as exc:  # pydicom raises several types for missing decoders / bad data

@@ -83,6 +83,29 @@ def staged_dir(parent: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The output folder, made and proven writable before any work is done (an unwritable
+    `--out` is reported in a second, not after the whole pipeline), and removed again when this
+    call made it and a failure leaves it empty: a failed run leaves nothing behind."""
+    target = Path(path)
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX + "probe.", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {target}: {exc.strerror or exc}") from exc
+    try:
+        yield target
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                target.rmdir()  # only if empty: never delete what is there
+        raise
+
+
 def commit_files(stage: Path, target_dir: Path, names: list[str]) -> dict[str, Path]:
     """Move finished files from `stage` into `target_dir`, each by an atomic rename."""
     moved: dict[str, Path] = {}

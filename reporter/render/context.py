@@ -137,6 +137,7 @@ def build_context(
     return {
         "disclaimer": DISCLAIMER,
         "disclaimer_detail": DISCLAIMER_DETAIL,
+        "limitations": list(report.limitations),
         "exam": {
             "title": "MRI LUMBAR SPINE",
             "date": _date(study.study_date),

@@ -13,6 +13,7 @@ from reporter.render.html import key_images, render_html
 from reporter.render.json_out import render_json
 from reporter.render.provenance import now_iso, render_provenance
 from reporter.render.seg import build_seg, reference_series
+from reporter.render.source_headers import quiet_writers
 from reporter.render.sr import build_sr
 from reporter.render.statements import Statement
 from reporter.render.text import render_text
@@ -55,12 +56,13 @@ def render_all(
     paths: dict[str, Path] = {}
     why_not = dicom_possible(study, anatomy)
     if why_not is None:
-        seg = build_seg(study, anatomy)
-        paths["seg"] = stage / FILES["seg"]
-        seg.dataset.save_as(paths["seg"], enforce_file_format=True)
-        sr = build_sr(study, statements, report.measurements, seg, report.provenance)
-        paths["sr"] = stage / FILES["sr"]
-        sr.save_as(paths["sr"], enforce_file_format=True)
+        with quiet_writers():
+            seg = build_seg(study, anatomy)
+            paths["seg"] = stage / FILES["seg"]
+            seg.dataset.save_as(paths["seg"], enforce_file_format=True)
+            sr = build_sr(study, statements, report.measurements, seg, report.provenance)
+            paths["sr"] = stage / FILES["sr"]
+            sr.save_as(paths["sr"], enforce_file_format=True)
     else:
         report.technique["notes"] = [*report.technique.get("notes", []), why_not]
     images = key_images(study, anatomy, statements)

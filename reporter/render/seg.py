@@ -19,6 +19,7 @@ from reporter.anatomy import labels as L
 from reporter.anatomy.anatomy import Anatomy
 from reporter.errors import InputDataError
 from reporter.render import codes as C
+from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
 from reporter.study import Series, Study
 
 MANUFACTURER = "spine-reporter"
@@ -88,7 +89,9 @@ def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegRes
         for v, n in numbers.items()
     ]
     seg = hd.seg.Segmentation(
-        source_images=list(series.headers),
+        # The patient / study modules are copied from the first source image: a writable copy.
+        source_images=[writer_source(series.headers[0]), *series.headers[1:]],
+        specific_character_set=OUTPUT_CHARACTER_SET,
         pixel_array=seg_values,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,

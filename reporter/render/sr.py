@@ -23,6 +23,7 @@ from reporter.errors import InputDataError
 from reporter.grounding.verdicts import Measurement
 from reporter.render import codes as C
 from reporter.render.seg import SegResult
+from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
 from reporter.render.statements import ASSERTED, Statement
 from reporter.report import Provenance
 from reporter.study import Study
@@ -226,7 +227,9 @@ def build_sr(
     )
     evidence = [h for s in study.series if s.series_uid in referenced for h in s.headers]
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[*evidence, seg_ds],
+        # The patient / study modules are copied from the first evidence item: a writable copy.
+        evidence=[writer_source(evidence[0]), *evidence[1:], seg_ds] if evidence else [seg_ds],
+        specific_character_set=OUTPUT_CHARACTER_SET,
         content=report,
         series_instance_uid=generate_uid(),
         series_number=SR_SERIES_NUMBER,
