@@ -283,3 +283,33 @@ def test_batch_manifest_and_item_ids_carry_no_folder_names(tmp_path: Path) -> No
     assert "<study>" in rows[0]["reason"]  # the path in the error line is replaced
     assert not any("Zorbington" in p.name for p in (tmp_path / "out").iterdir())
     assert next(iter(csv.DictReader(raw.splitlines())))["item_id"].startswith("study-")
+
+
+def test_enhanced_multiframe_study_is_reported_with_valid_seg_and_sr(
+    phantom, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """Vendors (Philips among them) export enhanced multi-frame MR: the SEG must reference the
+    one object frame by frame, and the SR must not describe it as a single-frame image."""
+    import highdicom as hd
+
+    study = tmp_path / "enhanced"
+    study.mkdir()
+    for folder in sorted((phantom_dir / "dicom").iterdir()):
+        stacks: dict[tuple[float, ...], list[pydicom.Dataset]] = {}
+        for f in sorted(folder.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            iop = tuple(round(float(x), 3) for x in ds.ImageOrientationPatient)
+            stacks.setdefault(iop, []).append(ds)
+        for i, frames in enumerate(stacks.values()):  # one object per stack of parallel slices
+            hd.legacy.LegacyConvertedEnhancedMRImage(
+                frames,
+                series_instance_uid=frames[0].SeriesInstanceUID,
+                series_number=int(frames[0].SeriesNumber),
+                sop_instance_uid=hd.UID(),
+                instance_number=i + 1,
+            ).save_as(study / f"{folder.name}_{i}.dcm")
+    _report(phantom, phantom_dir, study, tmp_path / "out")
+    seg = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
+    assert len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 1
+    for name in ("report.sr.dcm", "seg.dcm"):
+        assert _dciodvfy_errors(tmp_path / "out" / name) == []

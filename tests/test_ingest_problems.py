@@ -61,25 +61,47 @@ def test_mixed_matrix_sets_the_series_aside(tmp_path: Path) -> None:
     assert "mixed matrix" in _problem(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
 
 
-def test_truncated_pixel_data_sets_the_series_aside(tmp_path: Path) -> None:
+def _left_out(study_dir: Path, uid: str) -> tuple[int, str]:
+    """Slices kept of series `uid`, and the limitation that names what was left out."""
+    study = load_study(study_dir)
+    (series,) = [s for s in study.series if s.series_uid == uid]
+    (line,) = [x for x in study.limitations if uid in x]
+    assert "damaged image(s) left out" in line
+    return series.shape[0], line
+
+
+def test_truncated_pixel_data_leaves_the_image_out_and_says_so(tmp_path: Path) -> None:
     info = StudyInfo()
     spec = SeriesSpec("sagittal", "T1", series_number=2)
     datasets = series_datasets(spec, info)
     datasets[1].PixelData = datasets[1].PixelData[:100]
-    assert "truncated" in _problem(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
+    kept, line = _left_out(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
+    # Slices 1-2 (physical order) fall away with the damaged one: the rest is one regular stack.
+    assert kept == len(datasets) - 2 and "truncated" in line
 
 
-def test_corrupt_compressed_pixel_data_sets_the_series_aside(tmp_path: Path) -> None:
+def test_corrupt_compressed_pixel_data_leaves_the_image_out_and_says_so(tmp_path: Path) -> None:
     info = StudyInfo()
     spec = SeriesSpec("sagittal", "T1", series_number=2)
     datasets = series_datasets(spec, info)
     for ds in datasets:
         ds.compress(pydicom.uid.RLELossless)
-    broken = bytearray(datasets[3].PixelData)
+    broken = bytearray(datasets[-1].PixelData)
     broken[-40:] = b"\x00" * 40
-    datasets[3].PixelData = bytes(broken[: len(broken) // 2]) + b"\x00"
-    reason = _problem(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
-    assert "pixel data" in reason
+    datasets[-1].PixelData = bytes(broken[: len(broken) // 2]) + b"\x00"
+    kept, line = _left_out(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
+    assert kept == len(datasets) - 1 and "pixel data" in line
+
+
+def test_series_with_half_its_images_damaged_is_set_aside(tmp_path: Path) -> None:
+    info = StudyInfo()
+    spec = SeriesSpec("sagittal", "T1", series_number=2)
+    datasets = series_datasets(spec, info)
+    for ds in datasets[1::3]:  # no run of half the series survives
+        ds.PixelData = ds.PixelData[:100]
+    assert "truncated" in _problem(_sagittal_and(tmp_path, datasets, info), spec.series_uid)
+    study = load_study(tmp_path)
+    assert any(spec.series_uid in x and "could not be used" in x for x in study.limitations)
 
 
 def test_several_images_at_one_position_set_the_series_aside(tmp_path: Path) -> None:

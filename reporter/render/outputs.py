@@ -12,7 +12,7 @@ from reporter.render.context import build_context
 from reporter.render.html import key_images, render_html
 from reporter.render.json_out import render_json
 from reporter.render.provenance import now_iso, render_provenance
-from reporter.render.seg import build_seg, reference_series
+from reporter.render.seg import build_seg, multiframe_problem, reference_series
 from reporter.render.source_headers import quiet_writers
 from reporter.render.sr import build_sr
 from reporter.render.statements import Statement
@@ -40,6 +40,9 @@ def dicom_possible(study: Study, anatomy: Anatomy) -> str | None:
             "report.sr.dcm and seg.dcm not written: the input has no DICOM headers to "
             "reference (NIfTI or 2-D image input)"
         )
+    problem = multiframe_problem(series)
+    if problem is not None:
+        return f"report.sr.dcm and seg.dcm not written: {problem}"
     return None
 
 

@@ -45,6 +45,38 @@ def reference_series(study: Study, anatomy: Anatomy) -> Series:
     )
 
 
+def multiframe_problem(series: Series) -> str | None:
+    """Why a SEG cannot reference `series` (None when it can): the slices of an enhanced
+    multi-frame series must all be frames of one object."""
+    if series.frame_numbers and len({id(h) for h in series.headers}) > 1:
+        return (
+            f"series {series.series_uid} is spread over several multi-frame objects; a DICOM "
+            "SEG references the frames of one"
+        )
+    return None
+
+
+def _sources_and_frames(series: Series, seg_values: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
+    """Source images and segmentation frames as highdicom pairs them: one frame per slice for
+    single-frame images; for an enhanced multi-frame object, the object once and one frame per
+    *source frame*, in the object's frame order (our slices are sorted along the normal, and the
+    object may hold frames of other stacks, which stay empty)."""
+    if not series.frame_numbers:
+        return list(series.headers), seg_values
+    problem = multiframe_problem(series)
+    if problem is not None:
+        raise InputDataError(problem)
+    source = series.headers[0]
+    n_frames = int(source.get("NumberOfFrames", 0) or 0)
+    if n_frames < max(series.frame_numbers):
+        raise InputDataError(
+            f"series {series.series_uid}: frame numbers exceed the object's NumberOfFrames"
+        )
+    frames = np.zeros((n_frames, *seg_values.shape[1:]), dtype=seg_values.dtype)
+    frames[np.asarray(series.frame_numbers) - 1] = seg_values
+    return [source], frames
+
+
 def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegResult:
     """A DICOM SEG (BINARY, one segment per structure) of `anatomy` on its reference series."""
     series = reference_series(study, anatomy)
@@ -88,9 +120,10 @@ def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegRes
         )
         for v, n in numbers.items()
     ]
+    sources, seg_values = _sources_and_frames(series, seg_values)
     seg = hd.seg.Segmentation(
         # The patient / study modules are copied from the first source image: a writable copy.
-        source_images=[writer_source(series.headers[0]), *series.headers[1:]],
+        source_images=[writer_source(sources[0]), *sources[1:]],
         specific_character_set=OUTPUT_CHARACTER_SET,
         pixel_array=seg_values,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,

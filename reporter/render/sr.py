@@ -212,11 +212,16 @@ def build_sr(
         for m in measurements
         if m.series_uid and m.slice_index is not None
     }
+    # highdicom describes library entries from top-level geometry, which an enhanced
+    # multi-frame object keeps per frame; its measurements still name their frames (TID 320).
     library = [
         s.headers[k]
         for s in study.series
         for (uid, stack, k) in sorted(measured, key=str)
-        if s.series_uid == uid and s.stack_index == stack and 0 <= k < len(s.headers)
+        if s.series_uid == uid
+        and s.stack_index == stack
+        and 0 <= k < len(s.headers)
+        and not s.frame_numbers
     ]
     referenced = {uid for uid, _, _ in measured} | {seg.series.series_uid}
     report = hd.sr.MeasurementReport(
@@ -225,7 +230,10 @@ def build_sr(
         imaging_measurements=groups,
         referenced_images=library or None,
     )
-    evidence = [h for s in study.series if s.series_uid in referenced for h in s.headers]
+    # Each instance once: the frames of a multi-frame object share its header.
+    evidence = list(
+        {id(h): h for s in study.series if s.series_uid in referenced for h in s.headers}.values()
+    )
     sr = hd.sr.Comprehensive3DSR(
         # The patient / study modules are copied from the first evidence item: a writable copy.
         evidence=[writer_source(evidence[0]), *evidence[1:], seg_ds] if evidence else [seg_ds],
