@@ -12,7 +12,7 @@ never committed). `run`:
 1. turns every image to the standard display with OrientNet (the *predicted* orientation, so a
    wrong prediction costs the baseline as it would cost the product) and finds the five lumbar
    discs with DiscNet (reporter.ingest.image2d_nets); both networks are trained by
-   reporter.ingest.image2d_train on training patients only;
+   reporter.training.image2d_train on training patients only;
 2. calibrates the anatomical spacing constant (median disc-to-disc distance in mm, on training
    images, from the scanner's pixel spacing in overview.csv) and reports the spacing-estimate error
    on held-out images;
@@ -133,7 +133,7 @@ def load_nets(weights: Path, device: str) -> tuple[Any, Any]:
 @torch.no_grad()
 def analyse_images(arrays: dict[str, np.ndarray], weights: Path, device: str) -> dict[str, Any]:
     from reporter.ingest.image2d_nets import ORIENT_SIZE, fit_square, undo_orientation
-    from reporter.ingest.image2d_train import locate_discs
+    from reporter.training.image2d_train import locate_discs
 
     onet, dnet = load_nets(weights, device)
     out = {}

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from reporter.evaluation.metrics import nan_to_none
+from reporter.evaluation.vlm_shards import evaluate, table
+from reporter.training.vlm_data import ShardSet, cache_phantoms
+from reporter.training.vlm_finetune import finetune
 from reporter.vlm.config import ViewConfig
-from reporter.vlm.data import ShardSet, cache_phantoms
-from reporter.vlm.evaluate import evaluate, table
-from reporter.vlm.finetune import finetune
 from reporter.vlm.inference import load_model
 
 TEST_SEED = 1_000_000

@@ -17,7 +17,7 @@ T_GEN=${T_GEN:-330}        # seconds of phantom caching for the VLM
 T_VLM=${T_VLM:-390}        # seconds of VLM training
 T_SEG_MIN=${T_SEG_MIN:-7.0}  # minutes of segmenter training
 source eval/device_env.sh
-python3 -c "import torch, open_clip, monai, pydantic, reporter.vlm.train, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
+python3 -c "import torch, open_clip, monai, pydantic, reporter.training.vlm_train, reporter.training.segmenter_train; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter --init reporter/weights/segmenter \
     --device "$DEVICE" --workers 5 --max-minutes "$T_SEG_MIN" --steps 1000000 --batch-size 16 \

@@ -11,7 +11,7 @@ T_SEG_MIN=${T_SEG_MIN:-7.5}   # minutes of training
 WORKERS=${WORKERS:-14}
 INIT=${INIT:-reporter/weights/segmenter}
 source eval/device_env.sh
-python3 -c "import torch, monai, reporter.anatomy.train_segmenter; print(torch.__version__, torch.cuda.is_available())" || exit 4
+python3 -c "import torch, monai, reporter.training.segmenter_train; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter25 --init "$INIT" \
     --context-slices 1 --device "$DEVICE" --workers "$WORKERS" --max-minutes "$T_SEG_MIN" \

@@ -7,8 +7,9 @@
    reporter.ingest.image2d: orientation detected, spacing estimated, T1 registered to T2 by the
    disc centres) and given the 2-D anatomy of reporter.ingest.image2d.anatomy_from_discs.
 2. Training patients (reporter.datasets.splits "train") are cached as view shards with the VLM's
-   own code (reporter.vlm.data.make_example / write_shard) and the adapter is fitted with the VLM's
-   LoRA API (reporter.vlm.finetune.finetune: peft LoraConfig, its Augment for augmentation).
+   own code (reporter.training.vlm_data.make_example / write_shard) and the adapter is fitted
+   with the VLM's LoRA API (reporter.training.vlm_finetune.finetune: peft LoraConfig, its
+   Augment for augmentation).
 3. The phantom-only default model and the adapted one predict every "test" patient; Pfirrmann
    and Modic (SPIDER grades Modic per disc: compared with modic_upper) balanced accuracy over
    L1-L2 .. L5-S1 are printed and written to OUT/metrics.json and the model card.
@@ -67,8 +68,8 @@ def prepared(ds: Any, split: str) -> list[tuple[Any, Any]]:
 
 
 def cache(pairs: list[tuple[Any, Any]], folder: Path) -> int:
+    from reporter.training.vlm_data import make_example, write_shard
     from reporter.vlm.config import ViewConfig
-    from reporter.vlm.data import make_example, write_shard
 
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
@@ -152,7 +153,8 @@ through reporter.ingest.image2d (orientation detected, spacing estimated from an
 the 2-D disc detector, else the built-in segmenter. Augmentation: the VLM's own `Augment`.
 
 ## Training
-reporter.vlm.finetune.finetune (peft LoRA, rank {ft.get("rank", 8)} on decoder attention/MLP and the
+reporter.training.vlm_finetune.finetune (peft LoRA, rank {ft.get("rank", 8)} on decoder \
+attention/MLP and the
 vision tower's MLPs + projector), {ft["steps"]} steps, {ft["seconds"]} s on {ft["device"]};
 {ft["trainable_parameters"]} trainable parameters; adapter {ft["adapter_bytes"] / 1e6:.2f} MB.
 
@@ -196,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cached {n_train} training studies ({time.time() - t0:.0f} s)", flush=True)
     if args.cache_only:
         return
-    from reporter.vlm.data import ShardSet
-    from reporter.vlm.finetune import apply_adapter, finetune
+    from reporter.training.vlm_data import ShardSet
+    from reporter.training.vlm_finetune import finetune
+    from reporter.vlm.adapters import apply_adapter
     from reporter.vlm.inference import load_model
 
     n_train = len(ShardSet.load([shards]))

@@ -1,6 +1,7 @@
 """The default model's training run, time-boxed: phantoms in parallel, training, calibration.
 
-The same functions as `spine-report train` (reporter.vlm.data.cache_phantoms, reporter.vlm.train),
+The same functions as `spine-report train` (reporter.training.vlm_data.cache_phantoms,
+reporter.training.vlm_train),
 with wall-clock budgets instead of fixed counts so that it fits one lease of the GPU machine.
 Sequential (generate, then train):
 
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from reporter.training.vlm_data import cache_phantoms
+from reporter.training.vlm_train import TrainConfig, train
 from reporter.vlm.config import ViewConfig
-from reporter.vlm.data import cache_phantoms
-from reporter.vlm.train import TrainConfig, train
 
 TRAIN_SITES = ["site-a", "site-b"]
 # Two realistic shards for each balanced one: rare grades still get enough examples.

@@ -1,30 +1,35 @@
 """spine-reporter: draft structured lumbar spine MRI reports, every statement checked.
 
 The output is a preliminary AI draft, not for clinical use.
+
+    import reporter
+    study = reporter.load_study("study/")          # reporter.ingest.load_study
+    rep = reporter.report_study(study, out_dir="out")  # reporter.pipeline.report_study
+
+Both are imported on first use, so `import reporter` stays light (no torch until a report runs).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
+from reporter.version import __version__
+
 if TYPE_CHECKING:
-    from reporter.study import Study
+    from reporter.ingest import load_study
+    from reporter.pipeline import report_study
 
 
-def load_study(path: Any) -> Study:
-    """Read a DICOM folder (or NIfTI file) into a `Study` (see reporter.ingest)."""
-    from reporter.ingest import load_study as _load
+def __getattr__(name: str) -> Any:
+    if name == "load_study":
+        from reporter.ingest import load_study
 
-    return _load(path)
+        return load_study
+    if name == "report_study":
+        from reporter.pipeline import report_study
 
-
-def report_study(path_or_study: Any, **kwargs: Any) -> Any:
-    """The one path from a study to a `Report` (see reporter.pipeline)."""
-    from reporter.pipeline import report_study as _report
-
-    return _report(path_or_study, **kwargs)
+        return report_study
+    raise AttributeError(f"module 'reporter' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "load_study", "report_study"]

@@ -1,24 +1,26 @@
 """`report_study`: the one path from a study to a report; CLI, batch and Python API all call it.
 
 ingest -> anatomy -> VLM -> grounding -> (withhold contradicted, do not assert unverifiable
-positive findings, mark low confidence) -> render.
-Each stage is the real component of its area; when one is missing from the install the call
-fails with a clear error naming it, never with a stand-in.
+positive findings, mark low confidence) -> render. Each stage is a direct call: jump to its
+definition to follow a study through the code.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
-import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from reporter.anatomy import segment
 from reporter.anatomy.anatomy import Anatomy
-from reporter.errors import InputMissingError, ReporterError, UsageError
+from reporter.errors import InputMissingError, UsageError
+from reporter.grounding.check import check as check_findings
 from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.ingest import load_study
+from reporter.ingest.assessability import unassessable_fields
+from reporter.ingest.image2d import anatomy_from_discs
 from reporter.render import atomic
 from reporter.render.context import technique
 from reporter.render.outputs import write_outputs
@@ -27,33 +29,15 @@ from reporter.render.statements import Statement, build_statements, final_findin
 from reporter.report import Report
 from reporter.schema import StudyFindings
 from reporter.study import Study
+from reporter.vlm.inference import load_model
 
 
-class ComponentMissingError(ReporterError):
-    """A pipeline stage's implementation is not importable from this install (exit 70)."""
+@runtime_checkable
+class FindingsModel(Protocol):
+    """What the pipeline asks of a model: findings for a segmented study (the built-in VLM,
+    reporter.vlm.inference.SpineVLM, or any object a caller passes in)."""
 
-
-def _component(module: str, name: str, *fallbacks: str) -> Any:
-    """`module.name`, the stage's public entry point (or a listed module that defines it)."""
-    problems = []
-    for mod_name in (module, *fallbacks):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as exc:
-            problems.append(f"{mod_name}: {exc}")
-            continue
-        fn = getattr(mod, name, None)
-        if isinstance(fn, types.ModuleType):
-            # A submodule of the same name shadows the package's function once imported
-            # (e.g. reporter.grounding.check); the function lives inside it.
-            fn = getattr(fn, name, None)
-        if callable(fn):
-            return fn
-        problems.append(f"{mod_name} has no {name!r}")
-    raise ComponentMissingError(
-        f"the pipeline stage {module}.{name} is not available in this install "
-        f"({'; '.join(problems)})"
-    )
+    def predict(self, study: Study, anatomy: Anatomy) -> StudyFindings: ...
 
 
 # --- model cache: batch workers and repeated API calls load each model once per process --------
@@ -65,11 +49,16 @@ def _key(p: Any) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
 
-def get_model(model: Any = None, adapter: Any = None) -> Any:
+ModelArg = FindingsModel | str | os.PathLike[str] | None
+
+
+def get_model(
+    model: ModelArg = None, adapter: str | os.PathLike[str] | None = None
+) -> FindingsModel:
     """The VLM for (`model`, `adapter`) paths (None = the embedded default), loaded once.
 
     An object with a `predict` method is taken as an already loaded model."""
-    if model is not None and hasattr(model, "predict"):
+    if model is not None and isinstance(model, FindingsModel):
         if adapter is not None:
             raise UsageError("pass the adapter with the model's path, not with a loaded model")
         return model
@@ -79,8 +68,7 @@ def get_model(model: Any = None, adapter: Any = None) -> Any:
     key = (_key(model), _key(adapter))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            load_model = _component("reporter.vlm", "load_model", "reporter.vlm.inference")
-            _MODELS[key] = load_model(path=model, adapter=adapter)
+            _MODELS[key] = load_model(path=model, adapter=adapter)  # type: ignore[arg-type]
         return _MODELS[key]
 
 
@@ -111,8 +99,6 @@ def _thresholds(vlm: Any, explicit: float | None) -> dict[str, float] | float | 
 def _mark_unassessable(findings: StudyFindings, study: Study) -> StudyFindings:
     """Fields the study's series cannot show (a foramen on a single mid-sagittal image) become
     not_assessable whatever the source claimed: never a guess."""
-    from reporter.ingest.assessability import unassessable_fields
-
     missing = unassessable_fields(study)
     if not missing:
         return findings
@@ -184,7 +170,7 @@ def report_study(
     path_or_study: str | os.PathLike[str] | Study,
     out_dir: str | os.PathLike[str] | None = None,
     seg: str | os.PathLike[str] | None = None,
-    model: Any = None,
+    model: ModelArg = None,
     adapter: str | os.PathLike[str] | None = None,
     *,
     anatomy: Anatomy | None = None,
@@ -218,7 +204,7 @@ def _report_study(
     path_or_study: str | os.PathLike[str] | Study,
     out_dir: Path | None,
     seg: str | os.PathLike[str] | None,
-    model: Any,
+    model: ModelArg,
     adapter: str | os.PathLike[str] | None,
     anatomy: Anatomy | None,
     findings: StudyFindings | None,
@@ -236,21 +222,14 @@ def _report_study(
         return now
 
     t = t0
-    if isinstance(path_or_study, Study):
-        study = path_or_study
-    else:
-        load_study = _component("reporter", "load_study")
-        study = load_study(path_or_study)
+    study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
     t = lap("ingest", t)
 
     if anatomy is None and seg is None and getattr(study, "input_notes", None):
         # A single 2-D image: the segmenter works on volumes, so the levels come from the disc
         # detector of reporter.ingest.image2d (named from the lowest disc, marked uncertain).
-        from reporter.ingest.image2d import anatomy_from_discs
-
         anatomy = anatomy_from_discs(study)
     if anatomy is None:
-        segment = _component("reporter.anatomy", "segment")
         anatomy = segment(study, seg_path=seg)
     t = lap("anatomy", t)
 
@@ -266,8 +245,7 @@ def _report_study(
     raw = _mark_unassessable(raw, study)
     t = lap("vlm", t)
 
-    check = _component("reporter.grounding", "check")
-    grounding = check(raw, study, anatomy)
+    grounding = check_findings(raw, study, anatomy)
     t = lap("grounding", t)
 
     report, statements = assemble_report(

@@ -12,7 +12,7 @@ import torch
 
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.segmenter import SegmenterConfig, load_segmenter
-from reporter.anatomy.train_segmenter import Batch, PartialDiceCE, TrainConfig, make_batch, train
+from reporter.training.segmenter_train import Batch, PartialDiceCE, TrainConfig, make_batch, train
 from tests.segmenter_factory import fake_phantom
 
 TINY = SegmenterConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
@@ -113,7 +113,7 @@ def test_a_2d_model_grown_to_three_channels_computes_the_same_until_trained() ->
     from dataclasses import replace
 
     from reporter.anatomy.segmenter import build_network
-    from reporter.anatomy.train_segmenter import inflate_input
+    from reporter.training.segmenter_train import inflate_input
 
     torch.manual_seed(0)
     flat = build_network(TINY).eval()

@@ -15,8 +15,9 @@ from reporter.vlm.config import TextConfig, ViewConfig, VisionConfig, VLMConfig
 from reporter.vlm.decoding import Constraint, SequenceSpec, level_grammar, study_grammar
 from reporter.vlm.inference import new_model
 from reporter.vlm.prompt import PromptTemplate
-from reporter.vlm.tokenizer import build_default_tokenizer, train_byte_level_bpe
+from reporter.vlm.tokenizer import train_byte_level_bpe
 from reporter.vlm.views import build_views
+from reporter.vlm.vocabulary import build_default_tokenizer
 
 
 def tiny_config() -> VLMConfig:

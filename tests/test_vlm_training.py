@@ -14,11 +14,12 @@ from vlm_toy import toy_study
 from reporter.cli.app import app
 from reporter.errors import ModelFileError
 from reporter.schema import LEVEL_FIELDS, StudyFindings, field_values
+from reporter.training.vlm_data import ShardSet, make_example, shard_views, write_shard
+from reporter.training.vlm_finetune import finetune
+from reporter.training.vlm_train import CHECKPOINT, TrainConfig, train
+from reporter.vlm.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from reporter.vlm.config import ViewConfig
-from reporter.vlm.data import ShardSet, make_example, shard_views, write_shard
-from reporter.vlm.finetune import ADAPTER_CONFIG, ADAPTER_WEIGHTS, finetune
 from reporter.vlm.inference import load_model, new_model, save_model
-from reporter.vlm.train import CHECKPOINT, TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def shards(tmp_path_factory) -> Path:
 def trained(shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
     cfg = TrainConfig(steps=2, batch_studies=2, warmup=1, checkpoint_every=1)
-    import reporter.vlm.train as tr
+    import reporter.training.vlm_train as tr
 
     orig = tr.new_model
     tr.new_model = lambda config=None: orig(tiny_config())
@@ -140,7 +141,7 @@ def test_cli_finetune_with_missing_base_exits_66(tmp_path, shards):
 
 
 def test_grade_head_targets_follow_the_views_each_level_sequence_sees(shards):
-    from reporter.vlm.batches import Augment, Batcher
+    from reporter.training.vlm_batches import Augment, Batcher
     from reporter.vlm.decoding import level_grammar
     from reporter.vlm.views import GLOBAL_VIEWS
 
@@ -165,7 +166,7 @@ def test_grade_head_targets_follow_the_views_each_level_sequence_sees(shards):
 
 
 def test_vision_stage_trains_the_vision_path_only_and_resumes_its_heads(shards, tmp_path):
-    import reporter.vlm.train as tr
+    import reporter.training.vlm_train as tr
 
     out = tmp_path / "m"
     cfg = TrainConfig(steps=2, batch_studies=2, warmup=1, checkpoint_every=1, vision_steps=2,
@@ -196,7 +197,7 @@ def test_each_sequence_of_a_mixed_batch_gets_its_own_view_tokens(shards):
     image position must receive the tokens of the view its layout names, in every row. (A flat
     masked_scatter once shifted all rows after the first study sequence onto other views'
     tokens -- other levels', other studies' -- so the decoder could not learn to read images.)"""
-    from reporter.vlm.batches import Augment, Batcher
+    from reporter.training.vlm_batches import Augment, Batcher
     from reporter.vlm.model import IMAGE_PLACEHOLDER
 
     net = new_model(tiny_config()).net.eval()
@@ -214,7 +215,7 @@ def test_each_sequence_of_a_mixed_batch_gets_its_own_view_tokens(shards):
 
 
 def test_cli_train_passes_the_grade_head_options(shards, tmp_path, monkeypatch):
-    import reporter.vlm.train as tr
+    import reporter.training.vlm_train as tr
 
     seen = {}
 
@@ -235,7 +236,7 @@ def test_resuming_with_the_grade_heads_switched_off_is_refused(shards, tmp_path)
     from reporter.errors import UsageError
 
     out = tmp_path / "m"
-    import reporter.vlm.train as tr
+    import reporter.training.vlm_train as tr
 
     orig = tr.new_model
     tr.new_model = lambda config=None: orig(tiny_config())

@@ -58,8 +58,8 @@ def train_segmenter(
     ] = None,
 ) -> None:
     """Train the built-in segmenter on phantoms (and real lumbar3d volumes with --real)."""
-    from reporter.anatomy.train_segmenter import TrainConfig, train
     from reporter.errors import UsageError
+    from reporter.training.segmenter_train import TrainConfig, train
 
     if no_phantoms and real is None:
         raise UsageError("--no-phantoms needs --real DIR")

@@ -17,8 +17,8 @@ FINETUNE_SEED_START = 200_000
 
 def _views_of(dirs: list[Path], cache: Path) -> list[Path]:
     """Shard folders for `dirs`: used as they are when they hold shards, else cached once."""
+    from reporter.training.vlm_data import SHARD_GLOB, cache_folder
     from reporter.vlm.config import ViewConfig
-    from reporter.vlm.data import SHARD_GLOB, cache_folder
 
     out = []
     for d in dirs:
@@ -47,8 +47,8 @@ def _phantom_shards(
 ) -> Path:
     from rich.progress import Progress
 
+    from reporter.training.vlm_data import cache_phantoms
     from reporter.vlm.config import ViewConfig
-    from reporter.vlm.data import cache_phantoms
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"phantoms -> {target.name}", total=n)
@@ -117,7 +117,7 @@ def train_cmd(
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
 
-    from reporter.vlm.train import TrainConfig, train
+    from reporter.training.vlm_train import TrainConfig, train
 
     if torch.get_num_threads() > 4 and device != "cuda":
         torch.set_num_threads(4)
@@ -184,7 +184,8 @@ def finetune_cmd(
     """Adapt a model to a new site with LoRA; writes adapter_config.json + safetensors."""
     from rich.progress import Progress
 
-    from reporter.vlm.finetune import apply_adapter, finetune
+    from reporter.training.vlm_finetune import finetune
+    from reporter.vlm.adapters import apply_adapter
     from reporter.vlm.inference import load_model, save_model
 
     dirs = _views_of(list(data or []), out.parent / f"{out.name}-cache")
@@ -225,8 +226,8 @@ def calibrate_cmd(
     workers: Annotated[int, typer.Option(help="Processes for phantom generation.")] = 1,
 ) -> None:
     """Fit temperature scaling and abstention thresholds on a validation split."""
-    from reporter.vlm.calibration import fit_calibration
-    from reporter.vlm.data import ShardSet
+    from reporter.training.vlm_calibration import fit_calibration
+    from reporter.training.vlm_data import ShardSet
     from reporter.vlm.inference import load_model, save_model
 
     dirs = _views_of(list(data or []), model / "cache")

@@ -8,7 +8,7 @@ L1-L2 ... L5-S1 (one channel each).
 
 Both are deliberately small (CPU inference in well under a second). Weights ship as safetensors
 with a JSON config under reporter/weights/image2d/ and are trained by
-reporter.ingest.image2d_train on real images (SPIDER training patients, lumbar3d volumes).
+reporter.training.image2d_train on real images (SPIDER training patients, lumbar3d volumes).
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import reporter
 from reporter.anatomy.anatomy import Anatomy
 from reporter.grounding.grading import rules_sha256
 from reporter.report import Provenance
 from reporter.schema import SCHEMA_VERSION, json_schema_text
 from reporter.study import Study
+from reporter.version import __version__
 
 
 def now_iso() -> str:
@@ -25,7 +25,7 @@ def now_iso() -> str:
 @cache
 def code_version() -> str:
     """The package version, plus the git commit when running from a source checkout."""
-    root = Path(reporter.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent
     if (root / ".git").exists():
         try:
             sha = subprocess.run(
@@ -36,10 +36,10 @@ def code_version() -> str:
                 check=True,
             ).stdout.strip()
             if sha:
-                return f"{reporter.__version__}+g{sha}"
+                return f"{__version__}+g{sha}"
         except (OSError, subprocess.SubprocessError):
             pass
-    return reporter.__version__
+    return __version__
 
 
 @cache

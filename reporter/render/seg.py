@@ -14,13 +14,13 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-import reporter
 from reporter.anatomy import labels as L
 from reporter.anatomy.anatomy import Anatomy
 from reporter.errors import InputDataError
 from reporter.render import codes as C
 from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
 from reporter.study import Series, Study
+from reporter.version import __version__
 
 MANUFACTURER = "spine-reporter"
 SEG_SERIES_NUMBER = 9901
@@ -103,7 +103,7 @@ def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegRes
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"spine-reporter anatomy ({anatomy.source})",
         family=codes.cid7162.ArtificialIntelligence,
-        version=reporter.__version__,
+        version=__version__,
         parameters={"source_detail": (source_detail or anatomy.source_detail or "-")[:64]},
     )
     descriptions = [
@@ -134,7 +134,7 @@ def build_seg(study: Study, anatomy: Anatomy, source_detail: str = "") -> SegRes
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name="spine-reporter",
-        software_versions=reporter.__version__,
+        software_versions=__version__,
         device_serial_number="0",
         content_description="Lumbar spine anatomy (preliminary AI draft)",
         content_label="SPINE_ANATOMY",

@@ -17,7 +17,6 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-import reporter
 from reporter.anatomy import labels as L
 from reporter.errors import InputDataError
 from reporter.grounding.verdicts import Measurement
@@ -27,6 +26,7 @@ from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
 from reporter.render.statements import ASSERTED, Statement
 from reporter.report import Provenance
 from reporter.study import Study
+from reporter.version import __version__
 
 SR_SERIES_NUMBER = 9902
 PROCEDURE = codes.LN.MRISpineReport
@@ -250,6 +250,6 @@ def build_sr(
         series_description="PRELIMINARY AI DRAFT - NOT FOR CLINICAL USE",
     )
     sr.PreliminaryFlag = "PRELIMINARY"
-    sr.SoftwareVersions = reporter.__version__
+    sr.SoftwareVersions = __version__
     sr.CodingSchemeIdentificationSequence = [C.scheme_identification()]
     return sr

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from reporter.synth.instances import dicom_datasets
 from reporter.synth.phantom import Phantom
-from reporter.synth.storage import dicom_datasets
 
 RSNA_LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 CONDITIONS = (

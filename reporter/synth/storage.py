@@ -17,32 +17,14 @@ from reporter.errors import InputDataError, InputMissingError, OutputError
 from reporter.geometry import lps_to_nifti_affine, nifti_to_lps_affine
 from reporter.schema import StudyFindings
 from reporter.study import Series, Study
-from reporter.synth.headers import file_meta
+from reporter.synth.instances import dicom_datasets
 from reporter.synth.phantom import Phantom
 
 FORMATS = ("dicom", "rsna2024")
 
 
-def stored_values(series: Series) -> np.ndarray:
-    """The stored integers behind `series.pixels` (pixels = stored x RescaleSlope)."""
-    slope = float(series.headers[0].RescaleSlope) if series.headers else 1.0
-    return np.rint(series.pixels / slope).astype(np.uint16)
-
-
 def label_key(series: Series) -> str:
     return series.role if series.role != "ax_t2" else f"ax_t2_{series.stack_index}"
-
-
-def dicom_datasets(series: Series, transfer_syntax: str = ExplicitVRLittleEndian) -> list[Dataset]:
-    """Complete datasets (headers + pixel data) for one series stack."""
-    stored = stored_values(series)
-    out = []
-    for k, head in enumerate(series.headers):
-        ds = copy.deepcopy(head)
-        ds.file_meta = file_meta(ds, transfer_syntax)
-        ds.PixelData = stored[k].tobytes()
-        out.append(ds)
-    return out
 
 
 def _json_default(o: Any) -> Any:

@@ -234,7 +234,7 @@ def _clean(fields: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def new_model(config: VLMConfig | None = None, tokenizer: SpineTokenizer | None = None) -> SpineVLM:
     """A randomly initialised model (for training, and for tests of the decoder)."""
     from reporter.vlm.prompt import PromptTemplate
-    from reporter.vlm.tokenizer import build_default_tokenizer
+    from reporter.vlm.vocabulary import build_default_tokenizer
 
     config = config or VLMConfig()
     tokenizer = tokenizer or build_default_tokenizer(PromptTemplate.load(config.prompt_file))
@@ -270,7 +270,7 @@ def load_model(path: Path | str | None = None, adapter: Path | str | None = None
     name = "spine-vlm-default" if path is None else folder.name
     model = SpineVLM(net, calibration, model_sha256=files[io.WEIGHTS], name=name)
     if adapter is not None:
-        from reporter.vlm.finetune import apply_adapter
+        from reporter.vlm.adapters import apply_adapter
 
         apply_adapter(model, Path(adapter))
     if not isinstance(model.net, SpineVLMModel):

@@ -9,15 +9,12 @@ several tokens.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from reporter.errors import ModelFileError
-from reporter.schema import LEVELS
-from reporter.vlm.prompt import PromptTemplate
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -61,30 +58,6 @@ class SpineTokenizer:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
             raise ModelFileError(f"tokenizer file {path} cannot be read: {exc}") from None
-
-
-def schema_words() -> set[str]:
-    """Every word a finding sequence can contain: slot names, values, level names."""
-    from reporter.vlm.decoding import NA, level_grammar, study_grammar, value_text
-
-    words: set[str] = {NA}
-    for grammar in (level_grammar(), study_grammar()):
-        for slot in grammar.slots:
-            words.add(slot.name)
-            words.update(value_text(v) for v in slot.values)
-    for level in LEVELS:
-        words.update(re.findall(r"\w+|[^\w\s]+", level))
-    return words
-
-
-def build_default_tokenizer(template: PromptTemplate) -> SpineTokenizer:
-    words = sorted(schema_words() | template.words())
-    vocab = {t: i for i, t in enumerate([*SPECIALS, *words])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    # Whitespace splits on \w+|[^\w\s]+: "paracentral_left" stays one word, "L4-L5" is 3.
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.add_special_tokens(list(SPECIALS))
-    return SpineTokenizer(tok)
 
 
 def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 320) -> SpineTokenizer:

@@ -1,6 +1,6 @@
 """Training of the 2-D input networks (OrientNet, DiscNet) on real images.
 
-    python -m reporter.ingest.image2d_train --data runs/realmri/data.npz --out OUT [--device cuda]
+    python -m reporter.training.image2d_train --data runs/realmri/data.npz --out OUT [--device cuda]
 
 `--data` is an .npz made by ``eval/baselines_spider.py prepare`` from ../shared/data/real (never
 committed): ``spider/<name>`` native 8-bit SPIDER images, ``l3d/<volume>`` and ``l3dseg/<volume>``

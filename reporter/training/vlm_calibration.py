@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from reporter.schema import LEVEL_FIELDS
-from reporter.vlm.batches import Augment, Batcher
-from reporter.vlm.data import ShardSet
+from reporter.training.vlm_batches import Augment, Batcher
+from reporter.training.vlm_data import ShardSet
 
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(0.25), np.log(6.0), 81))
 THRESHOLD_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)

@@ -1,11 +1,11 @@
 """Training the spine VLM from scratch: one readable loop (nanoGPT style, minus the exec config).
 
-data  cached view shards (reporter.vlm.data), from folders or generated phantoms by seed
+data  cached view shards (reporter.training.vlm_data), from folders or generated phantoms by seed
 loop  AdamW, linear warm-up then cosine decay, teacher-forced cross-entropy on value tokens
       (restricted to the values the grammar allows), gradient clipping, bf16 on a GPU
 save  a resumable checkpoint every `checkpoint_every` steps (weights + optimizer state as
       safetensors, step and RNG state as JSON), the final model folder at the end, then
-      temperature scaling fitted on the validation shards (reporter.vlm.calibration)
+      temperature scaling fitted on the validation shards (reporter.training.vlm_calibration)
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 
 from reporter.errors import InputMissingError, UsageError
+from reporter.training.vlm_batches import Augment, Batcher
+from reporter.training.vlm_data import ShardSet
+from reporter.training.vlm_heads import GradeHeads
 from reporter.vlm import io
-from reporter.vlm.batches import Augment, Batcher
 from reporter.vlm.config import VLMConfig
-from reporter.vlm.data import ShardSet
-from reporter.vlm.heads import GradeHeads
 from reporter.vlm.inference import SpineVLM, load_model, new_model, save_model
 from reporter.vlm.model import supervised_loss
 
@@ -54,8 +55,8 @@ class TrainConfig:
     # Re-read the data folders every this many steps when shards were added meanwhile (train
     # while a phantom-caching process is still filling them); 0 = never.
     reload_every: int = 0
-    # Deep supervision (reporter.vlm.heads): the first `vision_steps` steps train the vision
-    # tower and projector through the grade heads alone (no decoder), after which the heads'
+    # Deep supervision (reporter.training.vlm_heads): the first `vision_steps` steps train the
+    # vision tower and projector through the grade heads alone (no decoder), after which the heads'
     # loss is added to the decoder's with weight `aux_weight` (0 = heads off after stage 1).
     vision_steps: int = 0
     aux_weight: float = 0.0
@@ -242,8 +243,9 @@ def train(
         TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
-    from reporter.cli.app import err_console
-
+    # Progress on stderr, as the command line keeps stdout for results (training never imports
+    # the CLI).
+    err_console = Console(stderr=True)
     step = start
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=start, loss=float("nan"))
@@ -299,7 +301,7 @@ def train(
         "init": str(init) if init is not None and start == 0 else None,
     }
     if val_dirs:
-        from reporter.vlm.calibration import fit_calibration
+        from reporter.training.vlm_calibration import fit_calibration
 
         val = ShardSet.load(val_dirs)
         model.calibration = fit_calibration(model, val)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reporter.schema import LEVEL_FIELDS
-from reporter.vlm.data import ShardSet, decode_targets
+from reporter.training.vlm_data import ShardSet, decode_targets
 from reporter.vlm.decoding import STUDY_GRAMMAR_FIELDS
 from reporter.vlm.model import SpineVLMModel, level_spec, sequence_batch, study_spec
 from reporter.vlm.views import CHANNELS, GLOBAL_VIEWS, LEVEL_VIEWS, not_assessable_fields

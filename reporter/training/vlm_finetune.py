@@ -4,8 +4,7 @@ LoRA matrices are injected with `peft.LoraConfig` + `get_peft_model` into the de
 and MLP projections and, by default, the vision tower's MLPs and the projector (a new site
 differs first of all in how its images look). The base weights stay frozen. The adapter folder is
 peft's own format -- adapter_config.json + adapter_model.safetensors -- plus our manifest.json
-with sha256s, checked at load. `--adapter` at inference applies it; `merge=True` folds it into
-the base weights (peft's merge_and_unload).
+with sha256s, checked at load. `--adapter` at inference applies it (reporter.vlm.adapters).
 """
 
 from __future__ import annotations
@@ -16,18 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 
-from reporter.errors import ModelFileError, UsageError
+from reporter.errors import UsageError
+from reporter.training.vlm_batches import Augment, Batcher
+from reporter.training.vlm_data import ShardSet
+from reporter.training.vlm_train import TrainConfig as _Sched
+from reporter.training.vlm_train import lr_at, pick_device
 from reporter.vlm import io
-from reporter.vlm.batches import Augment, Batcher
-from reporter.vlm.data import ShardSet
-from reporter.vlm.inference import SpineVLM, load_model
-from reporter.vlm.train import TrainConfig as _Sched
-from reporter.vlm.train import lr_at, pick_device
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+from reporter.vlm.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from reporter.vlm.inference import load_model
 
 DECODER_TARGETS = r"decoder\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 VISION_TARGETS = (
@@ -69,7 +66,7 @@ def finetune(
     sched = _Sched(steps=steps, lr=lr, warmup=max(1, steps // 10))
     batcher = Batcher(net, data, Augment())
     rng = np.random.default_rng(seed)
-    from reporter.vlm.train import loss_of
+    from reporter.training.vlm_train import loss_of
 
     t0 = time.time()
     ema = None
@@ -103,17 +100,3 @@ def finetune(
         "adapter_sha256": files[ADAPTER_WEIGHTS],
         "device": str(dev),
     }
-
-
-def apply_adapter(model: SpineVLM, folder: Path, merge: bool = False) -> SpineVLM:
-    """Load a LoRA adapter folder into `model` in place (sha256-checked)."""
-    files = io.verify_folder(folder, (ADAPTER_CONFIG, ADAPTER_WEIGHTS))
-    try:
-        peft_model = PeftModel.from_pretrained(model.net, str(folder), is_trainable=False)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise ModelFileError(f"adapter {folder} does not fit this model: {exc}") from None
-    if merge:
-        model.net = peft_model.merge_and_unload()
-    model.net.eval()
-    model.adapter_sha256 = files[ADAPTER_WEIGHTS]
-    return model

@@ -20,7 +20,7 @@ from reporter.evaluation.metrics import (
     rsna_weighted_log_loss,
 )
 from reporter.schema import LEVEL_FIELDS, StudyFindings, field_values
-from reporter.vlm.data import ShardSet, decode_targets, shard_views
+from reporter.training.vlm_data import ShardSet, decode_targets, shard_views
 from reporter.vlm.decoding import level_grammar
 
 CONDITIONS: dict[str, tuple[str, ...]] = {
