@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.segmenter import (
     anatomy_from_generic,
     load_segmenter,
     segmentation_series,
 )
+from reporter.contracts import labels as lab
 
 EVAL_SEED_START = 1_000_000
 # Forced-variant studies use seeds this far above the standard ones (still inside the same range:
@@ -168,7 +168,7 @@ def _eval_case(job: tuple[int, str, str, Path | None]) -> dict:
     path = cache / f"{site}_{seed}_{variant}.npz" if cache is not None else None
     if path is not None and path.is_file():
         with np.load(path) as z:
-            from reporter.study import Series
+            from reporter.contracts.study import Series
 
             series = Series(
                 series_uid=str(z["uid"]), study_uid="cached", plane="sagittal", weighting="T2",
@@ -372,7 +372,7 @@ def bench_real(
 def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
     """Level naming again from saved predictions (--save-preds): the naming code can change
     without running the network again."""
-    from reporter.study import Series
+    from reporter.contracts.study import Series
 
     out: dict = {}
     by_site: dict[str, list[Path]] = {}

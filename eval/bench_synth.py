@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from reporter.schema import LEVEL_FIELDS, field_values
+from reporter.contracts.findings import LEVEL_FIELDS, field_values
 
 
 def speed(n: int, site: str, write: bool, start: int) -> None:
@@ -162,7 +162,7 @@ def phantom_t2_metrics(ph: object) -> dict[str, float]:
     """The same measurements on a phantom's sagittal T2, with its ground-truth labels."""
     from scipy import ndimage
 
-    from reporter.anatomy import labels as lb
+    from reporter.contracts import labels as lb
 
     s = ph.study.get("sag_t2")  # type: ignore[attr-defined]
     lab = ph.anatomy.labels  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reporter.schema import LEVEL_FIELDS, LevelFindings, StudyFindings
+from reporter.contracts.findings import LEVEL_FIELDS, LevelFindings, StudyFindings
 
 # --- RSNA 2024 --------------------------------------------------------------------------------
 

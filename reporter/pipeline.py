@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from reporter.anatomy import segment
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import StudyFindings
+from reporter.contracts.report import Report
+from reporter.contracts.study import Study
+from reporter.contracts.verdicts import Measurement, Verdict
 from reporter.errors import InputMissingError, UsageError
 from reporter.grounding.check import check as check_findings
-from reporter.grounding.verdicts import Measurement, Verdict
 from reporter.ingest import load_study
 from reporter.ingest.assessability import unassessable_fields
 from reporter.ingest.image2d import anatomy_from_discs
@@ -26,9 +29,6 @@ from reporter.render.context import technique
 from reporter.render.outputs import write_outputs
 from reporter.render.provenance import build_provenance, now_iso
 from reporter.render.statements import Statement, build_statements, final_findings
-from reporter.report import Report
-from reporter.schema import StudyFindings
-from reporter.study import Study
 from reporter.vlm.inference import load_model
 
 

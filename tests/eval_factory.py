@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reporter.contracts.findings import TYPICAL_NORMAL, LevelFindings, StudyFindings
+from reporter.contracts.verdicts import Verdict
 from reporter.evaluation.scoring import StudyRecord, compare_findings
-from reporter.grounding.verdicts import Verdict
-from reporter.schema import TYPICAL_NORMAL, LevelFindings, StudyFindings
 
 NORMAL: dict[str, Any] = TYPICAL_NORMAL
 

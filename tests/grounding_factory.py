@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
-from reporter.grounding.verdicts import Measurement
-from reporter.schema import LEVEL_FIELDS, TYPICAL_NORMAL, StudyFindings, lumbar_levels
-from reporter.study import Series, Study
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import LEVEL_FIELDS, TYPICAL_NORMAL, StudyFindings, lumbar_levels
+from reporter.contracts.study import Series, Study
+from reporter.contracts.verdicts import Measurement
 
 NORMAL: dict[str, Any] = TYPICAL_NORMAL
 

@@ -16,11 +16,11 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
-from reporter.grounding.verdicts import Measurement, Verdict
-from reporter.schema import LEVEL_FIELDS, TYPICAL_NORMAL, StudyFindings, lumbar_levels
-from reporter.study import Series, Study
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import LEVEL_FIELDS, TYPICAL_NORMAL, StudyFindings, lumbar_levels
+from reporter.contracts.study import Series, Study
+from reporter.contracts.verdicts import Measurement, Verdict
 
 N_SLICES, ROWS, COLS = 9, 160, 112
 ROW_MM, COL_MM, SLICE_MM = 1.25, 1.25, 4.0

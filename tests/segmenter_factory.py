@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reporter.anatomy import labels as lab
-from reporter.anatomy.anatomy import Anatomy
-from reporter.study import Series, Study
+from reporter.contracts import labels as lab
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Series, Study
 
 # (name, first row, last row) of each structure along a 96-row sagittal slice, 2 mm pixels.
 _BODIES = [("L2", 4, 16), ("L3", 22, 34), ("L4", 40, 52), ("L5", 58, 70), ("S1", 76, 95)]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from grounding_factory import sagittal_series, spine_labels, study_with
 
-from reporter.anatomy import labels as L
 from reporter.anatomy import segment
 from reporter.anatomy.importers import (
     builtin_conventions,
@@ -17,6 +16,7 @@ from reporter.anatomy.importers import (
     detect_convention,
     resample_nearest,
 )
+from reporter.contracts import labels as L
 from reporter.errors import InputDataError, InputMissingError, ModelFileError
 from reporter.geometry import lps_to_nifti_affine
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 from grounding_factory import sagittal_series, spine_labels
 
-from reporter.anatomy import labels as L
 from reporter.anatomy.importers import ORDINAL_DISC_BASE, ORDINAL_VERTEBRA_BASE
 from reporter.anatomy.naming import name_instances, name_labels, resolve_ordinals
+from reporter.contracts import labels as L
 
 
 def _instances(names: list[str], with_sacrum: bool = True):

@@ -22,11 +22,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from reporter.anatomy import labels as L
 from reporter.anatomy import segment
+from reporter.contracts import labels as L
+from reporter.contracts.study import Series, Study
 from reporter.geometry import nifti_to_lps_affine
 from reporter.grounding.measure import central_heights_mm
-from reporter.study import Series, Study
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "lumbar3d"
 SEGS = sorted(REAL.glob("*_seg.nii.gz")) if REAL.is_dir() else []

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from reporter import __version__
 from reporter.cli import app
-from reporter.schema import json_schema
+from reporter.contracts.findings import json_schema
 
 runner = CliRunner()
 

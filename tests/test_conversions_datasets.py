@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reporter.contracts.findings import StudyFindings
 from reporter.conversions import (
     RSNA_COLUMNS,
     SPIDER_LEVELS,
@@ -19,7 +20,6 @@ from reporter.conversions import (
     to_rsna_row,
     to_spider_rows,
 )
-from reporter.schema import StudyFindings
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SPIDER_CSV = REAL / "spider" / "radiological_gradings.csv"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from eval_factory import example_record
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
 from reporter.evaluation.scoring import (
     CONDITIONS,
     StudyRecord,

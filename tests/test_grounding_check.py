@@ -11,9 +11,9 @@ from grounding_factory import (
     study_with,
 )
 
+from reporter.contracts.findings import LEVEL_FIELDS
+from reporter.contracts.verdicts import Measurement
 from reporter.grounding import check
-from reporter.grounding.verdicts import Measurement
-from reporter.schema import LEVEL_FIELDS
 
 NAMES = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from grounding_factory import findings
 
+from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, lumbar_levels
 from reporter.grounding.inject import ALL_KINDS, inject_errors
-from reporter.schema import LEVEL_FIELDS, StudyFindings, lumbar_levels
 
 TRUTH = {
     "L3-L4": {"canal_stenosis": "moderate", "foraminal_stenosis_left": 2, "modic_upper": 1},
@@ -59,7 +59,7 @@ def test_nonexistent_level_is_not_part_of_the_spine() -> None:
 
 
 def test_grade_errors_are_at_least_two_steps_off() -> None:
-    from reporter.schema import field_values
+    from reporter.contracts.findings import field_values
 
     truth = findings(5, TRUTH)
     for seed in range(20):

@@ -48,7 +48,7 @@ def test_canal_area_and_modic_ratios_match_the_generator(phantoms) -> None:
 def test_a_map_without_the_ligamentum_flavum_leaves_the_recess_unverifiable(phantoms) -> None:
     """The recess's posterior wall is the flavum: a label map without it (the built-in segmenter,
     SPIDER) gives no recess depth, and the verdict says so instead of contradicting."""
-    from reporter.anatomy import labels as L
+    from reporter.contracts import labels as L
 
     ph = phantoms[0]
     strip = lambda a: np.where(a == L.LIGAMENTUM_FLAVUM, L.BACKGROUND, a)  # noqa: E731
@@ -129,7 +129,7 @@ def test_the_disc_frame_of_a_single_slice_lies_in_the_slice_plane() -> None:
     frame must still be the body's height axis, not the normal (which gave a NaN frame)."""
     from types import SimpleNamespace
 
-    from reporter.anatomy import labels as L
+    from reporter.contracts import labels as L
     from reporter.grounding.measure import Grid, _frame
 
     labels = np.zeros((1, 64, 64), np.int16)

@@ -17,9 +17,9 @@ import pydicom
 import pytest
 
 import reporter
+from reporter.contracts.report import Report
 from reporter.errors import InputDataError, InputMissingError, describe_internal
 from reporter.ingest import load_study
-from reporter.report import Report
 
 SEED = 1_000_321  # an evaluation seed: never trained on
 # Distinctive stand-ins for patient data: none may reach stderr, stdout or the manifest.

@@ -103,7 +103,7 @@ def test_spacing_is_the_disc_step_in_mm_over_the_disc_step_in_pixels() -> None:
 
 
 def _study_with_discs(discs: dict, rows: int = 600, cols: int = 400, spacing: float = 0.8):
-    from reporter.study import Series, Study
+    from reporter.contracts.study import Series, Study
 
     affine = np.array([[4.0, 0, 0, 0], [0, 0, spacing, 0], [0, -spacing, 0, 0], [0, 0, 0, 1.0]])
     uid = f"1.2.3.{int(discs['L1-L2'][0])}"
@@ -127,7 +127,7 @@ def test_anatomy_from_discs_names_five_lumbar_levels_from_the_lowest_disc() -> N
     assert anatomy.levels == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     assert anatomy.vertebrae == ["L1", "L2", "L3", "L4", "L5", "S1"]
     assert anatomy.labels.shape == study.series[0].shape
-    from reporter.anatomy.labels import disc_label
+    from reporter.contracts.labels import disc_label
 
     rows, cols = np.nonzero(anatomy.labels[0] == disc_label("L3-L4"))
     assert abs(rows.mean() - 270) < 3 and abs(cols.mean() - 128) < 3

@@ -21,8 +21,8 @@ from dicom_factory import (
     write_study,
 )
 
+from reporter.contracts.study import Series
 from reporter.ingest import load_study
-from reporter.study import Series
 
 
 def _ipp(header: pydicom.Dataset) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_affine_columns_follow_the_study_convention(tmp_path: Path) -> None:
                       slice_step=3.5)  # fmt: skip
     write_series(spec, tmp_path)
     series = load_study(tmp_path).series[0]
-    # column 0: slice step along the normal; 1: down the rows; 2: along a row (reporter.study)
+    # column 0: slice step along the normal; 1: down the rows; 2: along a row (contracts.study)
     np.testing.assert_allclose(series.spacing, (3.5, 0.7, 0.9), atol=1e-6)
     np.testing.assert_allclose(series.affine[:3, 1], [0, 0, -0.7], atol=1e-6)  # rows -> inferior
     np.testing.assert_allclose(series.affine[:3, 2], [0, 0.9, 0], atol=1e-6)  # cols -> posterior

@@ -13,9 +13,9 @@ import pytest
 
 import reporter
 from reporter import pipeline
+from reporter.contracts.findings import StudyFindings
 from reporter.errors import InputMissingError
 from reporter.render.outputs import FILES
-from reporter.schema import StudyFindings
 
 SEED = 1_000_123  # an evaluation seed: never trained on
 

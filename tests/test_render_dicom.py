@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from reporter.anatomy import labels as L
+from reporter.contracts import labels as L
 from reporter.pipeline import assemble_report
 from reporter.render import outputs
 from reporter.render.provenance import now_iso

@@ -14,7 +14,7 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from reporter.grounding.verdicts import Verdict
+from reporter.contracts.verdicts import Verdict
 from reporter.pipeline import assemble_report
 from reporter.render import outputs
 from reporter.render.provenance import now_iso

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from reporter.schema import (
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     SCHEMA_VERSION,
     StudyFindings,
@@ -140,7 +140,7 @@ def test_the_json_schema_rejects_what_pydantic_rejects_structurally() -> None:
 
 
 def test_typical_normal_values_are_normal_and_cover_every_field():
-    from reporter.schema import LEVEL_FIELDS, NORMAL_VALUES, TYPICAL_NORMAL, is_abnormal
+    from reporter.contracts.findings import LEVEL_FIELDS, NORMAL_VALUES, TYPICAL_NORMAL, is_abnormal
 
     assert list(TYPICAL_NORMAL) == list(LEVEL_FIELDS)
     for field, value in TYPICAL_NORMAL.items():

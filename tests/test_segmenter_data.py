@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
+from reporter.contracts import labels as lab
 from reporter.errors import InputDataError
 from tests.segmenter_factory import fake_phantom, label_volume, sagittal_affine
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.segmenter import (
     SegmenterConfig,
@@ -19,8 +18,9 @@ from reporter.anatomy.segmenter import (
     segment_study,
 )
 from reporter.anatomy.segmenter_instances import anatomy_from_generic
+from reporter.contracts import labels as lab
+from reporter.contracts.study import Study
 from reporter.errors import InputDataError
-from reporter.study import Study
 from tests.segmenter_factory import fake_phantom
 
 TINY = SegmenterConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy import segmenter_instances as si
-from reporter.study import Series
+from reporter.contracts import labels as lab
+from reporter.contracts.study import Series
 
 BODY_MM, DISC_MM, TOP_MM = 26, 9, 8
 DEPTH = (30, 62)  # body columns (anterior -> posterior), 1 mm pixels

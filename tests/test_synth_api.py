@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reporter.anatomy import labels as lb
+from reporter.contracts import labels as lb
+from reporter.contracts.findings import StudyFindings
 from reporter.errors import UsageError
-from reporter.schema import StudyFindings
 from reporter.synth import (
     NEW_SITE,
     SITES,

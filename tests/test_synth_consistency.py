@@ -14,9 +14,9 @@ import itertools
 import numpy as np
 import pytest
 
-from reporter.anatomy import labels as lb
+from reporter.contracts import labels as lb
+from reporter.contracts.findings import VERTEBRAE, StudyFindings, lumbar_levels
 from reporter.grounding import grading
-from reporter.schema import VERTEBRAE, StudyFindings, lumbar_levels
 from reporter.synth import generate_study
 from reporter.synth.phantom import Phantom
 from reporter.synth.rasterize import project

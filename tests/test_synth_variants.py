@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reporter.anatomy import labels as lb
-from reporter.schema import lumbar_levels
+from reporter.contracts import labels as lb
+from reporter.contracts.findings import lumbar_levels
 from reporter.synth import generate_study
 
 

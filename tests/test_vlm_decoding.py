@@ -10,7 +10,7 @@ import pytest
 import torch
 from vlm_toy import toy_study
 
-from reporter.schema import LEVEL_FIELDS, StudyFindings, json_schema
+from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, json_schema
 from reporter.vlm.config import TextConfig, ViewConfig, VisionConfig, VLMConfig
 from reporter.vlm.decoding import Constraint, SequenceSpec, level_grammar, study_grammar
 from reporter.vlm.inference import new_model

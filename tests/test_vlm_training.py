@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from vlm_toy import toy_study
 
 from reporter.cli.app import app
+from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, field_values
 from reporter.errors import ModelFileError
-from reporter.schema import LEVEL_FIELDS, StudyFindings, field_values
 from reporter.training.vlm_data import ShardSet, make_example, shard_views, write_shard
 from reporter.training.vlm_finetune import finetune
 from reporter.training.vlm_train import CHECKPOINT, TrainConfig, train

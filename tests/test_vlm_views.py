@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from vlm_toy import toy_study
 
-from reporter.schema import LEVEL_FIELDS
+from reporter.contracts.findings import LEVEL_FIELDS
 from reporter.vlm.config import ViewConfig
 from reporter.vlm.views import (
     LEVEL_VIEWS,

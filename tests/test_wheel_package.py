@@ -77,7 +77,7 @@ def test_installed_wheel_resolves_resources_outside_the_source_tree(
     probe = (
         "import json, reporter\n"
         "from reporter.resources import resource_dir\n"
-        "from reporter.schema import json_schema\n"
+        "from reporter.contracts.findings import json_schema\n"
         "p, t = resource_dir('prompts'), resource_dir('templates')\n"
         "print(json.dumps({'module': reporter.__file__, 'prompts': str(p), 'templates': str(t),\n"
         "  'n_prompts': len(list(p.iterdir())), 'n_templates': len(list(t.iterdir())),\n"

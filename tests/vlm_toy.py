@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from reporter.anatomy.anatomy import Anatomy
-from reporter.anatomy.labels import (
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import lumbar_levels
+from reporter.contracts.labels import (
     CANAL,
     FORAMEN_LEFT,
     FORAMEN_RIGHT,
     disc_label,
     vertebra_label,
 )
-from reporter.schema import lumbar_levels
-from reporter.study import Series, Study
+from reporter.contracts.study import Series, Study
 
 LEVELS = lumbar_levels(5)
 

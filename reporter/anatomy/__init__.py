@@ -2,7 +2,7 @@
 
 `segment(study)` runs the built-in segmenter; `segment(study, seg_path=...)` imports a NIfTI or
 DICOM SEG label map made by another tool, translates its label convention into ours
-(`reporter.anatomy.labels`), resamples it into the study's reference grid and names the levels.
+(`reporter.contracts.labels`), resamples it into the study's reference grid and names the levels.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels
-from reporter.anatomy.anatomy import Anatomy
 from reporter.anatomy.importers import (
     ORDINAL_VERTEBRA_BASE,
     Convention,
@@ -26,8 +24,10 @@ from reporter.anatomy.importers import (
     translate,
 )
 from reporter.anatomy.naming import Naming, name_labels, resolve_ordinals
+from reporter.contracts import labels
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Study
 from reporter.errors import ModelFileError
-from reporter.study import Study
 
 __all__ = ["Anatomy", "import_label_map", "labels", "segment"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels as L
+from reporter.contracts import labels as L
+from reporter.contracts.findings import LEVELS, VERTEBRAE
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
-from reporter.schema import LEVELS, VERTEBRAE
-from reporter.study import Series, Study
 
 # Placeholders for structures numbered from the caudal end, before naming resolves them.
 ORDINAL_VERTEBRA_BASE = 1000

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reporter.anatomy import labels as L
 from reporter.anatomy.importers import ORDINAL_DISC_BASE, ORDINAL_VERTEBRA_BASE
-from reporter.schema import LEVELS, VERTEBRAE, Transitional, level_name
+from reporter.contracts import labels as L
+from reporter.contracts.findings import LEVELS, VERTEBRAE, Transitional, level_name
 
 SACRUM = "S1"
 CONVENTION_SACRUM = "counted from the sacrum upward"

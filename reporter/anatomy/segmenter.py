@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from reporter.anatomy import segmenter_data as sd
-from reporter.anatomy.anatomy import Anatomy
 from reporter.anatomy.segmenter_instances import anatomy_from_generic
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError, ModelFileError
 from reporter.resources import weights_dir
-from reporter.study import Series, Study
 
 __all__ = [
     "Segmenter",

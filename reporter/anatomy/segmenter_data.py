@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reporter.anatomy import labels as lab
+from reporter.contracts import labels as lab
 from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
 
@@ -75,7 +75,7 @@ _LUT = _generic_lut()
 
 
 def to_generic(labels: np.ndarray) -> np.ndarray:
-    """Our label convention (reporter.anatomy.labels) -> the segmenter's generic classes."""
+    """Our label convention (reporter.contracts.labels) -> the segmenter's generic classes."""
     values = np.asarray(labels).astype(np.int64)
     out = np.zeros(values.shape, dtype=np.uint8)
     known = (values >= 0) & (values < len(_LUT))

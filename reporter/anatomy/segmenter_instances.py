@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from reporter.anatomy import labels as lab
 from reporter.anatomy import naming as nm
 from reporter.anatomy import segmenter_data as sd
-from reporter.anatomy.anatomy import Anatomy
-from reporter.study import Series
+from reporter.contracts import labels as lab
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Series
 
 PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}  # prevalence (see reporter.synth.priors)
 # Four or six is reported only when the evidence makes it this probable; below, five is kept.

@@ -16,7 +16,7 @@ _STYLE = {"supported": "green", "contradicted": "bold red", "unverifiable": "yel
 
 
 def _read_findings(path: Path) -> Any:
-    from reporter.schema import StudyFindings
+    from reporter.contracts.findings import StudyFindings
 
     if not path.is_file():
         raise InputMissingError(f"findings file {str(path)!r} does not exist")

@@ -37,7 +37,7 @@ def _root(
 @guarded
 def schema() -> None:
     """Print the versioned JSON Schema of the findings."""
-    from reporter.schema import json_schema_text
+    from reporter.contracts.findings import json_schema_text
 
     print(json_schema_text())
 

@@ -12,10 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import StudyFindings
+from reporter.contracts.study import Study
 from reporter.datasets.splits import Split, split_of
-from reporter.schema import StudyFindings
-from reporter.study import Study
 
 
 @dataclass

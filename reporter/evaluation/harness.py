@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import StudyFindings, json_schema
+from reporter.contracts.study import Study
 from reporter.errors import OutputError, ReporterError, UsageError, describe_internal
 from reporter.evaluation import scoring
 from reporter.evaluation.benchmark import Case, get_benchmark
 from reporter.evaluation.scoring import StudyRecord
-from reporter.schema import StudyFindings, json_schema
-from reporter.study import Study
 
 DATA_FORMATS = ("phantom", "rsna2024", "spider", "lumbar3d")
 ARTIFACT_KINDS = ("gibbs", "ghosting", "wrap", "metal")

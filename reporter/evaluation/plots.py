@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from reporter.contracts.findings import field_values
 from reporter.evaluation import metrics as M
 from reporter.evaluation.scoring import ALL_CONDITIONS, CONDITIONS, StudyRecord
-from reporter.schema import field_values
 
 
 def write_all(out_dir: Path, metrics: dict[str, Any], records: Sequence[StudyRecord]) -> list[Path]:

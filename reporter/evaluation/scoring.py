@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
-from reporter.evaluation import metrics as M
-from reporter.grounding.verdicts import Verdict
-from reporter.schema import (
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     LEVELS,
     Finding,
@@ -27,6 +25,8 @@ from reporter.schema import (
     field_values,
     is_abnormal,
 )
+from reporter.contracts.verdicts import Verdict
+from reporter.evaluation import metrics as M
 
 # metrics.json condition name -> the schema fields pooled into it (left/right, upper/lower).
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -427,7 +427,7 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
 
 def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 400) -> list[int]:
     """[correct, total] over the ground truth's discs: a disc is named correctly when the predicted
-    label map carries the same disc label (reporter.anatomy.labels: one value per level name) at
+    label map carries the same disc label (reporter.contracts.labels: one value per level name) at
     the majority of the truth disc's voxels, mapped through patient coordinates so the two maps
     may lie on different grids. A disc the prediction misses counts as wrong."""
     gt_labels = np.asarray(truth.labels)

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, field_values
 from reporter.evaluation.metrics import (
     RsnaRow,
     condition_metrics,
     expected_calibration_error,
     rsna_weighted_log_loss,
 )
-from reporter.schema import LEVEL_FIELDS, StudyFindings, field_values
 from reporter.training.vlm_data import ShardSet, decode_targets, shard_views
 from reporter.vlm.decoding import level_grammar
 

@@ -12,9 +12,9 @@ for the modules themselves).
 
 from __future__ import annotations
 
+from reporter.contracts.verdicts import Measurement, Verdict
 from reporter.grounding.check import check
 from reporter.grounding.measure import measure
 from reporter.grounding.result import GroundingResult
-from reporter.grounding.verdicts import Measurement, Verdict
 
 __all__ = ["GroundingResult", "Measurement", "Verdict", "check", "measure"]

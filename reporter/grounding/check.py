@@ -18,11 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
-from reporter.grounding import grading
-from reporter.grounding.result import GroundingResult
-from reporter.grounding.verdicts import Measurement, Verdict
-from reporter.schema import (
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     LEVELS,
     NORMAL_VALUES,
@@ -33,7 +30,10 @@ from reporter.schema import (
     is_abnormal,
     lumbar_levels,
 )
-from reporter.study import Study
+from reporter.contracts.study import Study
+from reporter.contracts.verdicts import Measurement, Verdict
+from reporter.grounding import grading
+from reporter.grounding.result import GroundingResult
 
 LevelMeasures = dict[str, Measurement]
 # rules.json "verification": a positive claim is supported only when its measurements exclude

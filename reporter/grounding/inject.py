@@ -20,7 +20,7 @@ import itertools
 import random
 from typing import Any, Literal, NamedTuple
 
-from reporter.schema import (
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     SEVERITIES,
     StudyFindings,

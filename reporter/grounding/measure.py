@@ -38,13 +38,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
 from reporter.anatomy.importers import resample_nearest, stack_key
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import split_level
+from reporter.contracts.study import Series, Study
+from reporter.contracts.verdicts import Measurement
 from reporter.grounding import grading
-from reporter.grounding.verdicts import Measurement
-from reporter.schema import split_level
-from reporter.study import Series, Study
 
 THECAL = (L.CANAL, L.CORD)
 # Labels the lateral recess may contain (free space): epidural fat (unlabelled), sac, roots.

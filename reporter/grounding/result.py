@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from reporter.grounding.verdicts import Measurement, Verdict
+from reporter.contracts.verdicts import Measurement, Verdict
 
 
 class GroundingResult(BaseModel):

@@ -3,7 +3,8 @@
 A folder is searched recursively (file names do not matter; non-DICOM files are skipped and
 counted), images are grouped by study and series, each series is classified (plane, weighting),
 localizers and derived images are set aside, and every usable series becomes one `Series` per
-geometric stack, with pixels rescaled to float32 and an affine to patient LPS (reporter.study).
+geometric stack, with pixels rescaled to float32 and an affine to patient LPS
+(reporter.contracts.study).
 Series that cannot be used are listed in `Study.set_aside` with the reason; none is repaired.
 See docs/ingest.md.
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reporter.contracts.study import Study
 from reporter.errors import InputDataError, InputMissingError, ReporterError
 from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
 from reporter.ingest.dicom import refuse_if_unusable, scan_folder
 from reporter.ingest.inventory import Inventory, SeriesRow
 from reporter.ingest.nifti import is_nifti, labels_on_series_grid, load_nifti
-from reporter.study import Study
 
 
 def _existing(path: Path | str) -> Path:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reporter.schema import LEVEL_FIELDS
-from reporter.study import Series, Study
+from reporter.contracts.findings import LEVEL_FIELDS
+from reporter.contracts.study import Series, Study
 
 # Left-right coverage a sagittal stack needs before the neural foramina (about 15-25 mm from
 # the midline on each side) are inside it.

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from reporter.study import Plane, Weighting
+from reporter.contracts.study import Plane, Weighting
 
 # A normal within this angle of a patient axis names the plane; beyond it the slice is oblique.
 # Lumbar axial blocks are angled along each disc, commonly 20-35 degrees, and must stay "axial".

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from reporter.contracts.study import Series, SetAside, Study
 from reporter.errors import InputDataError
 from reporter.ingest.classify import (
     OBLIQUE_TOLERANCE_DEG,
@@ -38,7 +39,6 @@ from reporter.ingest.nifti import is_nifti
 from reporter.ingest.pixels import PIXEL_DATA_TAG, PixelDataError, read_pixels
 from reporter.ingest.roles import assign_roles
 from reporter.ingest.stacks import Stack, StackProblem, build_stacks, stack_affine
-from reporter.study import Series, SetAside, Study
 
 READ_BUFFER = 1 << 16
 PIXEL_DATA_TAG_BIG_ENDIAN = b"\x7f\xe0\x00\x10"

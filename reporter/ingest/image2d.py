@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError, InputMissingError, ModelFileError
 from reporter.ingest.image2d_nets import (
     DISC_LEVELS,
@@ -52,7 +53,6 @@ from reporter.ingest.image2d_nets import (
     undo_orientation,
 )
 from reporter.resources import weights_dir
-from reporter.study import Series, Study
 
 IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
@@ -435,8 +435,8 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
     """
     from PIL import Image, ImageDraw
 
-    from reporter.anatomy import labels as lab
     from reporter.anatomy.naming import name_labels
+    from reporter.contracts import labels as lab
 
     notes = getattr(study, "input_notes", {}) or {}
     for series in study.series:

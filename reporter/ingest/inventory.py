@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reporter.study import Study
+from reporter.contracts.study import Study
 
 
 class SeriesRow(BaseModel):

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
+from reporter.contracts.study import Series, Study, Weighting
 from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
 from reporter.ingest.classify import classify_plane, weighting_hint
-from reporter.study import Series, Study, Weighting
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from reporter.study import Role, Series
+from reporter.contracts.study import Role, Series
 
 _ROLE_OF: dict[tuple[str, str], Role] = {
     ("sagittal", "T1"): "sag_t1",

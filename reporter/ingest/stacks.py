@@ -1,5 +1,5 @@
 """From the frames of one series to geometric stacks: orientation clusters, order along the
-slice normal, uniform spacing, and the (slice, row, col) -> LPS affine of reporter.study.
+slice normal, uniform spacing, and the (slice, row, col) -> LPS affine of reporter.contracts.study.
 
 Lumbar protocols often acquire axial blocks angled to each disc inside one series. Each block
 is a stack of its own (`stack_index`, cranial first). Anything that cannot be one clean stack
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reporter.contracts.study import Plane
 from reporter.ingest.classify import classify_plane, slice_normal
 from reporter.ingest.frames import Frame
-from reporter.study import Plane
 
 # IOP components of one block agree to ~1e-5 in practice (written with 4-6 decimals).
 ORIENTATION_TOLERANCE = 2e-3
@@ -83,7 +83,7 @@ def _split_runs(ordered: list[Frame], positions: np.ndarray) -> list[list[Frame]
 
 
 def stack_affine(frames: Sequence[Frame], slice_step_mm: float | None = None) -> np.ndarray:
-    """Affine of frames already ordered along the normal (see reporter.study for the layout)."""
+    """Affine of frames already ordered along the normal (layout: reporter.contracts.study)."""
     first = frames[0]
     iop, ipp = first.iop, first.ipp
     assert iop is not None and ipp is not None and first.pixel_spacing is not None

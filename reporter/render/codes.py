@@ -14,8 +14,8 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from reporter.anatomy import labels as L
-from reporter.schema import LEVELS, VERTEBRAE
+from reporter.contracts import labels as L
+from reporter.contracts.findings import LEVELS, VERTEBRAE
 
 SCHEME = "99SPREP"
 SCHEME_NAME = "spine-reporter local codes"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reporter.contracts.findings import LEVEL_FIELDS
+from reporter.contracts.report import Report
+from reporter.contracts.study import Study
 from reporter.render.statements import (
     ASSERTED,
     UNCONFIRMED_TITLE,
@@ -12,9 +15,6 @@ from reporter.render.statements import (
     normal_summary,
     redundant,
 )
-from reporter.report import Report
-from reporter.schema import LEVEL_FIELDS
-from reporter.study import Study
 
 DISCLAIMER = "PRELIMINARY AI DRAFT -- NOT FOR CLINICAL USE"
 DISCLAIMER_DETAIL = (

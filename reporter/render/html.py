@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Study
 from reporter.render.environment import render
 from reporter.render.keyimages import KeyImage, render_key_image
 from reporter.render.statements import Statement
-from reporter.study import Study
 
 MAX_KEY_IMAGES = 30  # bounds the file size on a study full of findings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reporter.contracts.report import Report
 from reporter.render.statements import Statement
-from reporter.report import Report
 
 
 def findings_document(report: Report, statements: list[Statement]) -> dict[str, Any]:

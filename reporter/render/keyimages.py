@@ -16,12 +16,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
-from reporter.grounding.verdicts import Measurement
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import LEVELS, VERTEBRAE
+from reporter.contracts.study import Series, Study
+from reporter.contracts.verdicts import Measurement
 from reporter.render.statements import Statement
-from reporter.schema import LEVELS, VERTEBRAE
-from reporter.study import Series, Study
 
 OUT_PX = 320  # edge of the square key image
 CROP_MM = 90.0  # field of view of the crop around the level

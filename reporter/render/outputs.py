@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.report import Report
+from reporter.contracts.study import Study
 from reporter.render import atomic
 from reporter.render.context import build_context
 from reporter.render.html import key_images, render_html
@@ -17,8 +19,6 @@ from reporter.render.source_headers import quiet_writers
 from reporter.render.sr import build_sr
 from reporter.render.statements import Statement
 from reporter.render.text import render_text
-from reporter.report import Report
-from reporter.study import Study
 
 # File name per output kind; provenance.json is written last (it records the finish time).
 FILES: dict[str, str] = {

@@ -10,11 +10,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import SCHEMA_VERSION, json_schema_text
+from reporter.contracts.report import Provenance
+from reporter.contracts.study import Study
 from reporter.grounding.grading import rules_sha256
-from reporter.report import Provenance
-from reporter.schema import SCHEMA_VERSION, json_schema_text
-from reporter.study import Study
 from reporter.version import __version__
 
 

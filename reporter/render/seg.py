@@ -14,12 +14,12 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from reporter.anatomy import labels as L
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts import labels as L
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError
 from reporter.render import codes as C
 from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
-from reporter.study import Series, Study
 from reporter.version import __version__
 
 MANUFACTURER = "spine-reporter"

@@ -17,15 +17,15 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from reporter.anatomy import labels as L
+from reporter.contracts import labels as L
+from reporter.contracts.report import Provenance
+from reporter.contracts.study import Study
+from reporter.contracts.verdicts import Measurement
 from reporter.errors import InputDataError
-from reporter.grounding.verdicts import Measurement
 from reporter.render import codes as C
 from reporter.render.seg import SegResult
 from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
 from reporter.render.statements import ASSERTED, Statement
-from reporter.report import Provenance
-from reporter.study import Study
 from reporter.version import __version__
 
 SR_SERIES_NUMBER = 9902

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reporter.grounding.verdicts import Measurement, Verdict
-from reporter.schema import (
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     Finding,
     LevelFindings,
@@ -28,6 +27,7 @@ from reporter.schema import (
     is_abnormal,
     split_level,
 )
+from reporter.contracts.verdicts import Measurement, Verdict
 
 Status = Literal["reported", "withheld", "unconfirmed", "indeterminate", "not_assessable"]
 ASSERTED: tuple[Status, ...] = ("reported", "indeterminate")  # what a report body states

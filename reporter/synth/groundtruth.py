@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels as lb
-from reporter.grounding import grading
-from reporter.schema import (
+from reporter.contracts import labels as lb
+from reporter.contracts.findings import (
     LevelFindings,
     StudyFindings,
     not_assessable_level,
 )
+from reporter.grounding import grading
 from reporter.synth import tissues as tx
 from reporter.synth.rasterize import F32, foramen_params, project, sample
 from reporter.synth.spine import Disc, SpineModel, disc_plane

@@ -9,7 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from reporter.study import Series
+from reporter.contracts.study import Series
 from reporter.synth.headers import file_meta
 
 

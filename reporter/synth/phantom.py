@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from reporter.anatomy import labels as lb
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts import labels as lb
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import StudyFindings, lumbar_levels
+from reporter.contracts.study import Series, Study
 from reporter.errors import UsageError
-from reporter.schema import StudyFindings, lumbar_levels
-from reporter.study import Series, Study
 from reporter.synth import render
 from reporter.synth import tissues as tx
 from reporter.synth.curve import build_curve, build_tables

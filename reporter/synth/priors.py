@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from reporter.schema import SEVERITIES
+from reporter.contracts.findings import SEVERITIES
 
 PRIORS = ("realistic", "balanced")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reporter.anatomy import labels as lb
+from reporter.contracts import labels as lb
 from reporter.synth import tissues as tx
 from reporter.synth.curve import SACRAL_REMNANTS
 from reporter.synth.spine import SpineModel

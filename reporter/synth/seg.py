@@ -8,7 +8,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.sr.codedict import codes
 
-from reporter.anatomy import labels as lb
+from reporter.contracts import labels as lb
 from reporter.render import codes as C
 from reporter.synth.headers import study_date, uid
 from reporter.synth.phantom import GENERATOR_VERSION, Phantom

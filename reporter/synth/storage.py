@@ -12,11 +12,11 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import StudyFindings
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError, InputMissingError, OutputError
 from reporter.geometry import lps_to_nifti_affine, nifti_to_lps_affine
-from reporter.schema import StudyFindings
-from reporter.study import Series, Study
 from reporter.synth.instances import dicom_datasets
 from reporter.synth.phantom import Phantom
 

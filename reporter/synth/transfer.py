@@ -14,7 +14,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from reporter.study import Series
+from reporter.contracts.study import Series
 
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reporter.schema import LEVEL_FIELDS
+from reporter.contracts.findings import LEVEL_FIELDS
 from reporter.training.vlm_data import ShardSet, decode_targets
 from reporter.vlm.decoding import STUDY_GRAMMAR_FIELDS
 from reporter.vlm.model import SpineVLMModel, level_spec, sequence_batch, study_spec
@@ -158,6 +158,6 @@ class Batcher:
 
 
 def _level_name(index: int) -> str:
-    from reporter.schema import LEVELS
+    from reporter.contracts.findings import LEVELS
 
     return LEVELS[index]

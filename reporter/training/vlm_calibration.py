@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reporter.schema import LEVEL_FIELDS
+from reporter.contracts.findings import LEVEL_FIELDS
 from reporter.training.vlm_batches import Augment, Batcher
 from reporter.training.vlm_data import ShardSet
 

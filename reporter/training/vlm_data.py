@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from reporter.anatomy.anatomy import Anatomy
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import LEVELS, StudyFindings
+from reporter.contracts.study import Study
 from reporter.errors import InputDataError, InputMissingError
-from reporter.schema import LEVELS, StudyFindings
-from reporter.study import Study
 from reporter.vlm.config import ViewConfig
 from reporter.vlm.decoding import SchemaGrammar, level_grammar, study_grammar
 from reporter.vlm.views import GLOBAL_VIEWS, LEVEL_VIEWS, StudyViews, build_views

@@ -2,12 +2,12 @@
 
 Nothing here knows about particular fields. `SchemaGrammar` reads a pydantic model (LevelFindings
 or StudyLevelFindings): every field annotated with a `Finding` subclass becomes a value *slot*
-whose vocabulary is the Literal of its `value` (the same thing `reporter.schema.field_values`
-returns), and every extra field of that Finding class (herniation `zone`, spondylolisthesis
-`direction`) becomes a qualifier slot. Which values a slot may take *given what was decoded
-before* is decided by asking pydantic itself: a candidate is allowed when the partly decoded
-object still validates (so "bulge" is ruled out after disc_bulging=false, and a protrusion cannot
-skip its zone). The token-level constraint is a prefix trie over each allowed value's token ids,
+whose vocabulary is the Literal of its `value` (the same thing
+`reporter.contracts.findings.field_values` returns), and every extra field of that Finding class
+(herniation `zone`, spondylolisthesis `direction`) becomes a qualifier slot. Which values a slot
+may take *given what was decoded before* is decided by asking pydantic itself: a candidate is
+allowed when the partly decoded object still validates (so "bulge" is ruled out after
+disc_bulging=false, and a protrusion cannot skip its zone). The token-level constraint is a prefix trie over each allowed value's token ids,
 so any tokenizer works, and the output validates for any weights, untrained ones included.
 
 A field's probability is the model's probability of the chosen value among the allowed values:
@@ -26,7 +26,7 @@ from typing import Any, get_args
 import torch
 from pydantic import BaseModel, ValidationError
 
-from reporter.schema import Finding, LevelFindings, StudyLevelFindings
+from reporter.contracts.findings import Finding, LevelFindings, StudyLevelFindings
 from reporter.vlm.prompt import PromptTemplate
 from reporter.vlm.tokenizer import SpineTokenizer
 

@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from reporter.anatomy.anatomy import Anatomy
-from reporter.errors import ModelFileError
-from reporter.resources import weights_dir
-from reporter.schema import (
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import (
     LEVEL_FIELDS,
     LEVELS,
     LevelFindings,
@@ -19,7 +17,9 @@ from reporter.schema import (
     StudyLevelFindings,
     not_assessable_level,
 )
-from reporter.study import Study
+from reporter.contracts.study import Study
+from reporter.errors import ModelFileError
+from reporter.resources import weights_dir
 from reporter.vlm import io
 from reporter.vlm.config import VLMConfig
 from reporter.vlm.decoding import STUDY_GRAMMAR_FIELDS, SequenceSpec, constrained_decode

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from reporter.anatomy.anatomy import Anatomy
-from reporter.anatomy.labels import CANAL, DISC_BASE, FORAMEN_LEFT, FORAMEN_RIGHT, disc_label
+from reporter.contracts.anatomy import Anatomy
+from reporter.contracts.findings import LEVELS
+from reporter.contracts.labels import CANAL, DISC_BASE, FORAMEN_LEFT, FORAMEN_RIGHT, disc_label
+from reporter.contracts.study import Series, Study
 from reporter.errors import InputDataError
-from reporter.schema import LEVELS
-from reporter.study import Series, Study
 from reporter.vlm.config import ViewConfig
 
 CHANNELS = ("T2", "T1", "STIR")

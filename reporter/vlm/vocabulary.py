@@ -8,7 +8,7 @@ import re
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from reporter.schema import LEVELS
+from reporter.contracts.findings import LEVELS
 from reporter.vlm.decoding import NA, level_grammar, study_grammar, value_text
 from reporter.vlm.prompt import PromptTemplate
 from reporter.vlm.tokenizer import SPECIALS, UNK, SpineTokenizer

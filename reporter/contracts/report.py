@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from reporter.grounding.verdicts import Measurement, Verdict
-from reporter.schema import StudyFindings
+from reporter.contracts.findings import StudyFindings
+from reporter.contracts.verdicts import Measurement, Verdict
 
 
 class Provenance(BaseModel):

@@ -7,7 +7,7 @@ into this convention by `reporter.anatomy.importers`.
 
 from __future__ import annotations
 
-from reporter.schema import LEVELS, VERTEBRAE
+from reporter.contracts.findings import LEVELS, VERTEBRAE
 
 BACKGROUND = 0
 CANAL = 1  # thecal sac / CSF space

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from reporter.schema import Transitional
+from reporter.contracts.findings import Transitional
 
 AnatomySource = Literal["ground_truth", "builtin_segmenter", "nifti", "dicom_seg"]
 
@@ -15,10 +15,12 @@ AnatomySource = Literal["ground_truth", "builtin_segmenter", "nifti", "dicom_seg
 class Anatomy(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    # The series whose grid `labels` shares (shape and affine, see reporter.study).
+    # The series whose grid `labels` shares (shape and affine, see reporter.contracts.study).
     reference_series_uid: str
     reference_stack_index: int = 0
-    labels: np.ndarray = Field(repr=False)  # int16 (n_slices, rows, cols), reporter.anatomy.labels
+    labels: np.ndarray = Field(
+        repr=False
+    )  # int16 (n_slices, rows, cols), reporter.contracts.labels
     affine: np.ndarray = Field(repr=False)
     source: AnatomySource
     source_detail: str = ""  # e.g. segmenter weights sha256 or the imported file's name
