@@ -1,17 +1,18 @@
 """Schema-constrained decoding: one generic grammar derived from the pydantic finding schema.
 
-Nothing here knows about particular fields. `SchemaGrammar` reads a pydantic model (LevelFindings
-or StudyLevelFindings): every field annotated with a `Finding` subclass becomes a value *slot*
-whose vocabulary is the Literal of its `value` (the same thing
+Nothing here knows about particular fields. `SchemaGrammar` reads a pydantic model
+(LevelFindings or StudyLevelFindings): every field annotated with a `Finding` subclass becomes a
+value *slot* whose vocabulary is the Literal of its `value` (the same thing
 `reporter.contracts.findings.field_values` returns), and every extra field of that Finding class
 (herniation `zone`, spondylolisthesis `direction`) becomes a qualifier slot. Which values a slot
 may take *given what was decoded before* is decided by asking pydantic itself: a candidate is
 allowed when the partly decoded object still validates (so "bulge" is ruled out after
-disc_bulging=false, and a protrusion cannot skip its zone). The token-level constraint is a prefix trie over each allowed value's token ids,
-so any tokenizer works, and the output validates for any weights, untrained ones included.
+disc_bulging=false, and a protrusion cannot skip its zone). The token-level constraint is a
+prefix trie over each allowed value's token ids, so any tokenizer works, and the output
+validates for any weights, untrained ones included.
 
-A field's probability is the model's probability of the chosen value among the allowed values:
-a softmax over the allowed continuations at each step (temperature-scaled per field after
+A field's probability is the model's probability of the chosen value among the allowed values: a
+softmax over the allowed continuations at each step (temperature-scaled per field after
 calibration), multiplied along the value's tokens.
 """
 
