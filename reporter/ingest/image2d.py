@@ -14,7 +14,7 @@ What such an image lacks, and how it is made up for (all of it recorded in
 * **Pixel spacing**, when the file has none (PNG), is estimated from anatomy: DiscNet finds the
   five lumbar discs, and the median distance between neighbouring disc centres is set equal to
   `DISC_STEP_MM`, the median lumbar disc-to-disc distance measured on SPIDER training images with
-  known spacing (eval/baselines_spider.py prints it). A DICOM file's PixelSpacing wins.
+  known spacing (scripts/baselines_spider.py prints it). A DICOM file's PixelSpacing wins.
 * **Weighting** (T1/T2) comes from the caller, the DICOM description, or OrientNet's second head.
 * What one mid-sagittal slice cannot show (foramina, subarticular recesses, axial findings, Modic
   typing without both T1 and T2) is listed by `reporter.ingest.assessability.unassessable_fields`.
@@ -56,7 +56,7 @@ from reporter.resources import weights_dir
 
 IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
-# on SPIDER training patients with the scanner's pixel spacing (eval/baselines_spider.py).
+# on SPIDER training patients with the scanner's pixel spacing (scripts/baselines_spider.py).
 DISC_STEP_MM = 37.3
 # Used only when no disc row can be trusted: a typical sagittal lumbar field of view.
 FALLBACK_FOV_MM = 300.0

@@ -2,7 +2,7 @@
 
     python -m reporter.training.image2d_train --data runs/realmri/data.npz --out OUT [--device cuda]
 
-`--data` is an .npz made by ``eval/baselines_spider.py prepare`` from ../shared/data/real (never
+`--data` is an .npz made by ``scripts/baselines_spider.py prepare`` from ../shared/data/real (never
 committed): ``spider/<name>`` native 8-bit SPIDER images, ``l3d/<volume>`` and ``l3dseg/<volume>``
 a few near-midline sagittal slices of each lumbar3d volume and their masks.
 

@@ -5,10 +5,10 @@ reporter.training.vlm_train),
 with wall-clock budgets instead of fixed counts so that it fits one lease of the GPU machine.
 Sequential (generate, then train):
 
-    PYTHONPATH=. python eval/vlm_device_train.py --out OUT/model --workers 16 \
+    PYTHONPATH=. python scripts/vlm_device_train.py --out OUT/model --workers 16 \
         --generate-seconds 50 --train-seconds 55
 
-Overlapped (eval/device_train.sh): one process caches training phantoms (`--generate-only`)
+Overlapped (scripts/device_train.sh): one process caches training phantoms (`--generate-only`)
 while another trains on the shards written so far and re-reads the folder every
 `--reload-every` steps (`--train-only`), so generation and training share the lease.
 

@@ -1,5 +1,5 @@
-# Sourced by the eval/device_*.sh scripts: the GPU image lacks some of our dependencies, so the
-# wheels in .whl/ (see the header of eval/device_train.sh) go to /tmp/site; DEVICE=cpu (a local
+# Sourced by the scripts/device_*.sh scripts: the GPU image lacks some of our dependencies, so the
+# wheels in .whl/ (see the header of scripts/device_train.sh) go to /tmp/site; DEVICE=cpu (a local
 # smoke test) uses this machine's installed packages. Exits 3 when the wheels do not install.
 DEVICE=${DEVICE:-cuda}
 if [ "$DEVICE" = cuda ]; then

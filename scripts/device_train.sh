@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU lease, two trainings side by side (the default VLM and the built-in segmenter).
 # Run by the lead through the device tool from the repository root:
-#   bash eval/device_train.sh        (needs .whl/ and runs/lumbar3d-train carried; $OUT set)
+#   bash scripts/device_train.sh        (needs .whl/ and runs/lumbar3d-train carried; $OUT set)
 # The GPU image lacks some of our dependencies; fetch them here first (git-ignored .whl/):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T_GEN=${T_GEN:-330}        # seconds of phantom caching for the VLM
 T_VLM=${T_VLM:-390}        # seconds of VLM training
 T_SEG_MIN=${T_SEG_MIN:-7.0}  # minutes of segmenter training
-source eval/device_env.sh
+source scripts/device_env.sh
 python3 -c "import torch, open_clip, monai, pydantic, reporter.training.vlm_train, reporter.training.segmenter_train; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter --init reporter/weights/segmenter \
@@ -24,10 +24,10 @@ python3 -m reporter.cli train-segmenter --out runs/res/segmenter --init reporter
     --crop 160 --pool-size 6 --refresh-every 30 --real runs/lumbar3d-train --lr 1e-3 --seed 3 \
     > "$OUT/seg.log" 2>&1 &
 SEG=$!
-python3 eval/vlm_device_train.py --generate-only --workers 8 --generate-seconds "$T_GEN" \
+python3 scripts/vlm_device_train.py --generate-only --workers 8 --generate-seconds "$T_GEN" \
     > "$OUT/gen.log" 2>&1 &
 GEN=$!
-python3 eval/vlm_device_train.py --train-only --out runs/res/vlm --workers 4 --loader-workers 3 \
+python3 scripts/vlm_device_train.py --train-only --out runs/res/vlm --workers 4 --loader-workers 3 \
     --train-seconds "$T_VLM" --batch 64 --lr 2e-3 --reload-every 300 --min-shards 30 --max-wait "${T_WAIT:-120}" \
     > "$OUT/vlm.log" 2>&1
 echo "vlm rc $?"

@@ -1,6 +1,6 @@
 """LoRA adaptation of the default VLM to real SPIDER images, and its held-out evaluation.
 
-    python eval/finetune_spider.py --spider ../shared/data/real/spider \
+    python scripts/finetune_spider.py --spider ../shared/data/real/spider \
         --out reporter/weights/adapters/spider [--steps 300] [--work runs/realmri/lora]
 
 1. Every SPIDER patient is read through reporter.datasets (images through
@@ -140,7 +140,7 @@ def model_card(m: dict[str, Any]) -> str:
     return f"""# LoRA adapter `spider`: the default VLM adapted to real SPIDER images
 
 Use: `spine-report report IMAGE.png --adapter reporter/weights/adapters/spider` (or
-`reporter.vlm.load_model(adapter=...)`). Made by `python eval/finetune_spider.py`.
+`reporter.vlm.load_model(adapter=...)`). Made by `python scripts/finetune_spider.py`.
 
 ## Data
 SPIDER lumbar spine MRI, official training subset as redistributed by ejd230001/medvisor:
@@ -166,7 +166,7 @@ vision tower's MLPs + projector), {ft["steps"]} steps, {ft["seconds"]} s on {ft[
 | goal: SpineNetV2 external validation | 78 % | 86 % |
 
 SPIDER grades Modic per disc; it is compared with our `modic_upper`. A level the model did not
-assess counts as wrong. See eval/baselines_spider.py for the majority-class and plain-CNN
+assess counts as wrong. See scripts/baselines_spider.py for the majority-class and plain-CNN
 baselines on the same split. Preliminary research model, not for clinical use.
 """
 

@@ -2,15 +2,15 @@
 # One GPU lease for the built-in segmenter alone: grow the shipped 2-D model into a 2.5-D one
 # (each slice with its neighbours as input channels; `--context-slices 1`) and train on.
 # Run by the lead through the device tool from the repository root:
-#   bash eval/device_train_segmenter.sh   (carry .whl and runs/lumbar3d-train; $OUT set)
-# .whl/ and runs/lumbar3d-train are made as the header of eval/device_train.sh says.
-# DEVICE=cpu T_SEG_MIN=0.3 WORKERS=1 OUT=/tmp/o bash eval/device_train_segmenter.sh: a smoke test.
+#   bash scripts/device_train_segmenter.sh   (carry .whl and runs/lumbar3d-train; $OUT set)
+# .whl/ and runs/lumbar3d-train are made as the header of scripts/device_train.sh says.
+# DEVICE=cpu T_SEG_MIN=0.3 WORKERS=1 OUT=/tmp/o bash scripts/device_train_segmenter.sh: a smoke test.
 set -u
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T_SEG_MIN=${T_SEG_MIN:-7.5}   # minutes of training
 WORKERS=${WORKERS:-14}
 INIT=${INIT:-reporter/weights/segmenter}
-source eval/device_env.sh
+source scripts/device_env.sh
 python3 -c "import torch, monai, reporter.training.segmenter_train; print(torch.__version__, torch.cuda.is_available())" || exit 4
 mkdir -p runs/res
 python3 -m reporter.cli train-segmenter --out runs/res/segmenter25 --init "$INIT" \

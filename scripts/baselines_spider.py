@@ -1,8 +1,8 @@
 """SPIDER baselines: Pfirrmann and Modic balanced accuracy of the majority class and of a plain
 CNN on per-disc crops, on the project's patient-level held-out split.
 
-    python eval/baselines_spider.py prepare --real ../shared/data/real --work runs/realmri
-    python eval/baselines_spider.py run --work runs/realmri --out runs/realmri/baselines \
+    python scripts/baselines_spider.py prepare --real ../shared/data/real --work runs/realmri
+    python scripts/baselines_spider.py run --work runs/realmri --out runs/realmri/baselines \
         [--weights reporter/weights/image2d] [--device cuda] [--epochs 40]
 
 `prepare` packs the SPIDER images (8-bit, longer side at most 448 px), a few near-midline slices
