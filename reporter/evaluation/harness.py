@@ -124,12 +124,9 @@ def open_dataset(data: Path, fmt: str) -> Any:
     """The real-MRI area's loaders (reporter.datasets) for every user format."""
     if fmt not in DATA_FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
-    import reporter.datasets as datasets
+    from reporter.datasets import open_dataset as open_real
 
-    loader = getattr(datasets, "load_dataset", None) or getattr(datasets, "open_dataset", None)
-    if loader is None:
-        raise UsageError("this build has no dataset loaders (reporter.datasets.load_dataset)")
-    return loader(data, fmt)
+    return open_real(data, fmt)
 
 
 def dataset_study(case: Any) -> LabeledStudy:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from reporter.contracts.anatomy import Anatomy
@@ -161,7 +159,9 @@ def load_phantom(study_dir: str | Path) -> Phantom:
     labels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, info in roles.items():
         p = d / info["labels"]
-        if p.is_file() and key in rekey:
+        if not p.is_file():
+            raise InputDataError(f"phantom study {d}: the label map {info['labels']} is missing")
+        if key in rekey:  # a stack ingest set aside has no series to carry its labels
             img = nib.load(str(p))
             labels[rekey[key]] = (
                 np.asarray(img.dataobj).astype(np.int16),
@@ -188,99 +188,7 @@ def load_phantom(study_dir: str | Path) -> Phantom:
 
 
 def _load_dicom(folder: Path) -> Study:
-    """Through ingest (what every user of the study sees); the minimal reader below only when
-    ingest is not importable or refuses, with the reason kept in Study.warnings."""
-    try:
-        from reporter.ingest import load_study
+    """Through ingest: what every user of the study sees (a refusal is the phantom's error)."""
+    from reporter.ingest import load_study
 
-        return load_study(folder)
-    except (ImportError, InputDataError) as exc:
-        study = read_phantom_dicom(folder)
-        study.warnings.append(f"read with the phantom reader: ingest failed ({exc})")
-        return study
-
-
-def read_phantom_dicom(folder: Path) -> Study:
-    """A minimal reader for the DICOM this module writes (one stack per IOP within a series)."""
-    import pydicom
-
-    files = sorted(folder.rglob("*.dcm"))
-    if not files:
-        raise InputMissingError(f"no DICOM files under {folder}")
-    groups: dict[tuple[str, tuple[float, ...]], list[Dataset]] = {}
-    for f in files:
-        ds = pydicom.dcmread(f)
-        key = (
-            str(ds.SeriesInstanceUID),
-            tuple(round(float(x), 4) for x in ds.ImageOrientationPatient),
-        )
-        groups.setdefault(key, []).append(ds)
-    series: list[Series] = []
-    stack_counter: dict[str, int] = {}
-    for (suid, iop), dss in sorted(
-        groups.items(), key=lambda kv: min(int(x.InstanceNumber) for x in kv[1])
-    ):
-        row, col = np.array(iop[:3]), np.array(iop[3:])
-        normal = np.cross(row, col)
-        dss.sort(key=lambda x: float(np.dot(np.array(x.ImagePositionPatient, float), normal)))
-        pix = np.stack(
-            [
-                x.pixel_array.astype(np.float32) * float(x.RescaleSlope) + float(x.RescaleIntercept)
-                for x in dss
-            ]
-        )
-        p0 = np.array(dss[0].ImagePositionPatient, float)
-        step = (
-            (np.array(dss[1].ImagePositionPatient, float) - p0)
-            if len(dss) > 1
-            else normal * float(dss[0].SliceThickness)
-        )
-        ps = [float(x) for x in dss[0].PixelSpacing]
-        aff = np.eye(4)
-        aff[:3, 0], aff[:3, 1], aff[:3, 2], aff[:3, 3] = step, col * ps[0], row * ps[1], p0
-        si = stack_counter.get(suid, 0)
-        stack_counter[suid] = si + 1
-        h = dss[0]
-        plane = "sagittal" if abs(normal[0]) > 0.8 else "axial"
-        series.append(
-            Series(
-                series_uid=suid,
-                study_uid=str(h.StudyInstanceUID),
-                frame_of_reference_uid=str(h.FrameOfReferenceUID),
-                series_number=int(h.SeriesNumber),
-                description=str(h.SeriesDescription),
-                plane=plane,
-                weighting="T1" if float(h.RepetitionTime) < 1500 else "T2",
-                role="other",
-                stack_index=si,
-                vendor=str(h.Manufacturer),
-                model_name=str(h.ManufacturerModelName),
-                field_strength=float(h.MagneticFieldStrength),
-                repetition_time=float(h.RepetitionTime),
-                echo_time=float(h.EchoTime),
-                slice_thickness=float(h.SliceThickness),
-                pixels=pix,
-                affine=aff,
-                sop_class_uid=str(h.SOPClassUID),
-                sop_instance_uids=[str(x.SOPInstanceUID) for x in dss],
-                headers=[_pixel_free(x) for x in dss],
-                transfer_syntax_uid=str(h.file_meta.TransferSyntaxUID),
-            )
-        )
-    h = groups[next(iter(groups))][0]
-    age = str(getattr(h, "PatientAge", "") or "")
-    return Study(
-        study_uid=str(h.StudyInstanceUID),
-        source=str(folder),
-        patient_sex=str(h.PatientSex) or None,
-        patient_age=float(age[:3]) if age[:3].isdigit() else None,
-        study_date=str(h.StudyDate),
-        series=series,
-    )
-
-
-def _pixel_free(ds: Dataset) -> Dataset:
-    out = copy.deepcopy(ds)
-    if "PixelData" in out:
-        del out.PixelData
-    return out
+    return load_study(folder)

@@ -112,43 +112,10 @@ def folder_examples(root: Path, cfg: ViewConfig) -> Iterator[Example]:
 
 
 def _open_dataset(root: Path) -> Iterable[Any]:
-    # The dataset loaders (phantom folders, RSNA 2024) are the datasets area's; fall back to the
-    # phantom engine's own reader when they are not there.
-    try:
-        from reporter.datasets import open_dataset  # type: ignore[attr-defined]
+    """The datasets area's loaders (phantom folders, RSNA 2024, SPIDER, lumbar3d)."""
+    from reporter.datasets import open_dataset
 
-        return open_dataset(root)
-    except ImportError:
-        pass
-    from reporter.synth import load_phantom
-
-    folders = sorted(p.parent for p in root.rglob("findings.json"))
-    if not folders:
-        raise InputMissingError(f"no studies with findings.json under {root}")
-
-    @dataclass
-    class _Case:
-        case_id: str
-        path: Path
-
-        def _load(self) -> Any:
-            if not hasattr(self, "_ph"):
-                self._ph = load_phantom(self.path)
-            return self._ph
-
-        @property
-        def study(self) -> Study:
-            return self._load().study
-
-        @property
-        def anatomy(self) -> Anatomy:
-            return self._load().anatomy
-
-        @property
-        def findings(self) -> StudyFindings:
-            return self._load().findings
-
-    return [_Case(f.name, f) for f in folders]
+    return open_dataset(root)
 
 
 # -- shards -------------------------------------------------------------------------------------
