@@ -431,7 +431,7 @@ def _dispatch(
         save_manifest()
         notify(results[item.row])
 
-    def replace(i: int, reason: str | None) -> None:
+    def replace(i: int, status: Status, reason: str | None) -> None:
         """Kill worker i (and its half-made output), start a fresh one, record its item."""
         w = pool[i]
         assert w is not None
@@ -443,7 +443,6 @@ def _dispatch(
         # A fresh worker only when there is work left for it (spawning reloads the model).
         pool[i] = _spawn(ctx, model, adapter, out) if queue else None
         if item is not None and reason is not None:
-            status: Status = "timeout" if "timeout" in reason else "failed"
             record(item, status=status, reason=reason)
 
     try:
@@ -489,10 +488,12 @@ def _dispatch(
                                     "worker processes keep dying before loading the model "
                                     f"(exit code {w.proc.exitcode})"
                                 )
-                        replace(i, f"the worker process died (exit code {w.proc.exitcode})")
+                        replace(
+                            i, "failed", f"the worker process died (exit code {w.proc.exitcode})"
+                        )
                 elif w.item is not None and time.monotonic() - w.started > timeout_s:
                     # Killing the worker is the only way to stop a stuck computation.
-                    replace(i, f"exceeded the per-study timeout of {timeout_s:g} s")
+                    replace(i, "timeout", f"exceeded the per-study timeout of {timeout_s:g} s")
     finally:
         for w in pool:
             if w is not None:

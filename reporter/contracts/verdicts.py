@@ -7,6 +7,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 VerdictKind = Literal["supported", "contradicted", "unverifiable"]
+Unit = Literal["mm", "mm2", "ratio", "%", "deg", ""]
+# The slices a measurement was read on: rules that depend on it (a recess read beside the line on
+# sagittal slices is looser than one read on an axial block) dispatch on this, not on prose.
+ReadOn = Literal["sagittal", "axial", "coronal", "oblique"]
 
 
 class Measurement(BaseModel):
@@ -14,13 +18,14 @@ class Measurement(BaseModel):
 
     name: str  # e.g. "canal_ap_mm", "modic_t1_ratio_upper"
     value: float | None
-    unit: str = ""  # "mm", "mm2", "ratio", "%"
+    unit: Unit = ""
     level: str | None = None
     series_uid: str | None = None
     stack_index: int = 0
     slice_index: int | None = None
     position_lps: list[float] | None = None  # mm
-    method: str = ""
+    read_on: ReadOn | None = None
+    method: str = ""  # how, in words, for the reader
 
 
 class Verdict(BaseModel):

@@ -108,9 +108,6 @@ def _canal(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Out
     return Outcome(grading.canal_supported(area, ap, rule), ev, "canal_stenosis")
 
 
-SAGITTAL_RECESS_TOLERANCE_MM = 1.25  # read beside the line, not on it (phantom MAE 1.2 mm)
-
-
 def _subarticular(side: str) -> Judge:
     def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
         (depth,), ev = _values(m, f"lateral_recess_depth_mm_{side}")
@@ -121,9 +118,9 @@ def _subarticular(side: str) -> Judge:
                 m,
                 f"lateral_recess_depth_mm_{side}",
             )
-        if ev and "sagittal" in ev[0].method:
+        if ev and ev[0].read_on == "sagittal":
             rule = {**ctx.rules["subarticular_stenosis"]}
-            rule["tolerance"] = max(rule.get("tolerance", 0.0), SAGITTAL_RECESS_TOLERANCE_MM)
+            rule["tolerance"] = max(rule["tolerance"], rule["sagittal_tolerance"])
             allowed = [g for g, (lo, hi) in rule["grades"].items()
                        if (lo is None or depth >= lo - rule["tolerance"])
                        and (hi is None or depth < hi + rule["tolerance"])]  # fmt: skip
@@ -161,7 +158,7 @@ def _pfirrmann(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) ->
     allowed = set(grading.pfirrmann_supported(ratio, r))
     # Grade 5 is also a collapsed, dark disc whose ratio sits in grade 4's band.
     collapse = r["collapse_height_index"] + ctx.rules["disc_narrowing"]["tolerance"]
-    if dhi is not None and dhi < collapse and ratio < 0.38 + r["tolerance"]:
+    if dhi is not None and dhi < collapse and ratio < r["collapse_max_ratio"] + r["tolerance"]:
         allowed.add(5)
     return Outcome(sorted(allowed), ev, "pfirrmann")
 
@@ -195,7 +192,7 @@ def _herniation_options(
     base = base if base is not None else 0.0
     dc = r["circumference_tolerance_deg"]
     circs = [(circ or 0.0) - dc, circ or 0.0, (circ or 0.0) + dc]
-    if broad is not None and broad >= 0.75:
+    if broad is not None and broad >= r["broad_fraction_min"]:
         circs.append(360.0)
     opts: set[str] = set()
     for e in (ext - tol, ext, ext + tol):
@@ -214,7 +211,8 @@ def _herniation(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -
         (lat,), ev_side = _values(m, "herniation_lateral_mm")
         side = _zone_side(zone)
         # Wrong side: the claimed side is opposite to where the disc material is (LPS +x = left).
-        if side is not None and lat is not None and abs(lat) > 3.5:
+        min_lateral = ctx.rules["herniation"]["side_min_lateral_mm"]
+        if side is not None and lat is not None and abs(lat) > min_lateral:
             measured = "left" if lat > 0 else "right"
             if measured != side:
                 return Outcome(

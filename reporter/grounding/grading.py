@@ -15,13 +15,23 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from reporter.errors import ModelFileError
+from reporter.grounding.rules_file import RulesFile
+
 _RULES_FILE = "rules.json"
 
 
 @cache
 def _document() -> dict[str, Any]:
+    """rules.json, validated against its model (reporter.grounding.rules_file) on first use."""
     text = (resources.files("reporter.grounding") / _RULES_FILE).read_text(encoding="utf-8")
-    return json.loads(text)
+    try:
+        document = json.loads(text)
+        RulesFile.model_validate(document)
+    except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError alike
+        first = " ".join(str(exc).split())[:300]
+        raise ModelFileError(f"reporter/grounding/{_RULES_FILE} is invalid: {first}") from None
+    return document
 
 
 def rules() -> dict[str, Any]:

@@ -43,7 +43,7 @@ from reporter.contracts import labels as L
 from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.findings import split_level
 from reporter.contracts.study import Series, Study
-from reporter.contracts.verdicts import Measurement
+from reporter.contracts.verdicts import Measurement, ReadOn, Unit
 from reporter.grounding import grading
 
 THECAL = (L.CANAL, L.CORD)
@@ -218,7 +218,9 @@ def _m(
     k: int | None,
     pos: np.ndarray | None,
     method: str,
+    read_on: ReadOn | None = None,
 ) -> Measurement:
+    """One measurement; `read_on` defaults to the plane of the grid it was taken on."""
     ok = value is not None and bool(np.isfinite(value))
     return Measurement(
         name=name,
@@ -229,6 +231,7 @@ def _m(
         stack_index=grid.series.stack_index if grid else 0,
         slice_index=k,
         position_lps=[round(float(x), 2) for x in pos] if pos is not None else None,
+        read_on=read_on or (grid.series.plane if grid else None),
         method=method,
     )
 
@@ -488,6 +491,15 @@ def _slip_percent(up: Body, lo: Body) -> float | None:
 
 
 # --- herniation from the sagittal slices ----------------------------------------------------------
+HERNIATION_UNITS: dict[str, Unit] = {
+    "posterior_extension_mm": "mm",
+    "herniation_base_mm": "mm",
+    "herniation_circumference_deg": "deg",
+    "herniation_broad_fraction": "ratio",
+    "herniation_lateral_mm": "mm",
+}
+
+
 def _herniation(grid: Grid, level: str, frame: Frame, up: str, lo: str) -> dict[str, float]:
     """Reach of the disc beyond the vertebral outline on each sagittal slice across the
     posterior wall's flat part (where the outline's normal is AP, so the AP reach is the radial
@@ -920,9 +932,9 @@ def _measure_level(
     pos = frame.origin
     res: dict[str, Measurement] = {}
 
-    def add(name: str, value: float | None, unit: str, method: str, g: Grid | None = grid,
-            kk: int | None = k) -> None:  # fmt: skip
-        res[name] = _m(name, value, unit, level, g, kk, pos, method)
+    def add(name: str, value: float | None, unit: Unit, method: str, g: Grid | None = grid,
+            kk: int | None = k, read_on: ReadOn | None = None) -> None:  # fmt: skip
+        res[name] = _m(name, value, unit, level, g, kk, pos, method, read_on)
 
     up, lo = _body(grid, upper, frame, k), _body(grid, lower, frame, k)
     bodies = [b for b in (up, lo) if b is not None]
@@ -949,8 +961,8 @@ def _measure_level(
         add("slip_percent", _slip_percent(up, lo), "%",
             "posterior corners along the lower body's AP axis, % of its depth")  # fmt: skip
         for name, value in _herniation(grid, level, frame, upper, lower).items():
-            unit = {"deg": "deg", "ion": "ratio"}.get(name[-3:], "mm")
-            add(name, value, unit, "sagittal slices: disc edge beyond the bodies' edges", kk=None)
+            add(name, value, HERNIATION_UNITS[name],
+                "sagittal slices: disc edge beyond the bodies' edges", kk=None)  # fmt: skip
     disc_half = 0.5 * (height or 8.0)
     for side in ("left", "right"):
         f = _foramen(grid, frame, side, disc_half, up, lower)
@@ -980,10 +992,11 @@ def _measure_level(
             if not vals:
                 continue
             depth = float(vals[0])
+            on_axial = side in axial
             add(f"lateral_recess_depth_mm_{side}", depth, "mm",
                 "free AP run behind the disc 2 mm inside the canal wall, "
-                + ("axial block" if side in axial else "sagittal slices beside the line"),
-                kk=None)  # fmt: skip
+                + ("axial block" if on_axial else "sagittal slices beside the line"),
+                kk=None, read_on="axial" if on_axial else "sagittal")  # fmt: skip
     return res
 
 
