@@ -24,6 +24,7 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -229,10 +230,12 @@ def _jobs(
     return jobs
 
 
-def score_naming(generic: np.ndarray, case: dict, sha256: str) -> tuple[bool, list[str], object]:
-    """(correct, failure reasons, Anatomy) of the naming built from one generic class map made
-    by the weights with this sha256 (their enumeration calibration is used)."""
-    anat = anatomy_from_generic(generic, case["series"], weights_sha256=sha256)
+def score_naming(
+    generic: np.ndarray, case: dict, calibration: dict | None
+) -> tuple[bool, list[str], object]:
+    """(correct, failure reasons, Anatomy) of the naming built from one generic class map, with
+    the enumeration calibration of the weights that made it."""
+    anat = anatomy_from_generic(generic, case["series"], calibration=calibration)
     ok = naming_correct(anat.labels, case["truth"])
     why = [] if ok else naming_failures(anat.labels, case["truth"], anat, case["meta"]["n_lumbar"])
     return ok, why, anat
@@ -296,7 +299,7 @@ def bench_phantoms(
                         if d is not None:
                             scores[w][name].append(d)
                     if naming_on:
-                        ok, why, anat = score_naming(generic, case, model.sha256)
+                        ok, why, anat = score_naming(generic, case, model.enumeration)
                         naming[w][case["kind"]].append(ok)
                         uncertain[w][case["kind"]].append(float(anat.naming_uncertain))
                         silent[w][case["kind"]].append(float(not ok and not anat.naming_uncertain))
@@ -369,9 +372,10 @@ def bench_real(
     return results
 
 
-def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
-    """Level naming again from saved predictions (--save-preds): the naming code can change
-    without running the network again."""
+def rescore_naming(preds_dir: Path, log, segmenter: Any) -> dict:
+    """Level naming again from saved predictions (--save-preds) made by `segmenter`'s weights
+    (with their enumeration calibration): the naming code can change without running the
+    network again."""
     from reporter.contracts.study import Series
 
     out: dict = {}
@@ -387,14 +391,19 @@ def rescore_naming(preds_dir: Path, log, sha256: str = "") -> dict:
             _, seed, variant = path.stem.split("_", 2)
             with np.load(path) as z:
                 truth, pred, meta = z["truth"], z["pred"], json.loads(str(z["meta"]))
-                made_by = str(z["sha256"]) if "sha256" in z.files else sha256
+                made_by = str(z["sha256"]) if "sha256" in z.files else segmenter.sha256
+                if made_by != segmenter.sha256:
+                    raise SystemExit(
+                        f"{path.name} was predicted by weights {made_by[:12]}..., not by "
+                        f"--weights ({segmenter.sha256[:12]}...): their calibrations differ"
+                    )
                 series = Series(
                     series_uid=seed, study_uid="rescore", plane="sagittal", weighting="T2",
                     role="sag_t2", pixels=np.zeros(truth.shape, np.float32), affine=z["affine"],
                 )  # fmt: skip
             case = {"seed": int(seed), "site": site, "variant": variant, "series": series,
                     "truth": truth, "meta": meta}  # fmt: skip
-            ok, why, anat = score_naming(pred, case, made_by)
+            ok, why, anat = score_naming(pred, case, segmenter.enumeration)
             res[_kind(meta)].append(float(ok))
             uncertain[_kind(meta)].append(float(anat.naming_uncertain))
             silent[_kind(meta)].append(float(not ok and not anat.naming_uncertain))
@@ -519,8 +528,8 @@ def main() -> None:
         return
     if args.rescore:
         # Predictions saved without their weights' sha256 are taken as made by --weights.
-        sha = load_segmenter(args.weights[0] if args.weights else None).sha256
-        print(json.dumps(rescore_naming(args.rescore, print, sha), indent=2))
+        segmenter = load_segmenter(args.weights[0] if args.weights else None)
+        print(json.dumps(rescore_naming(args.rescore, print, segmenter), indent=2))
         return
     weights = args.weights or [str(default_weights_path())]
     out: dict = {"weights": {w: load_segmenter(w).sha256 for w in weights}}

@@ -17,16 +17,10 @@ DEPTH = (30, 62)  # body columns (anterior -> posterior), 1 mm pixels
 CANAL = (64, 78)
 LUMBAR_REACH, THORACIC_REACH = 40, 34  # spinous process length behind the canal (mm)
 # A segmenter that reads these maps exactly: conus at the L1 centroid, the drawn spinous step.
-SHA = "0" * 64
 CALIBRATION = {"conus_offset_mm": 0.0, "conus_sd_mm": 10.0, "reach_lumbar_mm": 0.0,
                "reach_thoracic_mm": -5.0, "reach_sd_mm": 2.0, "transverse_lumbar": 0.0,
                "transverse_thoracic": -0.6, "transverse_sd": 0.3}  # fmt: skip
 PAD = 4  # slices added either side for transverse processes (15 slices of 4 mm: +-28 mm)
-
-
-@pytest.fixture(autouse=True)
-def _calibrated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(si.ENUMERATION_CALIBRATION, SHA, CALIBRATION)
 
 
 def _series(shape: tuple[int, int, int]) -> Series:
@@ -93,7 +87,7 @@ def _name_at(anatomy, span: tuple[int, int]) -> str:
 
 def test_standard_spine_is_named_from_the_sacrum_with_five_lumbar() -> None:
     g, spans = spine_map()
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
     assert anat.levels[-1] == "L5-S1"
     for name, span in spans.items():
@@ -106,7 +100,7 @@ def test_lumbosacral_disc_classed_as_sacrum_is_recovered() -> None:
     g, spans = spine_map()
     r0, r1 = spans["L5-S1"]
     g[:, r0:r1][g[:, r0:r1] == sd.DISC] = sd.SACRUM
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert "L5-S1" in anat.levels
     assert _name_at(anat, spans["L5-S1"]) == "L5-S1"
     assert _name_at(anat, spans["S1"]) == "S1"
@@ -115,7 +109,7 @@ def test_lumbosacral_disc_classed_as_sacrum_is_recovered() -> None:
 
 def test_a_found_lumbosacral_disc_is_left_alone() -> None:
     g, spans = spine_map()
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     r0, _r1 = spans["S1"]
     # No sacrum voxel was moved into the disc: the disc label covers only the disc rows.
     disc_rows = np.nonzero((anat.labels == lab.disc_label("L5-S1")).any(axis=(0, 2)))[0]
@@ -125,7 +119,7 @@ def test_a_found_lumbosacral_disc_is_left_alone() -> None:
 def test_six_lumbar_type_vertebrae_are_named_with_l6() -> None:
     # The conus at L1 and the spinous step above L1 both put L1 six vertebrae above the sacrum.
     g, spans = spine_map(n_lumbar=6)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 6 and anat.transitional == "L6"
     assert anat.levels[-2:] == ["L5-L6", "L6-S1"] and "L6" in anat.naming_convention
     for name, span in spans.items():
@@ -134,7 +128,7 @@ def test_six_lumbar_type_vertebrae_are_named_with_l6() -> None:
 
 def test_four_lumbar_type_vertebrae_make_the_lowest_disc_l4_s1() -> None:
     g, spans = spine_map(n_lumbar=4)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 4 and anat.levels[-1] == "L4-S1"
     assert _name_at(anat, spans["L4-S1"]) == "L4-S1" and _name_at(anat, spans["T12"]) == "T12"
 
@@ -148,20 +142,20 @@ def test_conflicting_evidence_marks_the_names_uncertain() -> None:
     mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
     enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
     assert enum.posterior is not None
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     if anat.lumbar_vertebrae == 5:
         assert anat.naming_uncertain == (enum.confidence < si.UNCERTAIN_BELOW)
 
 
 def test_uncalibrated_weights_keep_five_lumbar_at_low_confidence() -> None:
     g, _ = spine_map(n_lumbar=6)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256="f" * 64)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=None)
     assert anat.lumbar_vertebrae == 5 and anat.enumeration_confidence < 0.8
 
 
 def test_enumeration_needs_the_thoracolumbar_junction_in_view() -> None:
     g, _spans = spine_map(n_thoracic=0)  # the top of the field of view is at L1
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
     mobile = si.instances(g, sd.VERTEBRA, _series(g.shape).affine, 4.0 / 1000)
     enum = si.estimate_lumbar_count(
@@ -175,7 +169,7 @@ def test_four_lumbar_spine_cut_at_t12_l1_is_not_named_as_five_unflagged() -> Non
     # L2..L5 without a word, every finding would land one level off; the conus weighs four
     # against five (L1 one vertebra above the view), and a call it cannot make is flagged.
     g, spans = spine_map(n_lumbar=4, n_thoracic=0)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     named_right = anat.lumbar_vertebrae == 4 and _name_at(anat, spans["L1"]) == "L1"
     assert named_right or anat.naming_uncertain
     aff = _series(g.shape).affine
@@ -191,7 +185,7 @@ def test_five_lumbar_spine_cut_at_t12_l1_stays_certain() -> None:
     mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
     enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
     assert enum.posterior is not None and enum.n_lumbar == 5
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 5 and _name_at(anat, spans["L1"]) == "L1"
 
 
@@ -204,7 +198,7 @@ def test_a_count_short_of_uncertain_below_marks_the_names_uncertain(
     g, _ = spine_map()
     leaning = si.Enumeration(5, 0.95, {4: 0.05, 5: 0.95, 6: 0.0}, [])
     monkeypatch.setattr(si, "estimate_lumbar_count", lambda *a, **k: leaning)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.naming_uncertain and "lumbar count uncertain" in anat.naming_convention
 
 
@@ -214,7 +208,7 @@ def test_two_bodies_segmented_as_one_mark_the_names_uncertain() -> None:
     g, spans = spine_map()
     r0, r1 = spans["L4-L5"]
     g[:, r0:r1][g[:, r0:r1] == sd.DISC] = sd.VERTEBRA
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.naming_uncertain and "merged" in anat.naming_convention
     # An intact spine is not flagged by the check.
     g, _ = spine_map()
@@ -235,7 +229,7 @@ def test_spinous_reach_steps_down_above_l1() -> None:
 def test_sacrum_out_of_view_makes_naming_uncertain() -> None:
     g, _spans = spine_map()
     g[g == sd.SACRUM] = 0
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.naming_uncertain
     assert anat.enumeration_confidence < 0.5
 
@@ -250,7 +244,7 @@ def test_lumbosacral_disc_is_named_when_a_cut_sacrum_sits_level_with_it() -> Non
     d0, d1 = spans["L5-S1"]
     g[0, d0 - 20 : s0 + 6, DEPTH[0] : DEPTH[1]] = sd.SACRUM
     g[6, d0 - 20 : s0 + 6, DEPTH[0] : DEPTH[1]] = sd.SACRUM
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert _name_at(anat, (d0, d1)) == "L5-S1"
 
 
@@ -273,7 +267,7 @@ def test_transverse_drop_names_a_six_lumbar_spine_without_conus_or_spinous_step(
     # transverse processes mark L1. Without that sign five is kept.
     g, spans = spine_map(n_lumbar=6, conus_above_l1=None, thoracic_reach=LUMBAR_REACH,
                          transverse=True)  # fmt: skip
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 6 and _name_at(anat, spans["L6"]) == "L6"
     without = {k: v for k, v in CALIBRATION.items() if not k.startswith("transverse")}
     aff = _series(g.shape).affine
@@ -285,5 +279,5 @@ def test_six_lumbar_spine_cut_at_t12_l1_is_counted_from_its_top_vertebra() -> No
     # Six mobile vertebrae in view, the top one L1 (conus level with it, lumbar spinous
     # process): six is a hypothesis even though no vertebra above L1 is in view.
     g, spans = spine_map(n_lumbar=6, n_thoracic=0)
-    anat = si.anatomy_from_generic(g, _series(g.shape), weights_sha256=SHA)
+    anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 6 and _name_at(anat, spans["L1"]) == "L1"

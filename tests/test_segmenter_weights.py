@@ -37,11 +37,24 @@ def test_shipped_weights_load_and_match_their_model_card() -> None:
 
 
 def test_shipped_weights_have_their_enumeration_calibrated() -> None:
-    # Without an entry the lumbar count silently falls back to "five, low confidence":
-    # retrained weights must be recalibrated (eval/bench_segmenter.py --calibrate-enumeration).
-    from reporter.anatomy.segmenter_instances import ENUMERATION_CALIBRATION
+    # Without enumeration.json the lumbar count falls back to "five, low confidence": retrained
+    # weights must be recalibrated (eval/bench_segmenter.py --calibrate-enumeration).
+    assert load_segmenter(default_weights_path()).enumeration is not None
 
-    assert load_segmenter(default_weights_path()).sha256 in ENUMERATION_CALIBRATION
+
+def test_enumeration_calibration_of_other_weights_is_refused(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from reporter.errors import ModelFileError
+
+    folder = tmp_path / "seg"
+    shutil.copytree(default_weights_path(), folder)
+    doc = json.loads((folder / "enumeration.json").read_text())
+    doc["weights_sha256"] = "0" * 64
+    (folder / "enumeration.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="calibrates other weights"):
+        load_segmenter(folder)
 
 
 def test_weights_round_trip_through_safetensors(tiny_weights: Path) -> None:

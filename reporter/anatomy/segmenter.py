@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from reporter.anatomy import segmenter_data as sd
+from reporter.anatomy.enumeration_file import load_enumeration
 from reporter.anatomy.segmenter_instances import anatomy_from_generic
 from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.study import Series, Study
@@ -144,6 +145,8 @@ class Segmenter:
     sha256: str
     path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # The lumbar-count calibration measured for these weights (enumeration.json), or None.
+    enumeration: dict[str, float] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def to(self, device: str | torch.device) -> Segmenter:
@@ -218,7 +221,8 @@ def load_segmenter(path: Path | str | None = None) -> Segmenter:
     except (SafetensorError, RuntimeError) as exc:
         raise ModelFileError(f"segmenter weights {weights} do not fit the config: {exc}") from None
     network.eval()
-    return Segmenter(network, config, actual, folder, meta)
+    enumeration = load_enumeration(folder, actual)
+    return Segmenter(network, config, actual, folder, meta, enumeration=enumeration)
 
 
 _CACHE: dict[str, Segmenter] = {}
@@ -254,7 +258,12 @@ def segment_study(study: Study, weights: Path | str | Segmenter | None = None) -
     segmenter = _cached(weights)
     series = segmentation_series(study)
     generic, _ = segmenter.predict_series(series.pixels, series.affine)
-    anatomy = anatomy_from_generic(generic, series, detail=f"builtin segmenter {segmenter.sha256}")
+    anatomy = anatomy_from_generic(
+        generic,
+        series,
+        detail=f"builtin segmenter {segmenter.sha256}",
+        calibration=segmenter.enumeration,
+    )
     for other in study.series:
         if other is series or other.role not in ("sag_t1", "sag_t2", "sag_stir", "ax_t2", "ax_t1"):
             continue

@@ -15,6 +15,7 @@ phantoms; naming from the sacrum upward with five lumbar vertebrae stays the def
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,9 @@ UNCERTAIN_BELOW = 0.985
 # median, the one merged L4+L5 2.3.
 MERGED_HEIGHT_RATIO = 1.6
 MERGE_CHECKED = 7  # lowest mobile vertebrae checked: T12 and below in every count hypothesis
-# Enumeration evidence as each weight file's segmentation shows it, measured on validation
-# phantoms (never evaluation seeds) with `eval/bench_segmenter.py --calibrate-enumeration DIR`
+# Enumeration evidence as each weight file's segmentation shows it (its enumeration.json beside
+# the weights, reporter.anatomy.enumeration_file), measured on validation phantoms (never
+# evaluation seeds) with `eval/bench_segmenter.py --calibrate-enumeration DIR`
 # (medians and 1.4826 x MAD; one spread for lumbar and thoracic, their root mean square):
 # - conus: tip of the segmented cord minus the L1 centroid along the spine (drawn: -6.5 mm,
 #   SD 9; a segmenter that misses the thin tapering tip puts it higher);
@@ -56,35 +58,8 @@ MERGE_CHECKED = 7  # lowest mobile vertebrae checked: T12 and below in every cou
 #   thoracic 6 mm shorter);
 # - transverse: log ratio of transverse-process volume to L2..L4's (transverse_volume; drawn:
 #   thoracic 12 mm long, L1 15, L2 18, L3 22, with a narrower thoracic canal).
-# Stage C: 654 studies, sites a, b, c, seeds 100_000..100_115 (standard priors),
-# 150_000..150_175 (forced variants, 4 and 6 lumbar beyond 150_015); stage B: seeds
-# 100_000..100_015, 150_000..150_015, 125_000..125_005, no transverse term.
-# Weights not listed here get no enumeration estimate (five lumbar, low confidence): evidence
-# read with another model's noise would be weighed wrongly.
-ENUMERATION_CALIBRATION: dict[str, dict[str, float]] = {
-    # stage D2 (2.5-D), shipped 2026-11-27: `eval/bench_segmenter.py --calibrate-enumeration` on
-    # 438 validation studies (seeds 100000.., 40 standard + 100 forced transitional + 6 sacrum
-    # cut per site). The spreads are the mean of the lumbar and thoracic robust SDs (reach
-    # 1.54 / 1.51 mm, transverse 0.16 / 0.33): on the same validation predictions that named
-    # 379 of 399 standard + transitional studies right, the larger of the two 374, with the same
-    # 5 wrong and not marked uncertain.
-    "dce3f12a79f47a6e8b89cae75c7a6d9dd5583573fd7af67adcdf7efb0d5203a1": {
-        "conus_offset_mm": -2.28, "conus_sd_mm": 8.73,
-        "reach_lumbar_mm": -0.09, "reach_thoracic_mm": -5.15, "reach_sd_mm": 1.53,
-        "transverse_lumbar": 0.19, "transverse_thoracic": -0.32, "transverse_sd": 0.25,
-    },
-    # stage C (2-D), shipped 2026-11-27 until stage D2
-    "02df92720433d6aaea9a4386f2b47e622b8ac40ebd2bef59c5b9a2cc41a995d0": {
-        "conus_offset_mm": -0.82, "conus_sd_mm": 8.16,
-        "reach_lumbar_mm": -0.57, "reach_thoracic_mm": -5.53, "reach_sd_mm": 1.95,
-        "transverse_lumbar": 0.22, "transverse_thoracic": -0.31, "transverse_sd": 0.26,
-    },
-    # stage B (CPU-trained): posterior elements and cord segmented less well
-    "f8e4e83cefb7c290431abf3012a7a1c4134ad2410922c6d1f33d9dde299805a6": {
-        "conus_offset_mm": 14.8, "conus_sd_mm": 12.9,
-        "reach_lumbar_mm": 0.07, "reach_thoracic_mm": -2.28, "reach_sd_mm": 1.95,
-    },
-}  # fmt: skip
+# Weights without a calibration get no enumeration estimate (five lumbar, low confidence):
+# evidence read with another model's noise would be weighed wrongly.
 # Fewer vertebrae above the sacrum than this: no count is weighed (five, not marked uncertain
 # on this account).
 MIN_MOBILE_FOR_COUNT = 4
@@ -409,7 +384,7 @@ def estimate_lumbar_count(
     generic: np.ndarray,
     affine: np.ndarray,
     axis: np.ndarray,
-    calibration: dict[str, float],
+    calibration: Mapping[str, float],
 ) -> Enumeration:
     """Posterior over 4 / 5 / 6 lumbar-type vertebrae from independent signs of where the
     lumbar spine starts: the conus tip (near L1), the step down in spinous-process reach from
@@ -538,14 +513,14 @@ def anatomy_from_generic(
     series: Series,
     detail: str = "",
     enumerate_count: bool = True,
-    weights_sha256: str | None = None,
+    calibration: Mapping[str, float] | None = None,
 ) -> Anatomy:
     """Generic class map on `series`' grid -> Anatomy with named vertebrae and discs.
 
     `enumerate_count` weighs 4 / 5 / 6 lumbar vertebrae on the conus tip and the spinous step
-    (estimate_lumbar_count) with the calibration of the weights that made `generic`
-    (`weights_sha256`, else the sha256 at the end of `detail` as segment_study writes it);
-    uncalibrated weights keep five lumbar vertebrae at low confidence. Names are marked
+    (estimate_lumbar_count) with the `calibration` of the weights that made `generic` (their
+    enumeration.json, reporter.anatomy.enumeration_file); uncalibrated weights (None) keep five
+    lumbar vertebrae at low confidence. Names are marked
     uncertain where the evidence leans towards a count it does not prove.
     """
     affine = np.asarray(series.affine, dtype=float)
@@ -555,7 +530,6 @@ def anatomy_from_generic(
         sacrum, mobile[0] if mobile else None, discs, affine, axis
     )
     enum = Enumeration()
-    calibration = ENUMERATION_CALIBRATION.get(weights_sha256 or _sha_in(detail))
     if sacrum is not None and enumerate_count and calibration is not None:
         enum = estimate_lumbar_count(mobile, generic, affine, axis, calibration)
     n_lumbar, confidence = enum.n_lumbar, enum.confidence
@@ -624,12 +598,6 @@ def merged_body(mobile: list[Instance], affine: np.ndarray, axis: np.ndarray) ->
     low = heights[:MERGE_CHECKED]
     j = int(np.argmax(low))
     return j if low[j] >= MERGED_HEIGHT_RATIO * median else None
-
-
-def _sha_in(detail: str) -> str:
-    """The weights' sha256 from a source detail like "builtin segmenter <sha256>"."""
-    last = detail.split()[-1] if detail.split() else ""
-    return last if len(last) == 64 and all(c in "0123456789abcdef" for c in last) else ""
 
 
 def _tissues(generic: np.ndarray, affine: np.ndarray) -> np.ndarray:
