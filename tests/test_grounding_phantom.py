@@ -130,7 +130,7 @@ def test_the_disc_frame_of_a_single_slice_lies_in_the_slice_plane() -> None:
     from types import SimpleNamespace
 
     from reporter.contracts import labels as L
-    from reporter.grounding.measure import Grid, _frame
+    from reporter.grounding.measure import Grid, level_frame
 
     labels = np.zeros((1, 64, 64), np.int16)
     labels[0, 8:30, 18:46] = L.vertebra_label("L4")
@@ -141,7 +141,7 @@ def test_the_disc_frame_of_a_single_slice_lies_in_the_slice_plane() -> None:
     # anterior to posterior
     affine[:3, :3] = np.array([[4.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]]).T
     series = SimpleNamespace(affine=affine, normal=np.array([1.0, 0.0, 0.0]))
-    frame = _frame(Grid(series, labels), "L4-L5")  # type: ignore[arg-type]
+    frame = level_frame(Grid(series, labels), "L4-L5")  # type: ignore[arg-type]
     assert frame is not None
     for axis, expected in ((frame.u, (0, 0, 1)), (frame.a, (0, 1, 0)), (frame.lat, (1, 0, 0))):
         assert np.all(np.isfinite(axis))
