@@ -428,7 +428,8 @@ def calibrate_enumeration(preds_dir: Path, log) -> dict:
     reach and transverse-process volume (log ratio) of vertebrae above L4 relative to L2..L4,
     lumbar and thoracic. Robust spreads (1.4826 x MAD), so a few failed segmentations do not
     widen them. Studies with the sacrum cut are skipped (no count is estimated for them)."""
-    from reporter.anatomy import segmenter_instances as si
+    from reporter.anatomy import enumeration as en
+    from reporter.anatomy import spine_parts as sp
 
     conus: list[float] = []
     lumbar: list[float] = []
@@ -444,19 +445,19 @@ def calibrate_enumeration(preds_dir: Path, log) -> dict:
         if meta.get("fov") == "cut_sacrum":
             continue
         voxel_ml = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0
-        mobile, axis = si.mobile_vertebrae(pred, affine, voxel_ml)
+        mobile, axis = sp.mobile_vertebrae(pred, affine, voxel_ml)
         if len(mobile) < n + 1:
             continue
-        tip = si.conus_tip(pred == sd.CORD, affine, axis)
+        tip = en.conus_tip(pred == sd.CORD, affine, axis)
         if tip is not None:
             conus.append(tip - float(mobile[n - 1].centroid @ axis))
-        reach = si.spinous_reach(mobile, pred, affine)
+        reach = en.spinous_reach(mobile, pred, affine)
         if len(reach) >= 5 and None not in reach[1:4]:
             base = float(np.mean(reach[1:4]))  # type: ignore[arg-type]
             for j in range(4, min(len(reach), 7)):
                 if reach[j] is not None:
                     (lumbar if j < n else thoracic).append(reach[j] - base)  # type: ignore[operator]
-        ratio = si.transverse_ratio(si.transverse_volume(mobile, pred, affine, axis))
+        ratio = en.transverse_ratio(en.transverse_volume(mobile, pred, affine, axis))
         for j in range(4, min(len(ratio), 7)):
             if ratio[j] is not None:
                 (tp_lumbar if j < n else tp_thoracic).append(ratio[j])  # type: ignore[arg-type]

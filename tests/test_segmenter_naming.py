@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reporter.anatomy import enumeration as en
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy import segmenter_instances as si
+from reporter.anatomy import spine_parts as sp
 from reporter.contracts import labels as lab
 from reporter.contracts.study import Series
 
@@ -139,12 +141,12 @@ def test_conflicting_evidence_marks_the_names_uncertain() -> None:
     g[g == sd.CORD] = 0
     g[3, :90, CANAL[0] + 4 : CANAL[1] - 4] = sd.CORD  # conus one level higher than L1
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = en.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
     assert enum.posterior is not None
     anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     if anat.lumbar_vertebrae == 5:
-        assert anat.naming_uncertain == (enum.confidence < si.UNCERTAIN_BELOW)
+        assert anat.naming_uncertain == (enum.confidence < en.UNCERTAIN_BELOW)
 
 
 def test_uncalibrated_weights_keep_five_lumbar_at_low_confidence() -> None:
@@ -157,8 +159,8 @@ def test_enumeration_needs_the_thoracolumbar_junction_in_view() -> None:
     g, _spans = spine_map(n_thoracic=0)  # the top of the field of view is at L1
     anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 5 and not anat.naming_uncertain
-    mobile = si.instances(g, sd.VERTEBRA, _series(g.shape).affine, 4.0 / 1000)
-    enum = si.estimate_lumbar_count(
+    mobile = sp.instances(g, sd.VERTEBRA, _series(g.shape).affine, 4.0 / 1000)
+    enum = en.estimate_lumbar_count(
         mobile[:3], g, _series(g.shape).affine, np.eye(3)[2], CALIBRATION
     )
     assert enum.posterior is None and enum.evidence
@@ -173,8 +175,8 @@ def test_four_lumbar_spine_cut_at_t12_l1_is_not_named_as_five_unflagged() -> Non
     named_right = anat.lumbar_vertebrae == 4 and _name_at(anat, spans["L1"]) == "L1"
     assert named_right or anat.naming_uncertain
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = en.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
     assert enum.posterior is not None and enum.posterior[4] > 0.3
 
 
@@ -182,8 +184,8 @@ def test_five_lumbar_spine_cut_at_t12_l1_stays_certain() -> None:
     # The same field of view on a standard spine: the conus at the top vertebra says five.
     g, spans = spine_map(n_thoracic=0)
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    enum = si.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    enum = en.estimate_lumbar_count(mobile, g, aff, axis, CALIBRATION)
     assert enum.posterior is not None and enum.n_lumbar == 5
     anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.lumbar_vertebrae == 5 and _name_at(anat, spans["L1"]) == "L1"
@@ -194,9 +196,9 @@ def test_a_count_short_of_uncertain_below_marks_the_names_uncertain(
 ) -> None:
     # Five at posterior 0.95 was reported unflagged (threshold 0.8); on validation most
     # four/six-lumbar spines named wrong without the flag were called five at 0.82-0.999.
-    assert si.UNCERTAIN_BELOW > 0.95
+    assert en.UNCERTAIN_BELOW > 0.95
     g, _ = spine_map()
-    leaning = si.Enumeration(5, 0.95, {4: 0.05, 5: 0.95, 6: 0.0}, [])
+    leaning = en.Enumeration(5, 0.95, {4: 0.05, 5: 0.95, 6: 0.0}, [])
     monkeypatch.setattr(si, "estimate_lumbar_count", lambda *a, **k: leaning)
     anat = si.anatomy_from_generic(g, _series(g.shape), calibration=CALIBRATION)
     assert anat.naming_uncertain and "lumbar count uncertain" in anat.naming_convention
@@ -213,15 +215,15 @@ def test_two_bodies_segmented_as_one_mark_the_names_uncertain() -> None:
     # An intact spine is not flagged by the check.
     g, _ = spine_map()
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    assert si.merged_body(mobile, aff, axis) is None
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert sp.merged_body(mobile, aff, axis) is None
 
 
 def test_spinous_reach_steps_down_above_l1() -> None:
     g, _ = spine_map()
     aff = _series(g.shape).affine
-    mobile = sorted(si.instances(g, sd.VERTEBRA, aff, 4.0 / 1000), key=lambda v: v.centroid[2])
-    reach = si.spinous_reach(mobile, g, aff)
+    mobile = sorted(sp.instances(g, sd.VERTEBRA, aff, 4.0 / 1000), key=lambda v: v.centroid[2])
+    reach = en.spinous_reach(mobile, g, aff)
     lumbar, thoracic = reach[:5], reach[5:]
     assert min(lumbar) - max(thoracic) > 0.5 * (LUMBAR_REACH - THORACIC_REACH)  # type: ignore[operator]
 
@@ -251,15 +253,15 @@ def test_lumbosacral_disc_is_named_when_a_cut_sacrum_sits_level_with_it() -> Non
 def test_transverse_volume_drops_above_l1() -> None:
     g, _ = spine_map(transverse=True)
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    ratio = si.transverse_ratio(si.transverse_volume(mobile, g, aff, axis))
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    ratio = en.transverse_ratio(en.transverse_volume(mobile, g, aff, axis))
     lumbar, thoracic = ratio[:5], ratio[5:]
     assert all(abs(r) < 0.1 for r in lumbar)  # type: ignore[arg-type]
     assert all(r < -1.0 for r in thoracic)  # type: ignore[operator]
     # A stack too narrow to show any transverse process reads nothing, not "thoracic".
     g, _ = spine_map()
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    assert si.transverse_ratio(si.transverse_volume(mobile, g, aff, axis)) == [None] * 8
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert en.transverse_ratio(en.transverse_volume(mobile, g, aff, axis)) == [None] * 8
 
 
 def test_transverse_drop_names_a_six_lumbar_spine_without_conus_or_spinous_step() -> None:
@@ -271,8 +273,8 @@ def test_transverse_drop_names_a_six_lumbar_spine_without_conus_or_spinous_step(
     assert anat.lumbar_vertebrae == 6 and _name_at(anat, spans["L6"]) == "L6"
     without = {k: v for k, v in CALIBRATION.items() if not k.startswith("transverse")}
     aff = _series(g.shape).affine
-    mobile, axis = si.mobile_vertebrae(g, aff, 4.0 / 1000)
-    assert si.estimate_lumbar_count(mobile, g, aff, axis, without).n_lumbar == 5
+    mobile, axis = sp.mobile_vertebrae(g, aff, 4.0 / 1000)
+    assert en.estimate_lumbar_count(mobile, g, aff, axis, without).n_lumbar == 5
 
 
 def test_six_lumbar_spine_cut_at_t12_l1_is_counted_from_its_top_vertebra() -> None:
