@@ -16,9 +16,9 @@ from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.enumeration import UNCERTAIN_BELOW, Enumeration, estimate_lumbar_count
 from reporter.anatomy.spine_parts import (
     MERGED_HEIGHT_RATIO,
-    split_spine,
     carve_lumbosacral_disc,
     merged_body,
+    split_spine,
 )
 from reporter.contracts import labels as lab
 from reporter.contracts.anatomy import Anatomy
