@@ -80,8 +80,9 @@ def centroids(labels: np.ndarray, affine: np.ndarray) -> dict[int, tuple[np.ndar
 
 def spine_axis(points: list[np.ndarray]) -> np.ndarray:
     """Unit vector along the spine pointing cranially (LPS +z is superior)."""
-    if len(points) >= 2:
-        pts = np.asarray(points)
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    pts = pts[np.isfinite(pts).all(axis=1)]  # an SVD of a NaN never converges
+    if len(pts) >= 2 and np.ptp(pts, axis=0).max() > 0:
         _, _, vt = np.linalg.svd(pts - pts.mean(0), full_matrices=False)
         axis = vt[0]
     else:
@@ -200,10 +201,13 @@ def name_instances(
     shape = (vertebra_masks or disc_masks or [sacrum_mask])[0].shape  # type: ignore[index]
     out = np.zeros(shape, dtype=np.int16)
     cents = {}
+    # An empty mask has no centroid and names nothing: it is left out.
     for n, m in enumerate(vertebra_masks):
-        cents[("v", n)] = _mask_centroid(m, affine)
+        if m.any():
+            cents[("v", n)] = _mask_centroid(m, affine)
     for n, m in enumerate(disc_masks):
-        cents[("d", n)] = _mask_centroid(m, affine)
+        if m.any():
+            cents[("d", n)] = _mask_centroid(m, affine)
     sacrum_ok = sacrum_mask is not None and bool(sacrum_mask.any())
     if sacrum_ok:
         cents[("s", 0)] = _mask_centroid(sacrum_mask, affine)  # type: ignore[arg-type]

@@ -212,7 +212,9 @@ def carve_lumbosacral_disc(
     slab = sacrum.mask & (dist <= thickness)
     for d in between:
         slab |= d.mask
-    if slab.sum() >= sacrum.voxels:  # nothing of the sacrum would be left: not a disc space
+    # An empty slab (a disc thinner than the touching margin, as on one 2-D slice) carves no
+    # disc; a slab that takes the whole sacrum leaves none: neither is a disc space.
+    if not slab.any() or slab.sum() >= sacrum.voxels:
         return sacrum, discs
     idx = np.argwhere(slab).mean(0)
     disc = Instance("disc", slab, idx @ affine[:3, :3].T + affine[:3, 3], int(slab.sum()))

@@ -84,11 +84,18 @@ def eval_command(
         err = getattr(rec, "error", None)
         tail = f"  FAILED: {err}" if err else ""
         err_console.print(
-            f"[{done}/{total}] {getattr(rec, 'case_id', '')}{tail}", markup=False, highlight=False
+            f"[{done}/{total}] {getattr(rec, 'case_id', '')}{tail}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
 
     if data is not None:
-        result = run_dataset(data, fmt, out, config, limit=limit, progress=progress)
+
+        def warn(line: str) -> None:
+            err_console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
+
+        result = run_dataset(data, fmt, out, config, limit=limit, progress=progress, warn=warn)
     else:
         result = run_benchmark(
             benchmark or "phantom-v1", out, config, limit=limit, workers=workers, progress=progress

@@ -66,6 +66,8 @@ class Dataset:
         self._by_id = {c.case_id: c for c in cases}
         if len(self._by_id) != len(cases):
             raise ValueError(f"dataset {root} has duplicate case ids")
+        # Rows of the dataset's files that were skipped, each naming its file and line.
+        self.warnings: list[str] = [w for c in cases for w in c.meta.get("data_warnings", [])]
 
     def __iter__(self) -> Iterator[Case]:
         return iter(self._cases)

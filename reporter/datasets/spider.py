@@ -56,14 +56,7 @@ def spider_cases(root: Path) -> list[Case]:
         m = _NAME.match(p.stem)
         if m and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
             by_patient[m["patient"]][m["series"]] = p
-    gradings: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for r in _read_csv(root / "radiological_gradings.csv"):
-        try:
-            gradings[str(r["Patient"]).strip()].append(r)
-        except KeyError:
-            raise InputDataError(
-                f"{root / 'radiological_gradings.csv'}: no Patient column"
-            ) from None
+    gradings, skipped = _valid_gradings(root / "radiological_gradings.csv")
     overview = {
         r["new_file_name"]: r for r in _read_csv(root / "overview.csv") if "new_file_name" in r
     }
@@ -85,6 +78,8 @@ def spider_cases(root: Path) -> list[Case]:
             if f"{patient}_{s}" in overview
         }
         meta["gradings"] = _raw_gradings(rows)
+        if skipped.get(patient):
+            meta["data_warnings"] = skipped[patient]
         cases.append(
             Case(
                 case_id=patient,
@@ -97,6 +92,29 @@ def spider_cases(root: Path) -> list[Case]:
             )
         )
     return cases
+
+
+def _valid_gradings(
+    path: Path,
+) -> tuple[dict[str, list[dict[str, str]]], dict[str, list[str]]]:
+    """Grading rows by patient, and the rows skipped (by patient) with a warning naming the file,
+    the line and why: one unexpected row (an `IVD label` outside 1-9, a missing grade) never
+    loses a run or the patient's other discs."""
+    from reporter.conversions import from_spider_row
+
+    gradings: dict[str, list[dict[str, str]]] = defaultdict(list)
+    skipped: dict[str, list[str]] = defaultdict(list)
+    for line, r in enumerate(_read_csv(path), start=2):  # line 1 is the header
+        if "Patient" not in r:
+            raise InputDataError(f"{path}: no Patient column")
+        patient = str(r["Patient"]).strip()
+        try:
+            from_spider_row(r)
+        except ValueError as exc:
+            skipped[patient].append(f"{path.name} line {line}: {exc}; row skipped")
+            continue
+        gradings[patient].append(r)
+    return gradings, skipped
 
 
 def _raw_gradings(rows: list[dict[str, str]]) -> dict[str, dict[str, int]]:

@@ -427,7 +427,10 @@ def run_dataset(
     config: EvalConfig,
     limit: int | None = None,
     progress: Callable[[int, int, StudyRecord], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
+    """Evaluate every case of the dataset at `data`; `warn` receives one line per row of the
+    dataset's files that was skipped (they are also kept in run.json `data_warnings`)."""
     if not data.exists():
         from reporter.errors import InputMissingError
 
@@ -438,6 +441,9 @@ def run_dataset(
         from reporter.errors import InputDataError
 
         raise InputDataError(f"no cases found in {data} as --format {fmt}")
+    if warn is not None:
+        for line in dataset.warnings:
+            warn(line)
     _limit_threads()
     ev = Evaluator(config)
     t0 = time.perf_counter()
@@ -447,6 +453,8 @@ def run_dataset(
             item = dataset_study(case)
         except ReporterError as exc:
             rec = StudyRecord(case_id=str(case.case_id), error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a case whose files cannot be read is a result, not the end
+            rec = StudyRecord(case_id=str(case.case_id), error=describe_internal(exc))
         else:
             rec = ev.evaluate(item)
         records.append(rec)
@@ -459,6 +467,7 @@ def run_dataset(
         "limit": limit,
         "workers": 1,
         "config": asdict(config),
+        "data_warnings": list(dataset.warnings),
     }
     return _finish(records, out_dir, source, ev.provenance(), _rss_mb(), wall)
 
