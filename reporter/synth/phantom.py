@@ -19,7 +19,14 @@ from reporter.synth.curve import build_curve, build_tables
 from reporter.synth.groundtruth import calibrate, measure_study
 from reporter.synth.headers import slice_headers, uid
 from reporter.synth.priors import LevelTargets, fill_level_targets, sample_targets
-from reporter.synth.sites import SITES, SequenceProfile, SiteProfile, get_site
+from reporter.synth.sites import (
+    RANDOMIZED_ARTIFACT_RATES,
+    RANDOMIZED_BASES,
+    SITES,
+    SequenceProfile,
+    SiteProfile,
+    get_site,
+)
 from reporter.synth.spine import SpineModel, build_spine, disc_plane
 
 GENERATOR_VERSION = "1.0"
@@ -267,10 +274,15 @@ def generate_study(
     if sp.domain_randomized:
         # Geometry and protocol of a random physical site; intensities randomized per series.
         pick = np.random.default_rng([int(seed), 2])
-        base = SITES[("site-a", "site-b", "site-c")[int(pick.integers(3))]]
-        rates = {"ghosting": 0.3, "gibbs": 0.4, "wrap": 0.15}
-        sp = replace(base, name="random", institution=sp.institution, domain_randomized=True,
-                     artifact_rates=rates)  # fmt: skip
+        base = SITES[RANDOMIZED_BASES[int(pick.integers(len(RANDOMIZED_BASES)))]]
+        sp = base.model_copy(
+            update={
+                "name": "random",
+                "institution": sp.institution,
+                "domain_randomized": True,
+                "artifact_rates": dict(RANDOMIZED_ARTIFACT_RATES),
+            }
+        )
     render_images = bool(overrides.pop("render", True))
     rng = np.random.default_rng([int(seed), 0])
     st = sample_targets(rng, [], priors)
