@@ -16,7 +16,7 @@ from pathlib import Path
 from reporter.contracts.study import Study
 from reporter.errors import InputDataError, InputMissingError, ReporterError
 from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
-from reporter.ingest.dicom import refuse_if_unusable, scan_folder
+from reporter.ingest.dicom import refuse_if_unusable, scan_folder, series_row
 from reporter.ingest.inventory import Inventory, SeriesRow
 from reporter.ingest.nifti import is_nifti, labels_on_series_grid, load_nifti
 
@@ -40,20 +40,7 @@ def scan(
     if p.is_file() and is_nifti(p):
         study, _ = load_nifti(p)
         inv = Inventory(source=str(p), study=study, n_files=1, warnings=study.warnings)
-        s = study.series[0]
-        inv.rows.append(
-            SeriesRow(
-                series_uid=s.series_uid,
-                description=s.description,
-                plane=s.plane,
-                weighting=s.weighting,
-                n_slices=s.shape[0],
-                spacing=[round(v, 4) for v in s.spacing],
-                matrix=[s.shape[1], s.shape[2]],
-                role=s.role,
-                usable=True,
-            )
-        )
+        inv.rows.append(series_row(study.series[0]))
         return inv
     return scan_folder(
         p,

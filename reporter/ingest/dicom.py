@@ -218,7 +218,7 @@ def _build(
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid,
                                s.stack_index))  # fmt: skip
     for s in series:
-        inv.rows.append(_row(s))
+        inv.rows.append(series_row(s))
     inv.study = _study(study_uid, inv, series, set_aside, frames_by_series)
     inv.study.limitations = limitations + inv.study.limitations
     if not any(s.plane == "sagittal" for s in series):
@@ -360,7 +360,8 @@ def _series(
     )
 
 
-def _row(s: Series) -> SeriesRow:
+def series_row(s: Series) -> SeriesRow:
+    """The inventory line of a usable series."""
     return SeriesRow(
         series_uid=s.series_uid,
         stack_index=s.stack_index,
