@@ -313,3 +313,27 @@ def test_enhanced_multiframe_study_is_reported_with_valid_seg_and_sr(
     assert len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 1
     for name in ("report.sr.dcm", "seg.dcm"):
         assert _dciodvfy_errors(tmp_path / "out" / name) == []
+
+
+@pytest.mark.slow
+def test_batch_keeps_patient_data_out_of_stderr_stdout_and_manifest(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    def odd(ds: pydicom.Dataset) -> None:
+        ds.PatientName = PLANTED_NAME
+        ds.PatientBirthDate = PLANTED_BIRTH_DATE
+        ds.PatientID = "QX-7741-ZORB"
+        ds.AccessionNumber = "ACC99887766"
+
+    folder = tmp_path / "studies" / "Zorbington_Quuxley"
+    _variant(phantom_dir, folder, odd)
+    shutil.copy(phantom_dir / "seg.dcm", tmp_path / "seg.dcm")
+    worklist = tmp_path / "wl.csv"
+    worklist.write_text(f"study,accession,seg\n{folder},ACC99887766,{tmp_path / 'seg.dcm'}\n")
+    proc = _cli("batch", str(worklist), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = (tmp_path / "out" / "manifest.csv").read_text()
+    planted = (PLANTED_NAME, "Quuxley", "Zorbington", "1923", "QX-7741-ZORB", "ACC99887766")
+    for text in (proc.stderr, proc.stdout, manifest):
+        for p in planted:
+            assert p not in text, p
