@@ -243,3 +243,17 @@ def write_study_dicom(study: Study, folder: Path) -> Path:
             ds.PixelData = np.clip(s.pixels[k], 0, 65535).astype(np.uint16).tobytes()
             ds.save_as(folder / f"{s.series_number or 0:03d}_{k:03d}.dcm", enforce_file_format=True)
     return folder
+
+
+def severe_canal_report(study: Study, anatomy: Anatomy) -> tuple[Any, list[Any]]:
+    """A report of `study` with one positive statement (severe canal stenosis at L1-L2) and the
+    checker's verdicts on the factory's measurements: what the renderer tests need."""
+    from reporter.pipeline import assemble_report
+    from reporter.render.provenance import now_iso
+
+    findings = make_findings({"L1-L2": {"canal_stenosis": "severe"}})
+    verdicts = make_verdicts(findings, study, anatomy, set())
+    measurements = [m for v in verdicts for m in v.evidence]
+    return assemble_report(
+        study, anatomy, findings, verdicts, measurements, {"model_name": "t"}, None, now_iso()
+    )

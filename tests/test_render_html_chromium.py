@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reporter.pipeline import assemble_report
 from reporter.render import outputs
-from reporter.render.provenance import now_iso
-from tests.report_factory import make_findings, make_study, make_verdicts
+from tests.report_factory import make_study, severe_canal_report
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -51,12 +49,7 @@ def test_html_report_renders_in_chromium_with_key_image_visible(tmp_path: Path) 
     if chromium() is None:
         pytest.skip("chromium is not installed")
     study, anatomy = make_study()
-    findings = make_findings({"L1-L2": {"canal_stenosis": "severe"}})
-    verdicts = make_verdicts(findings, study, anatomy, set())
-    measurements = [m for v in verdicts for m in v.evidence]
-    report, statements = assemble_report(
-        study, anatomy, findings, verdicts, measurements, {"model_name": "t"}, None, now_iso()
-    )
+    report, statements = severe_canal_report(study, anatomy)
     out = tmp_path / "out"
     outputs.write_outputs(report, study, anatomy, statements, out)
     png = tmp_path / "shot.png"

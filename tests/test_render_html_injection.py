@@ -15,10 +15,8 @@ from typing import ClassVar
 import pytest
 
 from reporter.contracts.study import SetAside
-from reporter.pipeline import assemble_report
 from reporter.render import outputs
-from reporter.render.provenance import now_iso
-from tests.report_factory import make_findings, make_study, make_verdicts
+from tests.report_factory import make_study, severe_canal_report
 from tests.test_render_html_chromium import chromium
 
 
@@ -64,12 +62,7 @@ def test_planted_html_in_headers_and_worklist_fields_neither_runs_nor_loads(
             SetAside(series_uid="9.9", description=payloads[3], reason=payloads[0])
         )
         study.limitations.append(f"the sagittal T2 series '{payloads[2]}' could not be used")
-        findings = make_findings({"L1-L2": {"canal_stenosis": "severe"}})
-        verdicts = make_verdicts(findings, study, anatomy, set())
-        measurements = [m for v in verdicts for m in v.evidence]
-        report, statements = assemble_report(
-            study, anatomy, findings, verdicts, measurements, {"model_name": "t"}, None, now_iso()
-        )
+        report, statements = severe_canal_report(study, anatomy)
         out = tmp_path / "out"
         outputs.write_outputs(report, study, anatomy, statements, out, indication=payloads[1])
         html = (out / "report.html").read_text()
