@@ -121,8 +121,9 @@ def scrub_paths(text: str, item: WorkItem) -> str:
     folder it could not read, and folder names often carry a patient's name."""
     for path, label in ((item.study, "<study>"), (item.seg, "<seg>")):
         if path:
+            # Messages name the path as given (absolute, resolved); a bare folder name is not
+            # replaced, since a generic one ("dicom") would mangle other words.
             text = text.replace(path, label)
-            text = text.replace(Path(path).name, label) if len(Path(path).name) > 3 else text
     return text
 
 
