@@ -90,7 +90,12 @@ def writer_source(ds: Dataset) -> Dataset:
                 present = False
             if not present:
                 setattr(out, keyword, "")
-        for elem in list(out):  # top level: the patient / study modules live there
+        for tag in list(out.keys()):  # top level: the patient / study modules live there
+            try:
+                elem = out[tag]
+            except Exception:  # a value pydicom cannot convert: the copy goes without it
+                del out[tag]
+                continue
             if elem.VR in _PARSERS:
                 try:
                     ok = _valid_temporal(elem.VR, elem.value)
