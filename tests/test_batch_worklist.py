@@ -222,3 +222,41 @@ def test_sigkill_mid_run_then_rerun_yields_every_report_exactly_once(
     _check_complete(out, n)
     manifest = read_manifest(out)
     assert len(manifest) == n and len({m["item_id"] for m in manifest}) == n
+
+
+@pytest.mark.slow
+def test_disk_full_mid_batch_is_exit_73_with_a_valid_manifest_then_rerun_completes(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest update after the first finished item fails with ENOSPC: the batch stops
+    with OutputError (exit 73, one line), the manifest on disk is the last whole one, no half
+    report is left, and a re-run finishes every item exactly once."""
+    import errno
+
+    from reporter.errors import EXIT_CANTCREAT, OutputError
+    from reporter.render import atomic
+
+    wl = _worklist(tmp_path, _studies(tmp_path, 2))
+    out = tmp_path / "out"
+    real_write = atomic.write_bytes
+    writes = {"n": 0}
+
+    def full_disk(path: object, data: bytes) -> Path:
+        writes["n"] += 1
+        if writes["n"] >= 2:  # the start manifest passes; the first item's update finds it full
+            raise OutputError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+        return real_write(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic, "write_bytes", full_disk)
+    with pytest.raises(OutputError, match="No space left") as info:
+        run_batch(wl, out, workers=1, model=str(model_dir))
+    assert info.value.exit_code == EXIT_CANTCREAT and "\n" not in str(info.value)
+    manifest = read_manifest(out)  # parses: the last whole manifest, written before the failure
+    assert [m["status"] for m in manifest] == ["pending", "pending"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+    monkeypatch.setattr(atomic, "write_bytes", real_write)
+    again = run_batch(wl, out, workers=1, model=str(model_dir))
+    # The item whose report was published before the disk filled is skipped, never redone.
+    assert {r.status for r in again} <= {"done", "skipped"} and len(again) == 2
+    _check_complete(out, 2)
