@@ -35,6 +35,14 @@ def eval_command(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes (benchmarks only).")
     ] = 1,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="With --data: only the patients of this split (train|val|test; "
+            "reporter.datasets.splits). Held-out numbers are the test split.",
+        ),
+    ] = None,
     no_injected: Annotated[
         bool,
         typer.Option("--no-injected", help="Skip the checker-alone run with planted errors."),
@@ -67,6 +75,8 @@ def eval_command(
         raise UsageError("give --benchmark or --data, not both")
     if fmt not in DATA_FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(DATA_FORMATS)}")
+    if split is not None and (data is None or split not in ("train", "val", "test")):
+        raise UsageError("--split takes train, val or test, and only with --data")
     if anatomy not in ("segmenter", "truth"):
         raise UsageError(f"--anatomy must be segmenter or truth, not {anatomy!r}")
     if injected_anatomy not in ("truth", "pipeline"):
@@ -95,7 +105,9 @@ def eval_command(
         def warn(line: str) -> None:
             err_console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
-        result = run_dataset(data, fmt, out, config, limit=limit, progress=progress, warn=warn)
+        result = run_dataset(
+            data, fmt, out, config, limit=limit, progress=progress, warn=warn, split=split
+        )
     else:
         result = run_benchmark(
             benchmark or "phantom-v1", out, config, limit=limit, workers=workers, progress=progress

@@ -428,6 +428,7 @@ def run_dataset(
     limit: int | None = None,
     progress: Callable[[int, int, StudyRecord], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    split: str | None = None,
 ) -> RunResult:
     """Evaluate every case of the dataset at `data`; `warn` receives one line per row of the
     dataset's files that was skipped (they are also kept in run.json `data_warnings`)."""
@@ -436,11 +437,17 @@ def run_dataset(
 
         raise InputMissingError(f"dataset folder {data} does not exist")
     dataset = open_dataset(data, fmt)
-    cases = list(dataset)[: limit if limit is not None else None]
+    # The split is a pure function of the patient id (reporter.datasets.splits): held-out numbers
+    # are measured on "test" patients only.
+    cases = [c for c in dataset if split is None or c.split == split]
+    cases = cases[: limit if limit is not None else None]
     if not cases:
         from reporter.errors import InputDataError
 
-        raise InputDataError(f"no cases found in {data} as --format {fmt}")
+        raise InputDataError(
+            f"no cases found in {data} as --format {fmt}"
+            + (f" in the {split} split" if split else "")
+        )
     if warn is not None:
         for line in dataset.warnings:
             warn(line)
@@ -465,6 +472,7 @@ def run_dataset(
         "data": str(data),
         "format": fmt,
         "limit": limit,
+        "split": split,
         "workers": 1,
         "config": asdict(config),
         "data_warnings": list(dataset.warnings),
