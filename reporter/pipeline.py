@@ -188,81 +188,60 @@ def report_study(
     `withhold_unverifiable_positive=False` asserts abnormal findings the images could not verify
     (the contradicted-only policy); by default they are listed apart, not asserted.
     """
-    if out_dir is None:
-        return _report_study(
-            path_or_study, None, seg, model, adapter, anatomy, findings, indication,
-            indeterminate_below, withhold_unverifiable_positive,
-        )  # fmt: skip
+    # The output folder is proven writable before any work, and removed again if this call
+    # made it and fails (atomic.output_dir); without out_dir nothing is written.
     with atomic.output_dir(out_dir) as out:
-        return _report_study(
-            path_or_study, out, seg, model, adapter, anatomy, findings, indication,
-            indeterminate_below, withhold_unverifiable_positive,
-        )  # fmt: skip
+        t0 = time.perf_counter()
+        started = now_iso()
+        timings: dict[str, float] = {}
 
+        def lap(name: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[name] = round(now - since, 3)
+            return now
 
-def _report_study(
-    path_or_study: str | os.PathLike[str] | Study,
-    out_dir: Path | None,
-    seg: str | os.PathLike[str] | None,
-    model: ModelArg,
-    adapter: str | os.PathLike[str] | None,
-    anatomy: Anatomy | None,
-    findings: StudyFindings | None,
-    indication: str | None,
-    indeterminate_below: float | None,
-    withhold_unverifiable_positive: bool,
-) -> Report:
-    t0 = time.perf_counter()
-    started = now_iso()
-    timings: dict[str, float] = {}
+        t = t0
+        study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
+        t = lap("ingest", t)
 
-    def lap(name: str, since: float) -> float:
-        now = time.perf_counter()
-        timings[name] = round(now - since, 3)
-        return now
+        if anatomy is None and seg is None and getattr(study, "input_notes", None):
+            # A single 2-D image: the segmenter works on volumes, so the levels come from the disc
+            # detector of reporter.ingest.image2d (named from the lowest disc, marked uncertain).
+            anatomy = anatomy_from_discs(study)
+        if anatomy is None:
+            anatomy = segment(study, seg_path=seg)
+        t = lap("anatomy", t)
 
-    t = t0
-    study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
-    t = lap("ingest", t)
+        if findings is None:
+            vlm = get_model(model, adapter)
+            raw = vlm.predict(study, anatomy)
+            model_info = _model_info(vlm)
+            threshold = _thresholds(vlm, indeterminate_below)
+        else:
+            raw = findings
+            model_info = {"model_name": "external findings"}
+            threshold = indeterminate_below
+        raw = _mark_unassessable(raw, study)
+        t = lap("vlm", t)
 
-    if anatomy is None and seg is None and getattr(study, "input_notes", None):
-        # A single 2-D image: the segmenter works on volumes, so the levels come from the disc
-        # detector of reporter.ingest.image2d (named from the lowest disc, marked uncertain).
-        anatomy = anatomy_from_discs(study)
-    if anatomy is None:
-        anatomy = segment(study, seg_path=seg)
-    t = lap("anatomy", t)
+        grounding = check_findings(raw, study, anatomy)
+        t = lap("grounding", t)
 
-    if findings is None:
-        vlm = get_model(model, adapter)
-        raw = vlm.predict(study, anatomy)
-        model_info = _model_info(vlm)
-        threshold = _thresholds(vlm, indeterminate_below)
-    else:
-        raw = findings
-        model_info = {"model_name": "external findings"}
-        threshold = indeterminate_below
-    raw = _mark_unassessable(raw, study)
-    t = lap("vlm", t)
-
-    grounding = check_findings(raw, study, anatomy)
-    t = lap("grounding", t)
-
-    report, statements = assemble_report(
-        study,
-        anatomy,
-        raw,
-        list(grounding.verdicts),
-        list(grounding.measurements),
-        model_info,
-        threshold,
-        started,
-        timings,
-        withhold_unverifiable_positive=withhold_unverifiable_positive,
-    )
-    if out_dir is not None:
-        write_outputs(report, study, anatomy, statements, Path(out_dir), indication, t0=t0)
-    else:
-        report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
-        report.provenance.finished_at = now_iso()
-    return report
+        report, statements = assemble_report(
+            study,
+            anatomy,
+            raw,
+            list(grounding.verdicts),
+            list(grounding.measurements),
+            model_info,
+            threshold,
+            started,
+            timings,
+            withhold_unverifiable_positive=withhold_unverifiable_positive,
+        )
+        if out is not None:
+            write_outputs(report, study, anatomy, statements, out, indication, t0=t0)
+        else:
+            report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
+            report.provenance.finished_at = now_iso()
+        return report

@@ -21,24 +21,9 @@ from reporter.contracts.report import Report
 from reporter.errors import InputDataError, InputMissingError, describe_internal
 from reporter.ingest import load_study
 
-SEED = 1_000_321  # an evaluation seed: never trained on
 # Distinctive stand-ins for patient data: none may reach stderr, stdout or the manifest.
 PLANTED_NAME = "Quuxley Zorbington"  # no '^': highdicom warns with the name in the message
 PLANTED_BIRTH_DATE = "17/04/1923"  # not a DICOM DA
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    from reporter.synth import generate_study
-
-    return generate_study(SEED, site="site-a")
-
-
-@pytest.fixture(scope="module")
-def phantom_dir(phantom, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from reporter.synth import write_study
-
-    return write_study(phantom, tmp_path_factory.mktemp("phantom") / "study")
 
 
 def _variant(

@@ -17,22 +17,6 @@ from reporter.contracts.findings import StudyFindings
 from reporter.errors import InputMissingError
 from reporter.render.outputs import FILES
 
-SEED = 1_000_123  # an evaluation seed: never trained on
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    from reporter.synth import generate_study
-
-    return generate_study(SEED, site="site-a")
-
-
-@pytest.fixture(scope="module")
-def phantom_dir(phantom, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from reporter.synth import write_study
-
-    return write_study(phantom, tmp_path_factory.mktemp("phantom") / "study")
-
 
 @pytest.fixture(scope="module")
 def truth_report(phantom, tmp_path_factory: pytest.TempPathFactory):

@@ -84,10 +84,14 @@ def staged_dir(parent: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def output_dir(path: str | os.PathLike[str] | None) -> Iterator[Path | None]:
     """The output folder, made and proven writable before any work is done (an unwritable
     `--out` is reported in a second, not after the whole pipeline), and removed again when this
-    call made it and a failure leaves it empty: a failed run leaves nothing behind."""
+    call made it and a failure leaves it empty: a failed run leaves nothing behind. None (no
+    output wanted) yields None."""
+    if path is None:
+        yield None
+        return
     target = Path(path)
     created = not target.exists()
     try:

@@ -24,7 +24,7 @@ from reporter.contracts.verdicts import Measurement
 from reporter.errors import InputDataError
 from reporter.render import codes as C
 from reporter.render.seg import SegResult
-from reporter.render.source_headers import OUTPUT_CHARACTER_SET, writer_source
+from reporter.render.source_headers import OUTPUT_CHARACTER_SET
 from reporter.render.statements import ASSERTED, Statement
 from reporter.version import __version__
 
@@ -235,8 +235,9 @@ def build_sr(
         {id(h): h for s in study.series if s.series_uid in referenced for h in s.headers}.values()
     )
     sr = hd.sr.Comprehensive3DSR(
-        # The patient / study modules are copied from the first evidence item: a writable copy.
-        evidence=[writer_source(evidence[0]), *evidence[1:], seg_ds] if evidence else [seg_ds],
+        # The patient / study modules are copied from the first evidence item: the SEG, whose
+        # modules were already made writable from the source (render.source_headers).
+        evidence=[seg_ds, *evidence],
         specific_character_set=OUTPUT_CHARACTER_SET,
         content=report,
         series_instance_uid=generate_uid(),
