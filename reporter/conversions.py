@@ -1,4 +1,4 @@
-"""Converters between `StudyFindings` and public dataset labels: RSNA 2024 and SPIDER.
+"""Converters between `StudyFindings` and public dataset labels: RSNA 2024, SPIDER, Sudirman.
 
 RSNA 2024 Lumbar Spine Degenerative Classification (train.csv): one row per study, 25 columns
 `<condition>_<level>` for canal, left/right foraminal and left/right subarticular stenosis at
@@ -10,6 +10,9 @@ disc, `IVD label` 1 = L5-S1 counting cranially (6 = T12-L1, 7..9 = T11-T12 .. T9
 Modic 0-3, UP / LOW endplate (0/1), Spondylolisthesis (0/1), Disc herniation (0/1),
 Disc narrowing (0/1), Disc bulging (0/1) and Pfirrmann 1-5. SPIDER -> ours -> SPIDER is exact
 for every row of the public file (tested); ours -> SPIDER keeps only what SPIDER can say.
+
+Sudirman (pfirrmann.csv of the sudirman_sagittal set): one Pfirrmann grade per patient and disc
+(L3-L4, L4-L5, L5-S1); nothing else is graded.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reporter.contracts.findings import LEVEL_FIELDS, LevelFindings, StudyFindings
+from reporter.contracts.findings import LEVEL_FIELDS, LEVELS, LevelFindings, StudyFindings
 
 # --- RSNA 2024 --------------------------------------------------------------------------------
 
@@ -247,3 +250,19 @@ def read_spider_gradings(path: Path | str) -> dict[str, StudyFindings]:
         for row in csv.DictReader(fh):
             by_patient[row["Patient"].strip()].append(row)
     return {p: from_spider_rows(rows) for p, rows in by_patient.items()}
+
+
+# --- Sudirman (Pfirrmann grades only) ---------------------------------------------------------
+
+SUDIRMAN_NA = "not graded in the Sudirman set"
+
+
+def from_pfirrmann_grades(grades: Mapping[str, int], reason: str = SUDIRMAN_NA) -> StudyFindings:
+    """{level: Pfirrmann grade 1-5} of one patient (the Sudirman pfirrmann.csv) -> StudyFindings
+    with those levels cranio-caudal; every other field not assessable (`reason`)."""
+    levels = []
+    for level in sorted(grades, key=LEVELS.index):
+        values: dict[str, Any] = {f: {"not_assessable": reason} for f in LEVEL_FIELDS}
+        values["pfirrmann"] = {"value": int(grades[level])}
+        levels.append({"level": level, **values})
+    return StudyFindings.model_validate({"study": _not_assessable_study(reason), "levels": levels})

@@ -166,6 +166,18 @@ def assemble_report(
     return report, statements
 
 
+def study_anatomy(study: Study, seg: str | os.PathLike[str] | None = None) -> Anatomy:
+    """The anatomy `report_study` uses when none is passed (the evaluation harness asks for the
+    same one): the label map `seg` when given; for 2-D images (a study with input notes) the
+    levels of the disc detector of reporter.ingest.image2d, because the segmenter works on
+    volumes (named from the lowest disc, marked uncertain); else the built-in segmenter."""
+    if seg is None and getattr(study, "input_notes", None):
+        anatomy = anatomy_from_discs(study)
+        if anatomy is not None:
+            return anatomy
+    return segment(study, seg_path=seg)
+
+
 def report_study(
     path_or_study: str | os.PathLike[str] | Study,
     out_dir: str | os.PathLike[str] | None = None,
@@ -204,12 +216,8 @@ def report_study(
         study = path_or_study if isinstance(path_or_study, Study) else load_study(path_or_study)
         t = lap("ingest", t)
 
-        if anatomy is None and seg is None and getattr(study, "input_notes", None):
-            # A single 2-D image: the segmenter works on volumes, so the levels come from the disc
-            # detector of reporter.ingest.image2d (named from the lowest disc, marked uncertain).
-            anatomy = anatomy_from_discs(study)
         if anatomy is None:
-            anatomy = segment(study, seg_path=seg)
+            anatomy = study_anatomy(study, seg)
         t = lap("anatomy", t)
 
         if findings is None:

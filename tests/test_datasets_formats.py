@@ -122,4 +122,12 @@ def test_missing_folder_and_unknown_format_fail_with_our_errors(tmp_path: Path) 
     (tmp_path / "overview.csv").write_text("new_file_name\n")
     with pytest.raises(InputMissingError, match="no cases"):
         open_dataset(tmp_path, "spider")
-    assert set(FORMATS) == {"phantom", "rsna2024", "spider", "lumbar3d"}
+    assert set(FORMATS) == {
+        "phantom",
+        "rsna2024",
+        "spider",
+        "lumbar3d",
+        "lumbar3d-2d",
+        "sudirman",
+        "spider-slices",
+    }

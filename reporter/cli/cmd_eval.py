@@ -22,7 +22,13 @@ def eval_command(
         Path | None, typer.Option("--data", help="A labeled dataset folder instead of a benchmark.")
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="Format of --data: phantom|rsna2024|spider|lumbar3d.")
+        str,
+        typer.Option(
+            "--format",
+            help="Format of --data: phantom|rsna2024|spider|lumbar3d, or a 2-D set read through "
+            "the 2-D image path: lumbar3d-2d (a lumbar3d folder, mid-sagittal slices), sudirman, "
+            "spider-slices (reporter.datasets).",
+        ),
     ] = "phantom",
     model: Annotated[
         str | None, typer.Option("--model", help="Model folder (default: the embedded one).")
@@ -69,7 +75,7 @@ def eval_command(
     """Evaluate the pipeline; writes metrics.json, studies.jsonl, summary.md and plots/ to OUT."""
     from reporter.errors import UsageError
     from reporter.evaluation.harness import DATA_FORMATS, EvalConfig, run_benchmark, run_dataset
-    from reporter.evaluation.summary import results_table, target_note
+    from reporter.evaluation.summary import results_table, structures_table, target_note
 
     if data is not None and benchmark is not None:
         raise UsageError("give --benchmark or --data, not both")
@@ -113,6 +119,7 @@ def eval_command(
             benchmark or "phantom-v1", out, config, limit=limit, workers=workers, progress=progress
         )
     out_console.print(results_table(result.metrics), markup=False, highlight=False)
+    out_console.print(structures_table(result.metrics), markup=False, highlight=False)
     out_console.print(target_note(result.metrics), markup=False, highlight=False)
     out_console.print(
         f"wrote {result.out_dir / 'metrics.json'} ({result.metrics['n_studies']} studies, "

@@ -6,7 +6,7 @@ A case is loaded lazily: iterating a dataset of 2,000 studies reads nothing but 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,10 @@ class Case:
     for SPIDER the raw per-disc gradings (``meta["gradings"][level]``) and the scanner's pixel
     spacing (``meta["pixel_spacing_mm"][series]``, for checking the estimate, never fed to models),
     for phantoms the generator's meta.json.
+
+    `image_truth` is truth drawn on the pixels of one input image rather than on the study's
+    grid (2-D masks, disc boxes; reporter.datasets.image_truth), for formats fed through the
+    2-D image path, whose study grid is only known once the image has been read.
     """
 
     case_id: str
@@ -36,6 +40,7 @@ class Case:
     load_study: Callable[[], Study] = field(repr=False, default=None)  # type: ignore[assignment]
     load_anatomy: Callable[[Study], Anatomy | None] | None = field(repr=False, default=None)
     load_findings: Callable[[], StudyFindings | None] | None = field(repr=False, default=None)
+    load_image_truth: Callable[[], Any] | None = field(repr=False, default=None)
 
     @property
     def split(self) -> Split:
@@ -55,6 +60,20 @@ class Case:
         """Ground-truth findings converted to our schema, else None."""
         return None if self.load_findings is None else self.load_findings()
 
+    @cached_property
+    def image_truth(self) -> Any:
+        """Truth on an input image's pixels (reporter.datasets.image_truth), else None."""
+        return None if self.load_image_truth is None else self.load_image_truth()
+
+
+class CaseList(list[Case]):
+    """A loader's cases, with one warning per row or file of the folder that made no case (a box
+    row naming an image that is not there, an image without its mask), naming file and row."""
+
+    def __init__(self, cases: Iterable[Case] = (), warnings: Iterable[str] = ()) -> None:
+        super().__init__(cases)
+        self.warnings = list(warnings)
+
 
 class Dataset:
     """An ordered, indexable collection of cases of one format."""
@@ -62,12 +81,17 @@ class Dataset:
     def __init__(self, fmt: str, root: Path, cases: list[Case]) -> None:
         self.fmt = fmt
         self.root = root
-        self._cases = cases
+        self._cases = list(cases)
         self._by_id = {c.case_id: c for c in cases}
         if len(self._by_id) != len(cases):
             raise ValueError(f"dataset {root} has duplicate case ids")
-        # Rows of the dataset's files that were skipped, each naming its file and line.
-        self.warnings: list[str] = [w for c in cases for w in c.meta.get("data_warnings", [])]
+        # Rows of the dataset's files that were skipped, each naming its file and line: those of
+        # the folder that made no case first, then each case's own.
+        folder = cases.warnings if isinstance(cases, CaseList) else []
+        self.warnings: list[str] = [
+            *folder,
+            *(w for c in cases for w in c.meta.get("data_warnings", [])),
+        ]
 
     def __iter__(self) -> Iterator[Case]:
         return iter(self._cases)

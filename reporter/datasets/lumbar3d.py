@@ -12,22 +12,25 @@ from typing import Any
 from reporter.datasets.case import Case
 from reporter.errors import InputMissingError
 
+SEG_SUFFIX = "_seg.nii.gz"
 
-def _stem(seg: Path) -> str:
-    return seg.name[: -len("_seg.nii.gz")]
+
+def stem_of(seg: Path) -> str:
+    """``vb3_01_seg.nii.gz`` -> ``vb3_01``."""
+    return seg.name[: -len(SEG_SUFFIX)]
 
 
 def is_lumbar3d(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*_seg.nii.gz"))
+    return path.is_dir() and any(path.glob(f"*{SEG_SUFFIX}"))
 
 
 def lumbar3d_cases(root: Path) -> list[Case]:
-    segs = sorted(root.glob("*_seg.nii.gz"))
+    segs = sorted(root.glob(f"*{SEG_SUFFIX}"))
     if not segs:
         raise InputMissingError(f"{root}: no <name>_seg.nii.gz label maps (lumbar3d layout)")
     cases = []
     for seg in segs:
-        stem = _stem(seg)
+        stem = stem_of(seg)
         vol = root / f"{stem}.nii.gz"
         if not vol.is_file():
             raise InputMissingError(f"{seg.name} has no image volume {vol.name} beside it")

@@ -33,7 +33,19 @@ from reporter.evaluation import scoring
 from reporter.evaluation.benchmark import Case, get_benchmark
 from reporter.evaluation.scoring import StudyRecord
 
-DATA_FORMATS = ("phantom", "rsna2024", "spider", "lumbar3d")
+DATA_FORMATS = (
+    "phantom",
+    "rsna2024",
+    "spider",
+    "lumbar3d",
+    "lumbar3d-2d",
+    "sudirman",
+    "spider-slices",
+)
+# Formats whose label maps name every vertebra and disc: each is scored by name (naming, Dice,
+# localisation; reporter.evaluation.localisation). Phantom label maps keep the disc-only naming
+# of the benchmark's published number.
+STRUCTURE_FORMATS = ("lumbar3d",)
 ARTIFACT_KINDS = ("gibbs", "ghosting", "wrap", "metal")
 
 
@@ -49,6 +61,9 @@ class LabeledStudy:
     sex: str = "unknown"
     age: float | None = None
     tags: list[str] = field(default_factory=list)
+    fmt: str = "phantom"
+    # Truth on an input image's pixels (2-D formats; reporter.datasets.image_truth).
+    image_truth: Any = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,55 @@ def dataset_study(case: Any) -> LabeledStudy:
         site=str(meta.get("site", "unknown")),
         sex=_sex(meta.get("sex")),
         age=_age(meta.get("age")),
+        fmt=str(case.fmt),
+        image_truth=case.image_truth,
     )
+
+
+def score_truth(
+    record: StudyRecord,
+    fmt: str,
+    truth: StudyFindings | None,
+    truth_anatomy: Anatomy | None,
+    image_truth: Any,
+    study: Study | None = None,
+    report: Any = None,
+    anatomy: Anatomy | None = None,
+    distributions: scoring.Distributions | None = None,
+) -> None:
+    """Everything comparable between the truth and the report into `record`. Without a report
+    (`report` None) the truth still counts, as wrong: its graded discs not assessed, its
+    structures misnamed, Dice 0 and not detected."""
+    from reporter.evaluation.image_scoring import score_image_truth
+    from reporter.evaluation.localisation import score_structures
+
+    if report is None:
+        anatomy = None
+    if truth is not None:
+        indeterminate = (
+            [(d.get("level"), d.get("field")) for d in report.indeterminate] if report else []
+        )
+        if report is not None:
+            scoring.compare_findings(
+                record,
+                truth,
+                report.raw_findings,
+                report.findings,
+                report.verdicts,
+                indeterminate=indeterminate,
+                distributions=distributions,
+            )
+        record.graded_assessed = scoring.graded_discs_assessed(
+            truth, report.findings if report is not None else None, indeterminate
+        )
+    if truth_anatomy is not None:
+        if fmt in STRUCTURE_FORMATS:
+            score_structures(record, truth_anatomy, anatomy)
+        else:
+            record.naming = scoring.level_naming(truth_anatomy, anatomy)
+            record.dice = scoring.dice_scores(truth_anatomy, anatomy)
+    if image_truth is not None:
+        score_image_truth(record, image_truth, study, anatomy)
 
 
 # --- one study ----------------------------------------------------------------------------------
@@ -194,7 +257,7 @@ class Evaluator:
         record = StudyRecord(
             case_id=item.case_id, site=item.site, sex=item.sex, age=item.age, tags=item.tags
         )
-        if item.truth is None and item.truth_anatomy is None:
+        if item.truth is None and item.truth_anatomy is None and item.image_truth is None:
             record.error = "the case has neither ground-truth findings nor a label map"
             return record
         try:
@@ -203,29 +266,19 @@ class Evaluator:
             record.latency_s = time.perf_counter() - t0
         except ReporterError as exc:
             record.error = f"{type(exc).__name__}: {exc}"
-            return record
+            return self._score(record, item)
         except Exception as exc:  # a crash on one study is a result, not the end of the run
             # Type and place only: metrics files are shared, and messages may quote header values.
             record.error = describe_internal(exc)
-            return record
+            return self._score(record, item)
         record.schema_valid = self._valid(report.raw_findings)
         record.timings = {
             **{k: float(v) for k, v in report.provenance.timings_s.items()},
             "segment": round(self._segment_s, 3),
         }
-        if item.truth is not None:
-            scoring.compare_findings(
-                record,
-                item.truth,
-                report.raw_findings,
-                report.findings,
-                report.verdicts,
-                indeterminate=[(d.get("level"), d.get("field")) for d in report.indeterminate],
-                distributions=self.model.last,
-            )
-        if item.truth_anatomy is not None:
-            record.naming = scoring.level_naming(item.truth_anatomy, anatomy)
-            record.dice = scoring.dice_scores(item.truth_anatomy, anatomy)
+        scored = self._score(record, item, report, anatomy)
+        if scored.error is not None:
+            return scored
         every = max(1, self.config.injected_every)
         if (
             self.config.injected
@@ -237,19 +290,52 @@ class Evaluator:
             record.timings["injected_check"] = round(time.perf_counter() - t0, 3)
         return record
 
+    def _score(
+        self,
+        record: StudyRecord,
+        item: LabeledStudy,
+        report: Any = None,
+        anatomy: Anatomy | None = None,
+    ) -> StudyRecord:
+        """`record` with the truth compared (report None: counted as wrong). A truth that cannot
+        be compared is a failed study, never the end of the run."""
+        try:
+            score_truth(
+                record,
+                item.fmt,
+                item.truth,
+                item.truth_anatomy,
+                item.image_truth,
+                study=item.study,
+                report=report,
+                anatomy=anatomy,
+                distributions=self.model.last,
+            )
+        except Exception as exc:
+            return StudyRecord(
+                case_id=record.case_id,
+                site=record.site,
+                sex=record.sex,
+                age=record.age,
+                tags=record.tags,
+                error=f"scoring against the truth failed: {describe_internal(exc)}",
+            )
+        return record
+
     def _report(self, item: LabeledStudy) -> tuple[Any, Anatomy]:
         """The one path: report_study on the in-memory study with the loaded model. The anatomy
-        is made by the same `segment` call report_study would make (or is the truth's label map
-        with `anatomy="truth"`) and handed to it, so level naming can be scored as well."""
+        is the one report_study would make (pipeline.study_anatomy: the segmenter, or for 2-D
+        images the disc detector's levels), or the truth's label map with `anatomy="truth"`,
+        handed to it so level naming can be scored as well."""
         from reporter.pipeline import report_study
 
         t0 = time.perf_counter()
         if self.config.anatomy == "truth" and item.truth_anatomy is not None:
             anatomy = item.truth_anatomy
         else:
-            from reporter.anatomy import segment
+            from reporter.pipeline import study_anatomy
 
-            anatomy = segment(item.study)
+            anatomy = study_anatomy(item.study)
         self._segment_s = time.perf_counter() - t0
         report = report_study(item.study, model=self.model, anatomy=anatomy)
         return report, anatomy
@@ -459,9 +545,9 @@ def run_dataset(
         try:
             item = dataset_study(case)
         except ReporterError as exc:
-            rec = StudyRecord(case_id=str(case.case_id), error=f"{type(exc).__name__}: {exc}")
+            rec = _unread(case, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a case whose files cannot be read is a result, not the end
-            rec = StudyRecord(case_id=str(case.case_id), error=describe_internal(exc))
+            rec = _unread(case, describe_internal(exc))
         else:
             rec = ev.evaluate(item)
         records.append(rec)
@@ -478,6 +564,18 @@ def run_dataset(
         "data_warnings": list(dataset.warnings),
     }
     return _finish(records, out_dir, source, ev.provenance(), _rss_mb(), wall)
+
+
+def _unread(case: Any, error: str) -> StudyRecord:
+    """The failed record of a case whose study (or truth) could not be read; the truth that can
+    be read without the study still counts, as wrong (its graded discs not assessed, its
+    structures not detected)."""
+    record = StudyRecord(case_id=str(case.case_id), error=error)
+    try:
+        score_truth(record, str(case.fmt), case.findings, None, case.image_truth)
+    except Exception:  # the truth itself is unreadable: nothing to count
+        record = StudyRecord(case_id=str(case.case_id), error=error)
+    return record
 
 
 def _finish(

@@ -20,6 +20,7 @@ from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.findings import (
     LEVEL_FIELDS,
     LEVELS,
+    VERTEBRAE,
     Finding,
     StudyFindings,
     field_values,
@@ -114,6 +115,13 @@ class StudyRecord:
     naming: list[int] = field(default_factory=lambda: [0, 0])  # [correct, total]
     # structure class -> Dice of each truth structure of that class (vertebra, disc, canal)
     dice: dict[str, list[float]] = field(default_factory=dict)
+    # per truth structure (a labelled vertebra or disc, a disc box, a disc of a 2-D mask):
+    # found where the truth puts it? (reporter.evaluation.localisation)
+    detected: list[bool] = field(default_factory=list)
+    # centroid distance (mm) of each truth structure the prediction has by the same name
+    localisation_mm: list[float] = field(default_factory=list)
+    # per graded truth disc (L1-L2 .. L5-S1 with a Pfirrmann grade): assessed by the report?
+    graded_assessed: list[bool] = field(default_factory=list)
     injected_planted: list[bool] = field(default_factory=list)  # planted error flagged?
     injected_true: list[bool] = field(default_factory=list)  # untouched statement flagged?
     hallucinated_examples: list[str] = field(default_factory=list)  # for the summary, capped
@@ -260,6 +268,33 @@ def compare_findings(
             record.rendered_indeterminate.append((lf.level, fld) in low_conf)
 
 
+# The discs whose graded Pfirrmann coverage is counted: the lumbar discs every format grades.
+COVERAGE_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+
+
+def graded_discs_assessed(
+    truth: StudyFindings,
+    rendered: StudyFindings | None,
+    indeterminate: Iterable[tuple[str | None, str]] = (),
+) -> list[bool]:
+    """Per graded truth disc (a Pfirrmann grade at L1-L2 .. L5-S1): does the report state a
+    Pfirrmann grade there, assessed and not marked indeterminate? `rendered` None (no report)
+    makes every graded disc unassessed."""
+    low_conf = set(indeterminate)
+    out = []
+    for level in COVERAGE_LEVELS:
+        gt_level = truth.level(level)
+        if gt_level is None or _value(gt_level.pfirrmann) is None:
+            continue
+        lf = rendered.level(level) if rendered is not None else None
+        out.append(
+            lf is not None
+            and _value(lf.pfirrmann) is not None
+            and (level, "pfirrmann") not in low_conf
+        )
+    return out
+
+
 def _example(record: StudyRecord, level: str, fld: str, value: Any, why: str) -> None:
     if len(record.hallucinated_examples) < 5:
         record.hallucinated_examples.append(f"{level} {fld}={value!r} ({why})")
@@ -345,6 +380,31 @@ def dice_block(records: Sequence[StudyRecord]) -> dict[str, float]:
     return out
 
 
+def localisation_block(records: Sequence[StudyRecord]) -> dict[str, float]:
+    """`detect_rate`: share of truth structures found where the truth puts them (failed studies
+    included: their structures count as not detected); `median_error_mm`: median centroid
+    distance over the truth structures the prediction has by the same name (formats without a
+    known pixel spacing have none). Definitions per format: reporter.evaluation.localisation."""
+    detected = [d for r in records for d in r.detected]
+    errors = [e for r in records for e in r.localisation_mm]
+    return {
+        "detect_rate": sum(detected) / len(detected) if detected else math.nan,
+        "median_error_mm": float(np.median(errors)) if errors else math.nan,
+        "n_structures": len(detected),
+        "n_measured": len(errors),
+    }
+
+
+def coverage_block(records: Sequence[StudyRecord]) -> dict[str, float]:
+    """Share of the graded truth discs (L1-L2 .. L5-S1) that the report assesses; a failed
+    study's graded discs count as not assessed."""
+    graded = [g for r in records for g in r.graded_assessed]
+    return {
+        "graded_discs_assessed": sum(graded) / len(graded) if graded else math.nan,
+        "n_graded_discs": len(graded),
+    }
+
+
 def subgroup_metrics(records: Sequence[StudyRecord]) -> dict[str, Any]:
     """The condition metrics (and the headline rates) of one subgroup."""
     ok = [r for r in records if r.error is None]
@@ -352,7 +412,8 @@ def subgroup_metrics(records: Sequence[StudyRecord]) -> dict[str, Any]:
         "n_studies": len(records),
         "conditions": {c: condition_block(ok, c) for c in ALL_CONDITIONS},
         "rsna_weighted_log_loss": rsna_loss(ok)["score"],
-        "level_naming_accuracy": naming_accuracy(ok),
+        # Failed studies too: they carry their truth structures counted as wrong, if any.
+        "level_naming_accuracy": naming_accuracy(records),
         "hallucination": hallucination_block(ok),
         "calibration": {"ece": _ece(ok)},
     }
@@ -391,8 +452,12 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
         "conditions": {c: condition_block(ok, c) for c in ALL_CONDITIONS},
         "rsna_weighted_log_loss": rsna["score"],
         "rsna_terms": {k: v for k, v in rsna.items() if k != "score"},
-        "level_naming_accuracy": naming_accuracy(ok),
-        "segmentation": {"dice": dice_block(ok)},
+        # Structure metrics count failed studies too: a study without a report carries its truth
+        # structures as not named, not segmented, not detected and not assessed.
+        "level_naming_accuracy": naming_accuracy(records),
+        "segmentation": {"dice": dice_block(records)},
+        "localisation": localisation_block(records),
+        "coverage": coverage_block(records),
         "hallucination": hallucination_block(ok),
         "injected": {
             "flag_recall": M.flag_recall([f for r in ok for f in r.injected_planted]),
@@ -425,17 +490,24 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
 # --- level naming -------------------------------------------------------------------------------
 
 
-def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 400) -> list[int]:
-    """[correct, total] over the ground truth's discs: a disc is named correctly when the predicted
-    label map carries the same disc label (reporter.contracts.labels: one value per level name) at
-    the majority of the truth disc's voxels, mapped through patient coordinates so the two maps
-    may lie on different grids. A disc the prediction misses counts as wrong."""
+def level_naming(
+    truth: Anatomy, predicted: Anatomy | None, max_points: int = 400, vertebrae: bool = False
+) -> list[int]:
+    """[correct, total] over the ground truth's discs (and, with `vertebrae`, its vertebrae too):
+    a structure is named correctly when the predicted label map carries the same label
+    (reporter.contracts.labels: one value per name) at the majority of the truth structure's
+    voxels among the labels of its class (disc or vertebra), mapped through patient coordinates
+    so the two maps may lie on different grids. A structure the prediction misses counts as
+    wrong. Phantom benchmarks count discs only (the "levels" of the README's number); formats
+    whose masks label vertebrae (lumbar3d) count every labelled structure."""
     gt_labels = np.asarray(truth.labels)
-    disc_values = [
-        int(v) for v in np.unique(gt_labels) if L.DISC_BASE <= v < L.DISC_BASE + len(LEVELS)
+    values = [
+        int(v)
+        for v in np.unique(gt_labels)
+        if L.is_disc(int(v)) or (vertebrae and L.is_vertebra(int(v)))
     ]
     if predicted is None:
-        return [0, len(disc_values)]
+        return [0, len(values)]
     pred_labels = np.asarray(predicted.labels)
     same_grid = pred_labels.shape == gt_labels.shape and np.allclose(
         np.asarray(predicted.affine), np.asarray(truth.affine), atol=1e-3
@@ -443,7 +515,7 @@ def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 40
     inv = np.linalg.inv(np.asarray(predicted.affine, dtype=float))
     gt_aff = np.asarray(truth.affine, dtype=float)
     correct = 0
-    for value in disc_values:
+    for value in values:
         idx = np.argwhere(gt_labels == value)
         if len(idx) > max_points:  # an even subsample keeps this cheap on big discs
             idx = idx[:: math.ceil(len(idx) / max_points)]
@@ -454,10 +526,15 @@ def level_naming(truth: Anatomy, predicted: Anatomy | None, max_points: int = 40
             pidx = np.rint(lps @ inv[:3, :3].T + inv[:3, 3]).astype(int)
             inside = np.all((pidx >= 0) & (pidx < np.array(pred_labels.shape)), axis=1)
             found = pred_labels[tuple(pidx[inside].T)]
-        discs = found[(found >= L.DISC_BASE) & (found < L.DISC_BASE + len(LEVELS))]
-        if discs.size and np.bincount(discs).argmax() == value:
+        if L.is_disc(value):
+            same_class = found[(found >= L.DISC_BASE) & (found < L.DISC_BASE + len(LEVELS))]
+        else:
+            same_class = found[
+                (found >= L.VERTEBRA_BASE) & (found < L.VERTEBRA_BASE + len(VERTEBRAE))
+            ]
+        if same_class.size and np.bincount(same_class).argmax() == value:
             correct += 1
-    return [correct, len(disc_values)]
+    return [correct, len(values)]
 
 
 def _on_truth_grid(truth: Anatomy, predicted: Anatomy) -> np.ndarray:

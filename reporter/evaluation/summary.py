@@ -55,6 +55,36 @@ def results_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def structures_table(metrics: dict[str, Any]) -> str:
+    """Failures, segmentation, localisation and coverage of the graded discs, one row each that
+    the run measured (real-data formats; phantom runs show Dice and failures only)."""
+    dice = metrics.get("segmentation", {}).get("dice", {})
+    loc = metrics.get("localisation", {})
+    cov = metrics.get("coverage", {})
+    rows = [("studies failed (no report)", str(metrics.get("n_failed", 0)))]
+    rows += [
+        (f"Dice {cls}", _f(dice[cls]))
+        for cls in ("vertebra", "disc", "canal")
+        if dice.get(cls) is not None
+    ]
+    if loc.get("detect_rate") is not None:
+        rows.append(
+            ("structures detected", f"{_pct(loc['detect_rate'])} of {loc.get('n_structures')}")
+        )
+    if loc.get("median_error_mm") is not None:
+        rows.append(("median centroid error", f"{_f(loc['median_error_mm'], 1)} mm"))
+    if cov.get("graded_discs_assessed") is not None:
+        rows.append(
+            (
+                "graded discs assessed by the report",
+                f"{_pct(cov['graded_discs_assessed'])} of {cov.get('n_graded_discs')}",
+            )
+        )
+    return "\n".join(
+        ["| structure metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    )
+
+
 def subgroup_table(metrics: dict[str, Any], key: str) -> str:
     groups = metrics.get(key, {})
     if not groups:
@@ -119,6 +149,8 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         "## Results",
         "",
         results_table(metrics),
+        "",
+        structures_table(metrics),
         "",
         target_note(metrics),
         "",
