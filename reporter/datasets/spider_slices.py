@@ -56,7 +56,7 @@ def spider_slices_cases(root: Path) -> CaseList:
                 source=p,
                 meta={"patient": m["patient"], "slice": int(m["slice"]), "mask": str(mask)},
                 load_study=lambda p=p, s=m["series"]: _load(p, SERIES_WEIGHTING[s]),
-                load_image_truth=lambda mask=mask, p=p: _truth(mask, p),
+                load_image_truth=lambda mask=mask: _truth(mask),
             )
         )
     for name in sorted(mask_names - {p.name for p in images.iterdir()}):
@@ -70,20 +70,18 @@ def _load(path: Path, weighting: str) -> Any:
     return load_image2d(path, weighting=weighting)
 
 
-def _truth(mask_path: Path, image_path: Path) -> ImageMask:
+def _truth(mask_path: Path) -> ImageMask:
+    """The mask alone (not its image: a slice whose image cannot be read still has its discs
+    counted, as not detected); that it matches the image's size is checked when scoring."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(mask_path) as im:
             mask = np.asarray(im)
-        with Image.open(image_path) as im:
-            size = (im.height, im.width)
     except (UnidentifiedImageError, OSError) as exc:
-        raise InputDataError(f"{mask_path.name}: not a readable mask ({exc})") from None
-    if mask.ndim != 2 or mask.shape != size:
-        raise InputDataError(
-            f"masks/{mask_path.name}: shape {mask.shape} is not the image's {size}"
-        )
+        raise InputDataError(f"masks/{mask_path.name}: not a readable mask ({exc})") from None
+    if mask.ndim != 2:
+        raise InputDataError(f"masks/{mask_path.name}: shape {mask.shape} is not one 2-D mask")
     values = {int(v) for v in np.unique(mask)}
     if not values <= {0, *CLASS_VALUES.values()}:
         raise InputDataError(

@@ -42,6 +42,7 @@ from reporter.contracts.study import Study
 from reporter.datasets.image_truth import CLASS_VALUES, DiscBoxes, ImageMask
 from reporter.evaluation.localisation import score_structures
 from reporter.evaluation.scoring import StudyRecord
+from reporter.ingest.image2d_nets import apply_orientation, undo_orientation
 
 MIN_DISC_PX = 20
 DILATE_PX = 2
@@ -52,7 +53,6 @@ def labels_on_image(anatomy: Anatomy, study: Study, series_index: int) -> np.nda
     """The predicted label map on the pixels of the image file series `series_index` was read
     from (rows, cols)."""
     from reporter.anatomy.importers import resample_nearest
-    from reporter.ingest.image2d_nets import apply_orientation
 
     series = study.series[series_index]
     on_series = resample_nearest(
@@ -78,6 +78,13 @@ def score_image_truth(
     pred = None
     if anatomy is not None and study is not None:
         pred = labels_on_image(anatomy, study, truth.series_index)
+        if isinstance(truth, ImageMask):
+            want = apply_orientation(truth.mask, truth.orientation).shape
+            if pred.shape != want:
+                raise ValueError(
+                    f"the truth mask {truth.source} ({want}) is not the size of its image "
+                    f"({pred.shape})"
+                )
     if isinstance(truth, DiscBoxes):
         score_disc_boxes(record, truth, pred)
     elif truth.labels == "named":
@@ -107,8 +114,6 @@ def _pixel_anatomy(labels: np.ndarray, spacing_mm: float, source: str) -> Anatom
 def score_named_mask(record: StudyRecord, truth: ImageMask, pred: np.ndarray | None) -> None:
     """Every named structure of the mask, compared on the mask's own frame (the file turned back
     by the known orientation) with its true spacing."""
-    from reporter.ingest.image2d_nets import undo_orientation
-
     if truth.spacing_mm is None:
         raise ValueError("a named mask needs its true pixel spacing to measure distances")
     gt = _pixel_anatomy(truth.mask, truth.spacing_mm, "ground_truth")
