@@ -46,7 +46,7 @@ from reporter.ingest.image2d_nets import (
     WEIGHTINGS,
     DiscNet,
     OrientNet,
-    decode_discs,
+    decode_chain,
     describe_orientation,
     fit_square,
     normalize,
@@ -54,6 +54,8 @@ from reporter.ingest.image2d_nets import (
 )
 from reporter.resources import weights_dir
 
+# Discs above L1-L2 that the 2-D path names, nearest first (counted up from L5-S1).
+CRANIAL_LEVELS: tuple[str, ...] = ("T12-L1", "T11-T12", "T10-T11", "T9-T10")
 IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
 # on SPIDER training patients with the scanner's pixel spacing (scripts/baselines_spider.py).
@@ -79,11 +81,15 @@ def _weights(name: str) -> Path:
 def _nets() -> tuple[OrientNet, DiscNet]:
     from safetensors.torch import load_file
 
-    onet, dnet = OrientNet(), DiscNet()
     try:
+        # The JSON beside the weights says how wide the net is and how many heatmaps it has
+        # (5: lumbar discs only; 6: plus every disc in view).
+        cfg = json.loads(_weights("disc_net").with_suffix(".json").read_text())
+        onet = OrientNet()
+        dnet = DiscNet(width=int(cfg.get("width", 8)), n_out=int(cfg.get("n_out", 5)))
         onet.load_state_dict(load_file(_weights("orient_net")))
         dnet.load_state_dict(load_file(_weights("disc_net")))
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         raise ModelFileError(f"the 2-D input network weights cannot be loaded: {exc}") from None
     return onet.eval(), dnet.eval()
 
@@ -196,15 +202,30 @@ def detect_orientation(img: np.ndarray) -> tuple[int, float, str, float]:
 @torch.no_grad()
 def locate_discs(canonical: np.ndarray) -> dict[str, tuple[float, float, float]]:
     """Lumbar disc centres (row, col, score) in the pixels of a standard-display image."""
+    return locate_spine(canonical)[0]
+
+
+@torch.no_grad()
+def locate_spine(
+    canonical: np.ndarray,
+) -> tuple[dict[str, tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Lumbar disc centres by name, and the discs above L1-L2 (row, col, score) nearest first,
+    in the pixels of a standard-display image."""
     _, dnet = _nets()
     sq, scale, _ = fit_square(normalize(canonical), DISC_SIZE)
     logits = dnet(torch.from_numpy(sq)[None, None])[0]
-    pos, score = decode_discs(logits)
+    pos, score, cranial = decode_chain(logits)
     f = logits.shape[-1] / DISC_SIZE
-    rc = ((pos + 0.5) / f - 0.5) / scale
-    return {
+
+    def back(rc: np.ndarray) -> np.ndarray:
+        return ((rc + 0.5) / f - 0.5) / scale
+
+    rc = back(pos)
+    lumbar = {
         lv: (float(rc[i, 0]), float(rc[i, 1]), float(score[i])) for i, lv in enumerate(DISC_LEVELS)
     }
+    above = [(*(float(v) for v in back(np.array(c[:2]))), float(c[2])) for c in cranial]
+    return lumbar, above[: len(CRANIAL_LEVELS)]  # type: ignore[misc]
 
 
 def discs_plausible(discs: dict[str, tuple[float, float, float]]) -> tuple[bool, str]:
@@ -342,9 +363,12 @@ def study_from_image(
         wt, w_method = w_net, f"detected from the image content (probability {p_w:.2f})"
     notes["weighting"] = {"value": wt, "method": w_method}
 
-    discs = locate_discs(canonical)
+    discs, cranial = locate_spine(canonical)
     plausible, why = discs_plausible(discs)
     notes["discs_px"] = {lv: [round(v, 2) for v in discs[lv]] for lv in DISC_LEVELS}
+    notes["cranial_discs_px"] = {
+        lv: [round(v, 2) for v in c] for lv, c in zip(CRANIAL_LEVELS, cranial, strict=False)
+    }
     notes["discs_plausible"] = plausible
     notes["discs_note"] = why
     if pixel_spacing_mm is not None:
@@ -425,8 +449,10 @@ def _band(centre: np.ndarray, ax: np.ndarray, half_len: float, half_w: float) ->
 
 def anatomy_from_discs(study: Study) -> Anatomy | None:
     """A coarse label map for a 2-D study from DiscNet's disc centres (reference: the first
-    series with plausible discs): each disc drawn as a band across the spine axis, each lumbar
+    series with plausible discs): each disc drawn as a band across the spine axis, each
     vertebral body as the quadrilateral between its discs, S1 as a short block below L5-S1.
+    Discs found above L1-L2 (six-channel DiscNet) are drawn and named T12-L1, T11-T12, ...
+    counting up; the chain stops at the first gap, so a missed disc never shifts a name.
 
     Shapes are schematic (widths from the disc-to-disc step), so this anatomy names levels and
     places per-level views; it is no segmentation for measuring. None when no series has five
@@ -443,27 +469,41 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
         info = notes.get(series.series_uid, {})
         if not info.get("discs_plausible"):
             continue
-        pts = np.array([info["discs_px"][lv][:2] for lv in DISC_LEVELS], dtype=float)  # (r, c)
-        step = float(np.median(np.linalg.norm(np.diff(pts, axis=0), axis=1)))
+        above = info.get("cranial_discs_px", {})
+        names = [lv for lv in CRANIAL_LEVELS if lv in above][::-1] + list(DISC_LEVELS)
+        pts = np.array(
+            [above[lv][:2] if lv in above else info["discs_px"][lv][:2] for lv in names],
+            dtype=float,
+        )  # (r, c), cranial first
+        lumbar = pts[-len(DISC_LEVELS) :]
+        step = float(np.median(np.linalg.norm(np.diff(lumbar, axis=0), axis=1)))
         rows, cols = series.shape[1:]
         canvas = Image.new("I", (cols, rows), 0)
         draw = ImageDraw.Draw(canvas)
 
         half_w = 0.5 * step
-        names = ["L1", "L2", "L3", "L4", "L5"]
-        # L1 above L1-L2 (half a step up), L2..L5 between their discs.
-        for i, name in enumerate(names):
+        # The top vertebra sits half a step above the first disc; each other one between its
+        # discs and takes the lower name of the disc above it ("T12-L1" -> L1).
+        for i, lv in enumerate(names):
             if i == 0:
-                centre, ax = pts[0] - _axis_at(pts, 0) * step / 2, _axis_at(pts, 0)
-            else:
-                centre, ax = (pts[i - 1] + pts[i]) / 2, _axis_at(pts, i)
-            draw.polygon(_band(centre, ax, 0.36 * step, half_w), fill=lab.vertebra_label(name))
-        ax5 = _axis_at(pts, 4)
+                ax = _axis_at(pts, 0)
+                top = lv.split("-")[0]
+                draw.polygon(
+                    _band(pts[0] - ax * step / 2, ax, 0.36 * step, half_w),
+                    fill=lab.vertebra_label(top),
+                )
+            if i + 1 < len(names):
+                centre, ax = (pts[i] + pts[i + 1]) / 2, _axis_at(pts, i + 1)
+                draw.polygon(
+                    _band(centre, ax, 0.36 * step, half_w),
+                    fill=lab.vertebra_label(lv.split("-")[1]),
+                )
+        ax5 = _axis_at(pts, len(pts) - 1)
         draw.polygon(
-            _band(pts[4] + ax5 * 0.45 * step, ax5, 0.3 * step, half_w),
+            _band(pts[-1] + ax5 * 0.45 * step, ax5, 0.3 * step, half_w),
             fill=lab.vertebra_label("S1"),
         )
-        for i, lv in enumerate(DISC_LEVELS):
+        for i, lv in enumerate(names):
             draw.polygon(
                 _band(pts[i], _axis_at(pts, i), 0.12 * step, 0.45 * step), fill=lab.disc_label(lv)
             )

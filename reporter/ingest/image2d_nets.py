@@ -4,7 +4,8 @@
 flips/rotations (the dihedral group D4) maps the standard sagittal display -- superior at the top,
 anterior at the left -- onto it, and whether the image is T1- or T2-weighted. `DiscNet` looks at
 an image already turned to the standard display and puts one heatmap on each lumbar disc,
-L1-L2 ... L5-S1 (one channel each).
+L1-L2 ... L5-S1 (one channel each), plus (from weights v2 on) a sixth channel on every disc in
+view, thoracic ones included, so the discs above L1-L2 are found and named by counting up.
 
 Both are deliberately small (CPU inference in well under a second). Weights ship as safetensors
 with a JSON config under reporter/weights/image2d/ and are trained by
@@ -25,6 +26,10 @@ DISC_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 WEIGHTINGS: tuple[str, ...] = ("T1", "T2")
 ORIENT_SIZE = 96
 DISC_SIZE = 160
+ANY_DISC = len(DISC_LEVELS)  # index of the "every disc in view" channel (6-channel weights)
+# Cranial discs are kept only while they continue the chain: each step no longer than this times
+# the median lumbar step (a gap means a missed disc, and counting past it would misname).
+MAX_CRANIAL_STEP = 1.6
 
 
 def apply_orientation(img: np.ndarray, code: int) -> np.ndarray:
@@ -219,3 +224,76 @@ def heatmap_peaks(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         rr, qq = np.mgrid[r0:r1, q0:q1]
         pos[ch] = (float((rr * win).sum() / wsum), float((qq * win).sum() / wsum))
     return pos, score
+
+
+def decode_chain(
+    logits: torch.Tensor, threshold: float = 0.3
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float]]]:
+    """Lumbar discs (5, 2) and scores as `decode_discs`, plus the discs cranial to L1-L2 found on
+    the every-disc channel: (row, col, score) in heatmap pixels, nearest to L1-L2 first.
+
+    Counting starts from the lumbar assignment and walks up the chain of every-disc peaks; it
+    stops at the first step that is too long or turns back, so a missed disc ends the count
+    instead of shifting every name above it."""
+    pos, score = decode_discs(logits[:ANY_DISC])
+    if logits.shape[0] <= ANY_DISC:
+        return pos, score, []
+    anymap = torch.sigmoid(logits[ANY_DISC].detach().float())
+    pooled = F.max_pool2d(anymap[None, None], 5, stride=1, padding=2)[0, 0]
+    peaks = torch.nonzero((anymap == pooled) & (anymap > threshold)).numpy().astype(float)
+    steps = np.linalg.norm(np.diff(pos, axis=0), axis=1)
+    step = float(np.median(steps))
+    if step <= 0 or len(peaks) == 0:
+        return pos, score, []
+    cranial: list[tuple[float, float, float]] = []
+    cur, direction = pos[0], pos[0] - pos[1]
+    used = np.zeros(len(peaks), dtype=bool)
+    while True:
+        vec = peaks - cur
+        dist = np.linalg.norm(vec, axis=1)
+        ahead = (vec @ direction) > 0.5 * np.linalg.norm(direction) * dist
+        ok = ~used & ahead & (dist > 0.5 * step) & (dist < MAX_CRANIAL_STEP * step)
+        if not ok.any():
+            break
+        i = int(np.argmin(np.where(ok, dist, np.inf)))
+        used[i] = True
+        r, c = peaks[i]
+        cranial.append((float(r), float(c), float(anymap[int(r), int(c)])))
+        direction, cur = peaks[i] - cur, peaks[i]
+    return pos, score, cranial
+
+
+SEG_SIZE = 256
+SEG_CLASSES: tuple[str, ...] = ("background", "vertebra", "disc", "canal")
+
+
+class SegNet2D(nn.Module):
+    """Standard-display image -> per-pixel logits over SEG_CLASSES at full input resolution (a
+    U-Net of five levels). "vertebra" is bone of any level (body and posterior elements, as in
+    SPIDER's masks); levels are assigned afterwards from DiscNet's named disc centres."""
+
+    def __init__(self, width: int = 16, n_out: int = len(SEG_CLASSES)) -> None:
+        super().__init__()
+        w = width
+        self.enc1 = _block(1, w)
+        self.enc2 = _block(w, 2 * w)
+        self.enc3 = _block(2 * w, 4 * w)
+        self.enc4 = _block(4 * w, 8 * w)
+        self.enc5 = _block(8 * w, 8 * w)
+        self.dec4 = _block(16 * w, 4 * w)
+        self.dec3 = _block(8 * w, 2 * w)
+        self.dec2 = _block(4 * w, w)
+        self.dec1 = _block(2 * w, w)
+        self.head = nn.Conv2d(w, n_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        e3 = self.enc3(F.max_pool2d(e2, 2))
+        e4 = self.enc4(F.max_pool2d(e3, 2))
+        e5 = self.enc5(F.max_pool2d(e4, 2))
+        d4 = self.dec4(torch.cat([F.interpolate(e5, scale_factor=2.0), e4], 1))
+        d3 = self.dec3(torch.cat([F.interpolate(d4, scale_factor=2.0), e3], 1))
+        d2 = self.dec2(torch.cat([F.interpolate(d3, scale_factor=2.0), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
+        return self.head(d1)  # (B, classes, H, W)

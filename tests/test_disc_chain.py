@@ -1,0 +1,65 @@
+"""DiscNet v2 decoding (every disc in view, names counted up from L5-S1) and the real-label
+readers that train it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reporter.ingest.image2d_nets import ANY_DISC, DISC_LEVELS, decode_chain
+from reporter.training.real_labels import group_boxes, lumbar_from_chain
+
+
+def _logits(discs: list[tuple[int, int]], lumbar_from: int, size: int = 80) -> torch.Tensor:
+    """Six heatmap logits: blobs on every disc in the any-disc channel, the last five discs of
+    `discs[lumbar_from:]` on the lumbar channels."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = np.full((len(DISC_LEVELS) + 1, size, size), -8.0, dtype=np.float32)
+    for r, c in discs:
+        blob = np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 1.5**2))
+        out[ANY_DISC] = np.maximum(out[ANY_DISC], -8 + 16 * blob)
+    for ch, (r, c) in enumerate(discs[lumbar_from : lumbar_from + 5]):
+        blob = np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 1.5**2))
+        out[ch] = -8 + 16 * blob
+    return torch.from_numpy(out)
+
+
+def test_cranial_discs_are_counted_up_from_l1_l2() -> None:
+    discs = [(6 + 9 * i, 30 + i) for i in range(8)]  # 8 discs 9 px apart, cranial first
+    pos, score, cranial = decode_chain(_logits(discs, lumbar_from=3))
+    np.testing.assert_allclose(pos, np.array(discs[3:], dtype=float), atol=0.6)
+    assert score.min() > 0.9
+    # Nearest first: T12-L1 is discs[2], then discs[1], discs[0].
+    got = [(round(r), round(c)) for r, c, _ in cranial]
+    assert got == [discs[2], discs[1], discs[0]]
+
+
+def test_a_gap_in_the_chain_stops_the_count() -> None:
+    # discs[1] missing: the step from discs[2] to discs[0] is twice the lumbar step, so the
+    # count stops at T12-L1 rather than naming discs[0] T11-T12.
+    discs = [(6 + 9 * i, 30) for i in range(8)]
+    shown = [d for i, d in enumerate(discs) if i != 1]
+    _, _, cranial = decode_chain(_logits(shown, lumbar_from=2))
+    assert [(round(r), round(c)) for r, c, _ in cranial] == [discs[2]]
+
+
+def test_five_channel_weights_give_no_cranial_discs() -> None:
+    discs = [(10 + 9 * i, 30) for i in range(5)]
+    _, _, cranial = decode_chain(_logits(discs, lumbar_from=0)[: len(DISC_LEVELS)])
+    assert cranial == []
+
+
+def test_box_groups_and_names_from_the_sacrum_up() -> None:
+    boxes = [
+        (10.0, 10.0, 50.0, 30.0),
+        (10.0, 60.0, 50.0, 80.0),
+        (12.0, 62.0, 48.0, 79.0),  # a second class drawn on the same disc
+        (10.0, 110.0, 50.0, 130.0),
+    ]
+    groups = group_boxes(boxes)
+    assert len(groups) == 3
+    chain = np.array([[(g[1] + g[3]) / 2, (g[0] + g[2]) / 2] for g in groups])
+    lumbar = lumbar_from_chain(chain)
+    # Three discs: L3-L4, L4-L5, L5-S1 known; L1-L2 and L2-L3 unknown (NaN), never guessed.
+    assert np.isnan(lumbar[:2]).all()
+    np.testing.assert_allclose(lumbar[2:, 0], [20.0, 70.0, 120.0])
