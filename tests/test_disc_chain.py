@@ -63,3 +63,28 @@ def test_box_groups_and_names_from_the_sacrum_up() -> None:
     # Three discs: L3-L4, L4-L5, L5-S1 known; L1-L2 and L2-L3 unknown (NaN), never guessed.
     assert np.isnan(lumbar[:2]).all()
     np.testing.assert_allclose(lumbar[2:, 0], [20.0, 70.0, 120.0])
+
+
+def test_segmented_shapes_take_the_names_of_the_disc_chain() -> None:
+    from reporter.contracts import labels as lab
+    from reporter.ingest.image2d_shapes import named_labels
+
+    # A straight spine: discs every 20 rows at column 30, bodies between them, canal behind
+    # (columns 45-50), a spinous process behind the canal (columns 55-60).
+    classes = np.zeros((140, 80), dtype=np.uint8)
+    names = ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    pts = np.array([[20.0 + 20 * i, 30.0] for i in range(len(names))])
+    for r, _ in pts:
+        classes[int(r) - 2 : int(r) + 3, 20:41] = 2
+    for r in range(5, 135):
+        if classes[r, 30] == 0:
+            classes[r, 20:41] = 1
+    classes[:, 45:51] = 3
+    classes[60:70, 55:61] = 1
+    out, found = named_labels(classes, names, pts, step=20.0)
+    assert found == set(names)
+    assert out[20, 30] == lab.disc_label("T12-L1") and out[120, 30] == lab.disc_label("L5-S1")
+    assert out[30, 30] == lab.vertebra_label("L1")  # between T12-L1 and L1-L2
+    assert out[10, 30] == lab.vertebra_label("T12")  # above the top disc
+    assert out[130, 30] == lab.vertebra_label("S1")
+    assert out[65, 58] == lab.POSTERIOR_ELEMENTS and out[65, 47] == lab.CANAL

@@ -130,7 +130,10 @@ def pooled_dice(truth_mask: np.ndarray, pred: np.ndarray | None) -> dict[str, li
     if pred is None:
         pred = np.zeros_like(truth_mask)
     pred_class = {
-        "vertebra": (pred >= L.VERTEBRA_BASE) & (pred < L.VERTEBRA_BASE + len(VERTEBRAE)),
+        # SPIDER's "vertebra" is bone of any part (body and posterior elements), so the
+        # prediction's posterior elements count as vertebra too.
+        "vertebra": ((pred >= L.VERTEBRA_BASE) & (pred < L.VERTEBRA_BASE + len(VERTEBRAE)))
+        | (pred == L.POSTERIOR_ELEMENTS),
         "disc": (pred >= L.DISC_BASE) & (pred < L.DISC_BASE + len(LEVELS)),
         "canal": pred == L.CANAL,
     }

@@ -52,6 +52,7 @@ from reporter.ingest.image2d_nets import (
     normalize,
     undo_orientation,
 )
+from reporter.ingest.image2d_shapes import named_labels, segment_classes
 from reporter.resources import weights_dir
 
 # Discs above L1-L2 that the 2-D path names, nearest first (counted up from L5-S1).
@@ -508,6 +509,19 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
                 _band(pts[i], _axis_at(pts, i), 0.12 * step, 0.45 * step), fill=lab.disc_label(lv)
             )
         label_map = np.asarray(canvas, dtype=np.int32).astype(np.int16)[None]
+        detail = "reporter.ingest.image2d DiscNet (schematic shapes from disc centres)"
+        classes = segment_classes(series.pixels[0])
+        if classes is not None:
+            # Real shapes where SegNet2D finds them; the schematic shape of a structure it
+            # missed stays, so every named level keeps a place for its views.
+            shaped, _ = named_labels(classes, names, pts, step)
+            schematic = label_map[0]
+            present = set(np.unique(shaped).tolist())
+            for v in np.unique(schematic):
+                if v and int(v) not in present:
+                    shaped[(schematic == v) & (shaped == 0)] = v
+            label_map = shaped[None]
+            detail = "reporter.ingest.image2d DiscNet names + SegNet2D shapes"
         naming = name_labels(
             label_map, series.affine, "DiscNet disc centres on a 2-D image, L5-S1 the lowest"
         )
@@ -517,7 +531,7 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
             labels=label_map,
             affine=series.affine.copy(),
             source="builtin_segmenter",
-            source_detail="reporter.ingest.image2d DiscNet (schematic shapes from disc centres)",
+            source_detail=detail,
             vertebrae=naming.vertebrae,
             levels=naming.levels,
             lumbar_vertebrae=naming.lumbar_vertebrae,
