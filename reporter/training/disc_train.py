@@ -28,12 +28,10 @@ import argparse
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from reporter.datasets.splits import split_of
@@ -47,6 +45,7 @@ from reporter.ingest.image2d_nets import (
 )
 from reporter.training.image2d_train import TimeSchedule, batches, intensity_jitter, save_net
 from reporter.training.real_labels import real_items
+from reporter.training.run_state import Checkpoint, add_common_args
 
 N_OUT = len(DISC_LEVELS) + 1
 SIGMA = 1.5
@@ -200,17 +199,7 @@ def evaluate(net: DiscNet, items: list[dict[str, Any]], device: str) -> dict[str
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path, required=True, help="../shared/data/real")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seconds", type=float, default=1500.0, help="wall-clock training budget")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--width", type=int, default=12)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-every", type=float, default=120.0)
+    add_common_args(ap, width=12, batch=12)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -224,19 +213,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     net = DiscNet(width=args.width, n_out=N_OUT).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ckpt, state_file = args.out / "checkpoint.safetensors", args.out / "checkpoint.json"
-    done_s, step0 = 0.0, 0
-    if ckpt.is_file() and state_file.is_file():
-        net.load_state_dict(load_file(ckpt))
-        st = json.loads(state_file.read_text())
-        done_s, step0 = float(st["elapsed_s"]), int(st["step"])
-        print(f"resumed at step {step0} ({done_s:.0f} s done)", flush=True)
     sched = TimeSchedule(opt, args.lr, args.seconds)
-    sched.t0 -= done_s  # the schedule continues where the checkpoint left it
+    ckpt = Checkpoint(args.out, args.checkpoint_every)
+    step0 = ckpt.resume(net, sched)
     stream = batches(_train_sample, train, args.batch, args.seed + step0, args.workers)
     hm = DISC_SIZE // 2
-    last_ckpt, step = time.time(), step0
+    step = step0
     while sched.step():
         samples = next(stream)
         x = torch.from_numpy(np.stack([s[0] for s in samples]))[:, None].to(args.device)
@@ -251,12 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         step += 1
         if step % 200 == 0:
             print(f"step {step} loss {loss.item():.4f} t {time.time() - sched.t0:.0f}s", flush=True)
-        if time.time() - last_ckpt > args.checkpoint_every:
-            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-            save_file(state, ckpt)
-            elapsed = time.time() - sched.t0
-            state_file.write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
-            last_ckpt = time.time()
+        ckpt.maybe_save(net, step, sched)
     net = net.cpu()
     metrics = {"steps": step, "val": evaluate(net, val, "cpu")}
     print(json.dumps(metrics, indent=1), flush=True)

@@ -18,21 +18,19 @@ zoom, crop and rotation. Checkpoints every ``--checkpoint-every`` seconds and re
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from reporter.datasets.splits import split_of
 from reporter.ingest.image2d_nets import SEG_CLASSES, SEG_SIZE, SegNet2D, fit_square
 from reporter.training.image2d_train import TimeSchedule, batches, intensity_jitter, save_net
 from reporter.training.real_labels import spider_slice_items
+from reporter.training.run_state import Checkpoint, add_common_args
 
 
 def _fit_mask(mask: np.ndarray, size: int) -> np.ndarray:
@@ -95,17 +93,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path, required=True, help="../shared/data/real")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seconds", type=float, default=1500.0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=6)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-every", type=float, default=120.0)
+    add_common_args(ap, width=16, batch=6)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -115,18 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train slices {len(train)} ({n_pat} patients)", flush=True)
     net = SegNet2D(width=args.width).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ckpt, state_file = args.out / "checkpoint.safetensors", args.out / "checkpoint.json"
-    done_s, step = 0.0, 0
-    if ckpt.is_file() and state_file.is_file():
-        net.load_state_dict(load_file(ckpt))
-        st = json.loads(state_file.read_text())
-        done_s, step = float(st["elapsed_s"]), int(st["step"])
-        print(f"resumed at step {step} ({done_s:.0f} s done)", flush=True)
     sched = TimeSchedule(opt, args.lr, args.seconds)
-    sched.t0 -= done_s
+    ckpt = Checkpoint(args.out, args.checkpoint_every)
+    step = ckpt.resume(net, sched)
     stream = batches(seg_sample, train, args.batch, args.seed + step, args.workers)
-    last_ckpt = time.time()
     while sched.step():
         xs, ms = zip(*next(stream), strict=True)
         x = torch.from_numpy(np.stack(xs))[:, None].to(args.device)
@@ -138,11 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {loss.item():.4f} t {time.time() - sched.t0:.0f}s", flush=True)
-        if time.time() - last_ckpt > args.checkpoint_every:
-            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-            save_file(state, ckpt)
-            state_file.write_text(json.dumps({"step": step, "elapsed_s": time.time() - sched.t0}))
-            last_ckpt = time.time()
+        ckpt.maybe_save(net, step, sched)
     save_net(
         net.cpu(),
         args.out,
