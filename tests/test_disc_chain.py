@@ -88,3 +88,27 @@ def test_segmented_shapes_take_the_names_of_the_disc_chain() -> None:
     assert out[10, 30] == lab.vertebra_label("T12")  # above the top disc
     assert out[130, 30] == lab.vertebra_label("S1")
     assert out[65, 58] == lab.POSTERIOR_ELEMENTS and out[65, 47] == lab.CANAL
+
+
+def test_spider_slice_masks_map_source_values_and_name_from_the_lowest_disc(tmp_path) -> None:
+    from PIL import Image
+
+    from reporter.training.real_labels import spider_slice_items
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    img = np.full((200, 100), 40, dtype=np.uint8)
+    raw = np.zeros((200, 100), dtype=np.uint8)
+    raw[:, 70:80] = 150  # canal
+    for i in range(6):  # six discs, every 30 rows; bone between them
+        raw[20 + 30 * i : 25 + 30 * i, 20:60] = 29
+        raw[26 + 30 * i : 48 + 30 * i, 20:60] = 76
+    Image.fromarray(img).save(tmp_path / "images" / "7_t2_SPACE_slice10.png")
+    Image.fromarray(raw).save(tmp_path / "masks" / "7_t2_SPACE_slice10.png")
+    (item,) = spider_slice_items(tmp_path)
+    assert item["patient_id"] == "spider-7"
+    assert set(np.unique(item["mask"]).tolist()) == {0, 1, 2, 3}
+    assert (item["mask"][:, 70:80] == 3).all()
+    assert len(item["all_discs"]) == 6
+    # L5-S1 is the lowest disc (rows 170-174), L1-L2 the fifth from the bottom (rows 50-54).
+    np.testing.assert_allclose(item["discs"][:, 0], [52.0, 82.0, 112.0, 142.0, 172.0])
