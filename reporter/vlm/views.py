@@ -196,6 +196,14 @@ def _geometry(anatomy: Anatomy) -> tuple[dict[str, _LevelGeometry], np.ndarray, 
         cov = np.cov((pts - c).T)
         _w, vecs = np.linalg.eigh(cov)
         normal = vecs[:, 0]
+        if np.linalg.norm(normal - np.dot(normal, lr) * lr) < 0.5:
+            # A disc labelled on one sagittal slice (2-D input) is flat across it, so its
+            # thinnest axis is the slice normal; its normal is then the thinnest axis within
+            # the sagittal plane. (Taking the slice normal made u = v = 0: every level crop a
+            # single repeated pixel.)
+            flat = np.eye(3) - np.outer(lr, lr)
+            _w, vecs = np.linalg.eigh(flat @ cov @ flat)
+            normal = vecs[:, int(np.argmin(np.where(np.abs(vecs.T @ lr) > 0.5, np.inf, _w)))]
         v = _unit(normal - np.dot(normal, lr) * lr)
         if v[2] > 0:  # point inferior (LPS: +z is superior)
             v = -v
