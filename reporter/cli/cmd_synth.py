@@ -28,6 +28,18 @@ def synth(
     preview: Annotated[
         bool, typer.Option("--preview", help="Write a montage PNG per study.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="v1 (physics-like sites, sagittal + axial) | v2 (randomised realism, "
+            "sagittal T1 + T2; --site only sets the scanner's headers and field strength).",
+        ),
+    ] = "v1",
+    slices: Annotated[
+        str,
+        typer.Option("--slices", help="v2 only: stack (full sagittal stack) | mid (one slice)."),
+    ] = "stack",
 ) -> None:
     """Generate phantom lumbar spine MRI studies with exact ground truth.
 
@@ -52,6 +64,11 @@ def synth(
         raise UsageError(f"unknown --priors {priors!r}; expected one of {', '.join(PRIORS)}")
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if engine not in ("v1", "v2"):
+        raise UsageError(f"unknown --engine {engine!r}; expected v1 or v2")
+    if engine == "v2":
+        _synth_v2(out, n, site, seed, workers, priors, fmt, slices)
+        return
     splits = {split_of(seed), split_of(seed + n - 1)}
     if len(splits) > 1:
         err_console.print(f"note: seeds {seed}..{seed + n - 1} span the splits {sorted(splits)}")
@@ -85,3 +102,29 @@ def synth(
     else:
         for s in range(seed, seed + n):
             out_console.print(str(out / study_dir_name(s)), highlight=False)
+
+
+def _synth_v2(
+    out: Path, n: int, site: str, seed: int, workers: int, priors: str, fmt: str, slices: str
+) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from reporter.synth.batch import study_dir_name
+    from reporter.synth.v2.batch import SLICES, run_job_v2
+
+    if fmt != "dicom":
+        raise UsageError("--engine v2 writes --format dicom only (it has no axial series)")
+    if slices not in SLICES:
+        raise UsageError(f"unknown --slices {slices!r}; expected one of {', '.join(SLICES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    job = partial(run_job_v2, site=site, priors=priors, out=str(out), fmt=fmt, slices=slices)
+    seeds = list(range(seed, seed + n))
+    if workers <= 1:
+        for s in seeds:
+            job(s)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(job, seeds))
+    for s in seeds:
+        out_console.print(str(out / study_dir_name(s)), highlight=False)

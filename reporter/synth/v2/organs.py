@@ -53,7 +53,7 @@ def draw_organs(
         r = float(rng.uniform(*a.bowel_radius_mm))
         centre = (
             float(rng.uniform(s_lo, s_hi)),
-            float(rng.normal(0.0, 40.0)),
+            float(rng.normal(0.0, 30.0)),
             float(rng.uniform(m.body_anterior + m.subcut_fat + r, -b_l - 20.0 - 0.5 * r)),
         )
         radii = (r * float(rng.uniform(0.7, 1.6)), r, r * float(rng.uniform(0.7, 1.3)))

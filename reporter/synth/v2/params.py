@@ -87,6 +87,8 @@ class AnatomyRanges(_Strict):
     thoracic_vertebra_mm: Range
     thoracic_disc_mm: Range
     all_pll_mm: Range
+    belly_sag_mm: Range
+    texture_scale_mm: Range
 
     @field_validator("bowel_kind_p")
     @classmethod

@@ -12,9 +12,11 @@ drawn spine (reporter.synth.groundtruth), so every consumer of v1 studies reads 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from reporter.contracts import labels as lb
 from reporter.contracts.anatomy import Anatomy
@@ -40,12 +42,20 @@ from reporter.synth.v2.acquisition import (
 from reporter.synth.v2.intensity import Contrast, draw_contrast
 from reporter.synth.v2.organs import draw_organs
 from reporter.synth.v2.params import CLASS_NAMES, PARAMS
-from reporter.synth.v2.tissue_map import key_tables, sample_tissues
+from reporter.synth.v2.tissue_map import Belly, key_tables, sample_tissues
 
 ENGINE_VERSION = "2.0"
 SUPERSAMPLE = 2  # in-plane: each pixel is the mean of 2 x 2 finer samples (partial volume)
 N_SUB = 3  # through-plane samples across the slice thickness
 F32 = np.float32
+
+
+@dataclass
+class PhantomV2(Phantom):
+    """A v1 Phantom (same contracts, same writer) plus the v2 tissue class map of the T2 grid
+    (class ids: reporter.synth.v2.params.CLASS_NAMES)."""
+
+    tissue_map: np.ndarray | None = field(default=None, repr=False)
 
 
 def _site(seed: int, site: str) -> SiteProfile:
@@ -83,29 +93,39 @@ def _one_slice(g: render.Grid, k: int) -> render.Grid:
     return render.Grid(aff, (1, g.shape[1], g.shape[2]), g.thickness)
 
 
-def _texture(m: SpineModel, g: render.Grid, step: int = 4) -> np.ndarray:
-    """Smooth field in about [-2, 2] from the anatomy's random plane waves (patient frame, so
-    neighbouring slices share it)."""
+def _texture(rng: np.random.Generator, g: render.Grid, scale_mm: float) -> np.ndarray:
+    """Smooth random field (unit spread, clipped to [-2, 2]) with features of about `scale_mm`
+    and half of it: filtered white noise on a coarse lattice, interpolated to the grid. Plane
+    waves (v1) give a regular weave that a classifier spots at once."""
     _, nj, ni = g.shape
-    pts = g.centres(0.0, step)
-    ph = pts.reshape(-1, 3) @ m.waves.T.astype(F32) + m.phases.astype(F32)
-    t = (np.sin(ph).sum(axis=1) / np.sqrt(len(m.phases))).reshape(pts.shape[:3])
-    t = render._upsample(render._upsample(t, nj, step, 1), ni, step, 2)
-    return np.clip(t[0], -2.0, 2.0)
+    px = float(np.linalg.norm(g.affine[:3, 1]))
+    step = max(1, int(scale_mm / (2.0 * px)))
+    cj, ci = nj // step + 2, ni // step + 2
+    field = np.zeros((cj, ci), F32)
+    for w, sig in ((1.0, 1.0), (0.6, 0.5)):
+        f = ndimage.gaussian_filter(rng.standard_normal((cj, ci), dtype=F32), sig * 2.0)
+        field += F32(w) * f / max(float(f.std()), 1e-6)
+    field /= max(float(field.std()), 1e-6)
+    fine = ndimage.zoom(field, (nj / cj, ni / ci), order=1, grid_mode=True, mode="nearest")
+    return np.clip(fine[:nj, :ni], -2.0, 2.0)
 
 
 class _Maps:
     """Tissue keys per sub-slice at the fine grid and contract labels at the image grid."""
 
-    def __init__(self, m: SpineModel, organs, th: tuple[float, float], lig: float) -> None:
-        self.m, self.organs, self.th, self.lig = m, organs, th, lig
+    def __init__(
+        self, m: SpineModel, organs, th: tuple[float, float], lig: float, belly: Belly
+    ) -> None:
+        self.m, self.organs, self.th, self.lig, self.belly = m, organs, th, lig, belly
         self.tables = key_tables(m)
 
     def sample(self, g: render.Grid, dk: float, step: int = 4):
         s, u, v = render._spine_coords(self.m, g, dk, step)
+        pts = g.centres(float(dk)).reshape(-1, 3)
         return sample_tissues(
-            self.m, s.ravel(), u.ravel(), v.ravel(), self.organs, self.th, self.lig, self.tables
-        )
+            self.m, s.ravel(), u.ravel(), v.ravel(), self.organs, self.th, self.lig,
+            self.tables, self.belly, (pts[:, 1], pts[:, 2]),
+        )  # fmt: skip
 
 
 def _clean_slice(
@@ -160,7 +180,7 @@ def generate_study_v2(
     slices: str = "stack",
     acquisition: dict[str, Any] | None = None,
     **overrides: Any,
-) -> Phantom:
+) -> PhantomV2:
     """One v2 phantom: sagittal T1 and T2, `slices` "stack" (a full sagittal stack) or "mid"
     (one mid-sagittal slice per series). `acquisition` replaces drawn acquisition fields
     (for tests and pictures); `overrides` are v1's (age, sex, n_lumbar, levels=...)."""
@@ -185,7 +205,14 @@ def generate_study_v2(
     a = PARAMS.anatomy
     thoracic = (float(rng_org.uniform(*a.thoracic_vertebra_mm)),
                 float(rng_org.uniform(*a.thoracic_disc_mm)))  # fmt: skip
-    maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)))
+    belly = Belly(
+        y_wall=float(m.origin[1] + m.body_anterior),
+        bulge=float(rng_org.uniform(*a.belly_sag_mm)),
+        z_mid=float(m.origin[2] + rng_org.normal(0.0, 40.0)),
+        fat=m.subcut_fat,
+    )
+    tex_scale = float(rng_org.uniform(*a.texture_scale_mm))
+    maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)), belly)
 
     grid = sagittal_grid(acq, midline_x(m, acq.centre_si_mm))
     phase_axis = 2 if acq.phase_axis == "ap" else 1  # axis of the (slices, rows, cols) array
@@ -223,7 +250,7 @@ def generate_study_v2(
     for k in range(n):
         g_ext = _one_slice(grid_ext, k)
         g_fine = supersampled(g_ext, SUPERSAMPLE)
-        tex = _texture(m, g_fine)
+        tex = _texture(rng_img, g_fine, tex_scale)
         clean, fine_cls = _clean_slice(maps, g_fine, contrasts, rng_img, tex)
         for si in range(2):
             img = af.form_image(clean[si], arts[si], rng_img, biases[si], wrap_px, phase_axis - 1)
@@ -321,6 +348,6 @@ def generate_study_v2(
         "tissue_classes": list(CLASS_NAMES),
         "levels": level_meta,
     }
-    ph = Phantom(study=study, anatomy=anatomy, findings=findings, meta=meta, model=m)
-    ph.meta["_tissue_map"] = classes  # popped by the writer; kept in memory for training and tests
-    return ph
+    return PhantomV2(
+        study=study, anatomy=anatomy, findings=findings, meta=meta, model=m, tissue_map=classes
+    )

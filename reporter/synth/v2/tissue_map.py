@@ -144,6 +144,36 @@ def _ligaments(m: SpineModel, w: float, s, u, v, cls, key) -> None:
         key[mask] = CLASS_ID["ligament"]
 
 
+@dataclass(frozen=True)
+class Belly:
+    """The anterior abdominal wall in the patient frame: v1 draws the body round the spine's
+    curve, which swings the wall through the pelvis where the sacrum turns; a supine belly is a
+    gentle arc instead, furthest forward at `z_mid`."""
+
+    y_wall: float  # patient y of the wall at z_mid (negative: anterior)
+    bulge: float  # mm the wall recedes 250 mm above / below z_mid
+    z_mid: float
+    fat: float  # subcutaneous fat thickness (mm)
+
+    def y_at(self, z: np.ndarray) -> np.ndarray:
+        return self.y_wall + self.bulge * np.clip(((z - self.z_mid) / 250.0) ** 2, 0.0, 1.0)
+
+
+def _belly(belly: Belly, y: np.ndarray, z: np.ndarray, v: np.ndarray, cls, key, label) -> None:
+    wall = belly.y_at(z)
+    outside = y < wall
+    fat = ~outside & (y < wall + belly.fat)
+    fill = ~outside & ~fat & (v < 0) & np.isin(cls, [CLASS_ID["air"], CLASS_ID["subcut_fat"]])
+    for mask, c, lab in (
+        (outside, "air", lb.BACKGROUND),
+        (fat, "subcut_fat", lb.SUBCUTANEOUS_FAT),
+        (fill, "mesentery", lb.BACKGROUND),
+    ):
+        cls[mask] = CLASS_ID[c]
+        key[mask] = CLASS_ID[c]
+        label[mask] = lab
+
+
 def sample_tissues(
     m: SpineModel,
     s: np.ndarray,
@@ -153,6 +183,8 @@ def sample_tissues(
     thoracic: tuple[float, float],
     ligament_mm: float,
     tables: tuple[np.ndarray, np.ndarray],
+    belly: Belly | None = None,
+    yz: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TissueSample:
     """Classes, intensity keys, nucleus fractions and contract labels at points (s, u, v)."""
     sm = sample(m, s, u, v)
@@ -172,6 +204,8 @@ def sample_tissues(
     key[psoas] = CLASS_ID["psoas"]
     _thoracic_extension(m, thoracic, s, u, v, cls, key, nuc, label)
     _ligaments(m, ligament_mm, s, u, v, cls, key)
+    if belly is not None and yz is not None:
+        _belly(belly, yz[0], yz[1], v, cls, key, label)
     before = cls.copy()
     paint_organs(organs, s, u, v, cls)
     moved = cls != before
