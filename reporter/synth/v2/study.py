@@ -351,3 +351,23 @@ def generate_study_v2(
     return PhantomV2(
         study=study, anatomy=anatomy, findings=findings, meta=meta, model=m, tissue_map=classes
     )
+
+
+def disc_positions(
+    seed: int, site: str = "site-a", priors: str = "realistic", slices: str = "mid"
+) -> dict[str, tuple[float, float]]:
+    """Where each disc centre falls in the v2 image of `seed`, as (row, column) fractions of the
+    matrix (outside [0, 1]: cut by the field of view). Anatomy and acquisition only, no pixels:
+    for checking that placement does not follow the levels."""
+    sp = _site(seed, site)
+    acq = draw_acquisition(
+        np.random.default_rng([int(seed), 20, zlib.crc32(site.encode())]), slices
+    )
+    _, _, m = _anatomy(seed, priors, sp.field_strength, {})
+    g = sagittal_grid(acq, midline_x(m, acq.centre_si_mm))
+    inv = np.linalg.inv(g.affine)
+    out = {}
+    for d in m.discs:
+        _, j, i = (inv @ np.append(m.point(d.s_mid).astype(float), 1.0))[:3]
+        out[d.level] = (float(j / (g.shape[1] - 1)), float(i / (g.shape[2] - 1)))
+    return out
