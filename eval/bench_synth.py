@@ -1,8 +1,10 @@
 """Phantom engine benchmarks: speed (CPU seconds per standard study) and prior distributions.
 
-    python eval/bench_synth.py speed --n 20 [--site site-a] [--write]
+    python eval/bench_synth.py speed --n 20 [--site site-a] [--write] [--engine v1|v2]
+                                 [--slices mid|stack] [--json]
     python eval/bench_synth.py priors --priors balanced --n 1000 [--workers 2]
     python eval/bench_synth.py realism [--n 6] [--img docs/img]
+    python eval/bench_synth.py montage-v2 [--out docs/img/phantoms]
 
 Speed is CPU time of this process per study (`time.process_time`), i.e. per core, so it does not
 depend on how busy a shared machine is; wall time is printed beside it.
@@ -32,28 +34,56 @@ import numpy as np
 from reporter.contracts.findings import LEVEL_FIELDS, field_values
 
 
-def speed(n: int, site: str, write: bool, start: int) -> None:
+def speed(
+    n: int, site: str, write: bool, start: int, engine: str = "v1", slices: str = "mid",
+    as_json: bool = False,
+) -> None:  # fmt: skip
     from reporter.synth import generate_study, write_study
+    from reporter.synth.v2 import generate_study_v2
+    from reporter.synth.v2.batch import write_study_v2
 
-    generate_study(start - 1, site=site)  # warm imports and caches
-    cpu, wall = [], []
+    def gen(seed: int):
+        if engine == "v2":
+            return generate_study_v2(seed, site=site, slices=slices)
+        return generate_study(seed, site=site)
+
+    writer = write_study_v2 if engine == "v2" else write_study
+    gen(start - 1)  # warm imports and caches
+    cpu, wall, pixels = [], [], []
     tmp = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     try:
         for seed in range(start, start + n):
             c0, w0 = time.process_time(), time.perf_counter()
-            ph = generate_study(seed, site=site)
+            ph = gen(seed)
             if write:
-                write_study(ph, tmp / str(seed))
+                writer(ph, tmp / str(seed))
             cpu.append(time.process_time() - c0)
             wall.append(time.perf_counter() - w0)
+            pixels.append(sum(s.pixels.size for s in ph.study.series))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cpu.sort()
     mean = sum(cpu) / n
-    print(f"site={site} n={n} write={write}")
+    result = {
+        "engine": engine,
+        "slices": slices if engine == "v2" else "stack (+ axial blocks)",
+        "site": site,
+        "n": n,
+        "write": write,
+        "cpu_s_per_study": {"mean": round(mean, 3), "median": round(cpu[n // 2], 3),
+                            "max": round(cpu[-1], 3)},
+        "studies_per_s_per_core": round(1.0 / mean, 2),
+        "wall_s_per_study": round(sum(wall) / n, 3),
+        "mean_pixels_per_study": int(np.mean(pixels)),
+    }  # fmt: skip
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"engine={engine} slices={result['slices']} site={site} n={n} write={write}")
     print(f"cpu s/study: mean {mean:.3f} median {cpu[n // 2]:.3f} max {cpu[-1]:.3f}")
     print(f"studies per second per core: {1.0 / mean:.2f}")
     print(f"wall s/study (shared machine): mean {sum(wall) / n:.3f}")
+    print(f"pixels per study (all series): mean {result['mean_pixels_per_study']}")
 
 
 def _counts(args: tuple[int, int, str]) -> dict[str, Any]:
@@ -273,6 +303,47 @@ def realism(n: int, img_dir: Path | None) -> None:
         print(f"montages in {img_dir}")
 
 
+def montage_v2(out_dir: Path, seeds: tuple[int, ...] = (1_000_320, 1_000_321, 1_000_322)) -> None:
+    """Real SPIDER (CC BY 4.0) beside v1 and v2 phantoms, T1 and T2, each tile windowed by the
+    same rule (1st to 99.5th percentile of its own pixels); a second sheet shows v2's spread.
+    Only SPIDER pixels appear: sudirman is research-use only."""
+    from PIL import Image
+
+    from reporter.ingest.image2d_nets import undo_orientation
+    from reporter.synth import generate_study
+    from reporter.synth.v2 import generate_study_v2
+
+    size = 192
+    spider = REAL / "spider" / "images"
+    rows: list[list[object]] = [[], [], []]
+    for name in ("100_t1", "100_t2", "104_t1", "104_t2"):
+        p = spider / f"{name}.png"
+        if p.is_file():
+            a = undo_orientation(np.asarray(Image.open(p).convert("L"), float), 6)
+            rows[0].append(_tile(a, size, f"SPIDER {name}"))
+    for seed in seeds[:2]:
+        ph = generate_study(seed, site="site-a")
+        for role in ("sag_t1", "sag_t2"):
+            s = ph.study.get(role)
+            rows[1].append(_tile(s.pixels[s.shape[0] // 2], size, f"v1 {role[-2:]} {seed}"))
+        ph2 = generate_study_v2(seed, site="site-a", slices="mid")
+        for s in ph2.study.series:
+            rows[2].append(_tile(s.pixels[0], size, f"v2 {s.role[-2:]} {seed}"))
+    sheet = Image.new("L", (size * 4, size * 3))
+    for r, tiles in enumerate(rows):
+        for c, t in enumerate(tiles[:4]):
+            sheet.paste(t, (size * c, size * r))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_dir / "real_v1_v2.png", optimize=True)
+    spread = Image.new("L", (size * 6, size * 2))
+    for n, seed in enumerate(range(1_000_330, 1_000_336)):
+        ph2 = generate_study_v2(seed, site="site-a", slices="mid")
+        for r, s in enumerate(ph2.study.series):
+            spread.paste(_tile(s.pixels[0], size, f"v2 {s.role[-2:]} {seed}"), (size * n, size * r))
+    spread.save(out_dir / "v2_spread.png", optimize=True)
+    print(f"montages in {out_dir}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -281,6 +352,11 @@ def main() -> None:
     sp.add_argument("--site", default="site-a")
     sp.add_argument("--write", action="store_true", help="also write DICOM, labels, SEG")
     sp.add_argument("--start", type=int, default=1_000_000)
+    sp.add_argument("--engine", choices=("v1", "v2"), default="v1")
+    sp.add_argument("--slices", choices=("mid", "stack"), default="mid", help="v2 only")
+    sp.add_argument("--json", action="store_true", help="print the figures as JSON")
+    mp = sub.add_parser("montage-v2")
+    mp.add_argument("--out", type=Path, default=Path("docs/img/phantoms"))
     pp = sub.add_parser("priors")
     pp.add_argument("--priors", default="realistic")
     pp.add_argument("--n", type=int, default=1000)
@@ -292,7 +368,9 @@ def main() -> None:
     rp.add_argument("--img", type=Path, default=None, help="write montages here")
     a = ap.parse_args()
     if a.cmd == "speed":
-        speed(a.n, a.site, a.write, a.start)
+        speed(a.n, a.site, a.write, a.start, a.engine, a.slices, a.json)
+    elif a.cmd == "montage-v2":
+        montage_v2(a.out)
     elif a.cmd == "realism":
         realism(a.n, a.img)
     else:

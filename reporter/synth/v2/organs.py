@@ -90,8 +90,13 @@ def paint_organs(
         return
     fs, fu, fv = s[free], u[free], v[free]
     out = cls[free]
+    # A sagittal slice spans a narrow band of u: most bowel loops miss it entirely.
+    box = [(float(a.min()), float(a.max())) for a in (fs, fu, fv)]
     for o in organs:
         (cs, cu, cv), (rs, ru, rv) = o.centre, o.radii
+        spans = zip(box, o.centre, o.radii, strict=True)
+        if any(c + r < lo or c - r > hi for (lo, hi), c, r in spans):
+            continue
         reach = max(rs, ru, rv)
         near = np.nonzero((np.abs(fs - cs) < rs) & (np.abs(fu - cu) < ru) & (np.abs(fv - cv) < rv))[
             0
