@@ -37,7 +37,7 @@ def test_every_tissue_class_is_drawn_in_a_wide_stack() -> None:
     # Slices 0, +-8, +-16, +-24 mm off the midline reach pedicle screws, facet joints and psoas;
     # a post-operative study is the only one with metal.
     acq = {"fov_si_mm": 520.0, "fov_ap_mm": 460.0, "pixel_mm": 2.0, "centre_si_mm": -20.0,
-           "centre_ap_mm": -60.0, "n_slices": 7, "thickness_mm": 2.0, "gap_mm": 6.0,
+           "posterior_margin_mm": 20.0, "n_slices": 7, "thickness_mm": 2.0, "gap_mm": 6.0,
            "lateral_jitter_mm": 0.0, "tilt_deg": 0.0}  # fmt: skip
     ph = generate_study_v2(11, slices="stack", acquisition=acq, postoperative=True)
     present = {CLASS_NAMES[int(c)] for c in np.unique(ph.tissue_map)}

@@ -4,10 +4,11 @@ which artefacts occur, all drawn from the engine's ranges before any anatomy exi
 Nothing here reads the spine: the cranio-caudal and antero-posterior placement of the field of
 view is drawn in the patient frame, whose origin the spine model puts near the middle of the
 lumbar spine with its own random offset (reporter.synth.spine). A level's position in the image is
-therefore the difference of two independent draws, never a function of where the levels are. The
-one exception is the slice's left-right position: like the person who picks the mid-sagittal slice,
-`sagittal_grid` places it on the spinal midline at the field of view's centre height (a lateral
-shift, which says nothing about levels).
+therefore the difference of two independent draws, never a function of where the levels are.
+Two placements do follow the body, as a technologist's do, and say nothing about levels: the
+slice's left-right position sits on the spinal midline at the field of view's centre height (as
+the person who picks the mid-sagittal slice does), and the posterior edge of the field of view
+lies a drawn margin behind the skin of the back at that height (the back is always in view).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Acquisition:
     fov_si_mm: float
     fov_ap_mm: float
     centre_si_mm: float  # patient z of the field of view's centre
-    centre_ap_mm: float  # patient y of the field of view's centre
+    posterior_margin_mm: float  # posterior edge of the field of view behind the skin
     lateral_jitter_mm: float
     tilt_deg: float  # in-plane rotation about the left-right axis
     pixel_mm: float
@@ -59,7 +60,7 @@ def draw_acquisition(
     si = _u(rng, f.si_mm)
     ap = si * _u(rng, f.ap_over_si)
     centre_si = si * _u(rng, f.centre_si_over_fov)
-    centre_ap = _u(rng, f.centre_ap_mm)
+    margin = _u(rng, f.posterior_margin_mm)
     lateral = float(rng.normal(0.0, f.lateral_sd_mm))
     tilt = _u(rng, f.inplane_tilt_deg)
     px = _u(rng, f.pixel_mm)
@@ -71,7 +72,7 @@ def draw_acquisition(
     t1 = (_u(rng, sq["t1"].tr), _u(rng, sq["t1"].te))
     t2 = (_u(rng, sq["t2"].tr), _u(rng, sq["t2"].te))
     return Acquisition(
-        fov_si_mm=si, fov_ap_mm=ap, centre_si_mm=centre_si, centre_ap_mm=centre_ap,
+        fov_si_mm=si, fov_ap_mm=ap, centre_si_mm=centre_si, posterior_margin_mm=margin,
         lateral_jitter_mm=lateral, tilt_deg=tilt, pixel_mm=px, thickness_mm=thick, gap_mm=gap,
         n_slices=1 if slices == "mid" else n_stack, phase_axis=phase, wrap_fraction=wrap,
         t1_tr=t1[0], t1_te=t1[1], t2_tr=t2[0], t2_te=t2[1],
@@ -85,13 +86,17 @@ def matrix(acq: Acquisition) -> tuple[int, int]:
     )
 
 
-def midline_x(m: SpineModel, z: float) -> float:
-    """Left-right position of the spine's curve at patient height z (the slice picker's cue)."""
+def body_cues(m: SpineModel, z: float) -> tuple[float, float]:
+    """(x of the spinal midline, y of the skin of the back) at patient height z: what a
+    technologist lines the field of view up with."""
     k = int(np.argmin(np.abs(m.c[:, 2] - z)))
-    return float(m.c[k, 0])
+    back = m.c[k] + m.skin_posterior * m.nrm[k]
+    return float(m.c[k, 0]), float(back[1])
 
 
-def sagittal_grid(acq: Acquisition, x_centre: float, extend: tuple[int, int] = (0, 0)) -> Grid:
+def sagittal_grid(
+    acq: Acquisition, cues: tuple[float, float], extend: tuple[int, int] = (0, 0)
+) -> Grid:
     """The sagittal stack: rows go caudally, columns posteriorly (anterior on the left, as a
     radiologist reads it), slices step to the patient's left. `extend` adds pixels on both sides
     of the rows / columns (the region that wrap-around folds back in)."""
@@ -103,7 +108,8 @@ def sagittal_grid(acq: Acquisition, x_centre: float, extend: tuple[int, int] = (
     normal = np.cross(row_dir, col_dir)
     spacing = acq.thickness_mm + acq.gap_mm
     px = acq.pixel_mm
-    centre = np.array([x_centre + acq.lateral_jitter_mm, acq.centre_ap_mm, acq.centre_si_mm])
+    y_centre = cues[1] + acq.posterior_margin_mm - 0.5 * acq.fov_ap_mm
+    centre = np.array([cues[0] + acq.lateral_jitter_mm, y_centre, acq.centre_si_mm])
     n = acq.n_slices
     origin = (
         centre

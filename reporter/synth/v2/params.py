@@ -54,7 +54,7 @@ class FovRanges(_Strict):
     si_mm: Range
     ap_over_si: Range
     centre_si_over_fov: Range
-    centre_ap_mm: Range
+    posterior_margin_mm: Range
     lateral_sd_mm: float
     inplane_tilt_deg: Range
     pixel_mm: Range

@@ -34,8 +34,8 @@ from reporter.synth.spine import SpineModel, build_spine
 from reporter.synth.v2 import artefacts as af
 from reporter.synth.v2.acquisition import (
     Acquisition,
+    body_cues,
     draw_acquisition,
-    midline_x,
     sagittal_grid,
     supersampled,
 )
@@ -216,11 +216,11 @@ def generate_study_v2(
     tex_scale = float(rng_org.uniform(*a.texture_scale_mm))
     maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)), belly)
 
-    grid = sagittal_grid(acq, midline_x(m, acq.centre_si_mm))
+    grid = sagittal_grid(acq, body_cues(m, acq.centre_si_mm))
     phase_axis = 2 if acq.phase_axis == "ap" else 1  # axis of the (slices, rows, cols) array
     wrap_px = round(acq.wrap_fraction * grid.shape[phase_axis])
     ext = (wrap_px, 0) if phase_axis == 1 else (0, wrap_px)
-    grid_ext = sagittal_grid(acq, midline_x(m, acq.centre_si_mm), extend=ext)
+    grid_ext = sagittal_grid(acq, body_cues(m, acq.centre_si_mm), extend=ext)
 
     assess: dict[str, str | None] = {}
     for d in m.discs:
@@ -364,7 +364,7 @@ def disc_positions(
         np.random.default_rng([int(seed), 20, zlib.crc32(site.encode())]), slices
     )
     _, _, m = _anatomy(seed, priors, sp.field_strength, {})
-    g = sagittal_grid(acq, midline_x(m, acq.centre_si_mm))
+    g = sagittal_grid(acq, body_cues(m, acq.centre_si_mm))
     inv = np.linalg.inv(g.affine)
     out = {}
     for d in m.discs:

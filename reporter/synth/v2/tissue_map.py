@@ -199,7 +199,20 @@ def sample_tissues(
     aorta = inner & (sm.tissue == tx.AIR)
     cls[aorta] = CLASS_ID["aorta"]
     key[aorta] = CLASS_ID["aorta"]
-    psoas = (sm.tissue == tx.MUSCLE) & (v < m.tables["B"][m.idx(s)])
+    b_col = m.tables["B"][m.idx(s)]
+    # v1 fills the body with viscera wherever no muscle ellipse reaches, including the midline
+    # of the back; behind the vertebral bodies that is muscle, with fat and the interspinous
+    # ligament in the midline between the spinous processes.
+    back = (cls == CLASS_ID["mesentery"]) & (v > b_col)
+    au = np.abs(u)
+    for mask, c in (
+        (back & (au >= 3.0), "paraspinal_muscle"),
+        (back & (au < 3.0), "subcut_fat"),
+        (back & (au < 1.5), "ligament"),
+    ):
+        cls[mask] = CLASS_ID[c]
+        key[mask] = CLASS_ID[c]
+    psoas = (sm.tissue == tx.MUSCLE) & (v < b_col)
     cls[psoas] = CLASS_ID["psoas"]
     key[psoas] = CLASS_ID["psoas"]
     _thoracic_extension(m, thoracic, s, u, v, cls, key, nuc, label)
