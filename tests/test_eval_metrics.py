@@ -177,3 +177,33 @@ def test_nan_becomes_null_for_json():
         "a": None,
         "b": [1.5, 2],
     }
+
+
+def test_bootstrap_by_patient_brackets_the_estimate_and_widens_with_fewer_patients():
+    from reporter.evaluation.metrics import balanced_accuracy, bootstrap_by_group
+
+    rng = np.random.default_rng(3)
+    truth = list(rng.integers(1, 6, size=400))
+    pred = [t if rng.random() < 0.6 else int(rng.integers(1, 6)) for t in truth]
+    many = [i // 4 for i in range(400)]  # 100 patients of 4 discs
+    few = [i // 40 for i in range(400)]  # 10 patients of 40 discs
+    point = balanced_accuracy(truth, pred)
+    lo, hi = bootstrap_by_group(many, truth, pred, balanced_accuracy)
+    assert lo < point < hi
+    lo2, hi2 = bootstrap_by_group(few, truth, pred, balanced_accuracy)
+    assert hi2 - lo2 > hi - lo
+    assert all(
+        math.isnan(v) for v in bootstrap_by_group([0] * 4, [1] * 4, [1] * 4, balanced_accuracy)
+    )
+
+
+def test_unassessed_truth_counts_as_wrong_in_balanced_accuracy_all():
+    from reporter.evaluation.scoring import StudyRecord, condition_block
+
+    rec = StudyRecord(case_id="a")
+    rec.pairs["pfirrmann"] = [[2, 2], [3, 3]]
+    rec.unassessed["pfirrmann"] = [2, 3]
+    block = condition_block([rec], "pfirrmann")
+    assert block["balanced_accuracy"] == 1.0
+    assert block["balanced_accuracy_all"] == pytest.approx(0.5)
+    assert block["n_unassessed"] == 2

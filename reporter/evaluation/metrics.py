@@ -96,6 +96,39 @@ def quadratic_weighted_kappa(
     return 1.0 - num / den
 
 
+def bootstrap_by_group(
+    groups: Sequence[Any],
+    y_true: Sequence[Any],
+    y_pred: Sequence[Any],
+    statistic: Any,
+    n_boot: int = 1000,
+    seed: int = 0,
+    labels: Sequence[Any] | None = None,
+) -> tuple[float, float]:
+    """95 % percentile interval of `statistic(y_true, y_pred, labels)` when whole groups
+    (patients) are resampled with replacement: the discs of one patient are not independent, so
+    resampling discs would make the interval too narrow. NaN draws (a class missing) are left out.
+    """
+    keys = sorted(set(groups), key=str)
+    if len(keys) < 2:
+        return (math.nan, math.nan)
+    rows: dict[Any, list[int]] = {k: [] for k in keys}
+    for i, g in enumerate(groups):
+        rows[g].append(i)
+    rng = np.random.default_rng(seed)
+    t, p = list(y_true), list(y_pred)
+    values = []
+    for _ in range(n_boot):
+        idx = [i for k in rng.choice(len(keys), size=len(keys)) for i in rows[keys[k]]]
+        v = statistic([t[i] for i in idx], [p[i] for i in idx], labels)
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return (math.nan, math.nan)
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
 # --- ranking -------------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ EXTRA_CONDITIONS: dict[str, tuple[str, ...]] = {
     "bulging": ("disc_bulging",),
 }
 ALL_CONDITIONS = {**CONDITIONS, **EXTRA_CONDITIONS}
+UNASSESSED = "unassessed"  # stands in for the prediction of a truth value left unassessed
 
 # The RSNA 2024 cells: their five levels and the schema field -> competition condition group.
 RSNA_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
@@ -98,6 +99,9 @@ class StudyRecord:
     timings: dict[str, float] = field(default_factory=dict)
     # condition -> [[truth, prediction], ...] over levels (and sides) both assessed
     pairs: dict[str, list[list[Any]]] = field(default_factory=dict)
+    # condition -> truth values the raw output left unassessed (level not found, field not
+    # assessable, or the study failed): they count as wrong in `balanced_accuracy_all`
+    unassessed: dict[str, list[Any]] = field(default_factory=dict)
     # condition -> [[truth is abnormal, P(abnormal)], ...]
     scores: dict[str, list[list[Any]]] = field(default_factory=dict)
     # [condition group, RSNA class, [p_normal_mild, p_moderate, p_severe]]
@@ -223,7 +227,10 @@ def compare_findings(
                 gt_value = _value(getattr(gt_level, fld))
                 pred = getattr(lf, fld) if lf is not None else None
                 pred_value = _value(pred)
-                if gt_value is None or pred_value is None or pred is None:
+                if gt_value is None:
+                    continue
+                if pred_value is None or pred is None:
+                    record.unassessed.setdefault(cond, []).append(gt_value)
                     continue
                 record.pairs.setdefault(cond, []).append([gt_value, pred_value])
                 dist = distribution(pred, fld, dists.get(gt_level.level, {}).get(fld))
@@ -272,6 +279,16 @@ def compare_findings(
 COVERAGE_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
 
+def all_unassessed(record: StudyRecord, truth: StudyFindings) -> None:
+    """A study without a report: every graded truth value of every condition is unassessed."""
+    for cond, fields in ALL_CONDITIONS.items():
+        for gt_level in truth.levels:
+            for fld in fields:
+                gt_value = _value(getattr(gt_level, fld))
+                if gt_value is not None:
+                    record.unassessed.setdefault(cond, []).append(gt_value)
+
+
 def graded_discs_assessed(
     truth: StudyFindings,
     rendered: StudyFindings | None,
@@ -311,6 +328,15 @@ def condition_block(records: Sequence[StudyRecord], cond: str) -> dict[str, floa
     pairs = [p for r in records for p in r.pairs.get(cond, [])]
     labels = _condition_labels(cond)
     block = M.condition_metrics([p[0] for p in pairs], [p[1] for p in pairs], labels)
+    # The same with every unassessed truth value counted as wrong (a failed study or a level
+    # not found must not make the grades look better): predicted as a value never right.
+    missed = [v for r in records for v in r.unassessed.get(cond, [])]
+    block["n_unassessed"] = len(missed)
+    block["balanced_accuracy_all"] = M.balanced_accuracy(
+        [p[0] for p in pairs] + missed,
+        [p[1] for p in pairs] + [UNASSESSED] * len(missed),
+        [*labels, UNASSESSED],
+    )
     scores = [s for r in records for s in r.scores.get(cond, [])]
     block["auc"] = M.roc_auc([s[0] for s in scores], [s[1] for s in scores])
     return block

@@ -54,6 +54,8 @@ def score_truth(
                 indeterminate=indeterminate,
                 distributions=distributions,
             )
+        else:
+            scoring.all_unassessed(record, truth)
         record.graded_assessed = scoring.graded_discs_assessed(
             truth, report.findings if report is not None else None, indeterminate
         )
