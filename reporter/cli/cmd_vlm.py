@@ -113,6 +113,10 @@ def train_cmd(
         float,
         typer.Option(help="Weight of the grade heads' loss beside the decoder's (0 = off)."),
     ] = 0.5,
+    balance_heads: Annotated[
+        bool,
+        typer.Option(help="Class-weight the grade heads by the training grades' frequencies."),
+    ] = False,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
     import torch
@@ -150,6 +154,7 @@ def train_cmd(
         steps=steps, batch_studies=batch, lr=lr, device=device, workers=loader_workers,
         time_limit_s=time_limit, seed=seed, reload_every=reload_every,
         checkpoint_every=checkpoint_every, vision_steps=vision_steps, aux_weight=aux_weight,
+        balance_heads=balance_heads,
     )  # fmt: skip
     summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume, init=init)
     out_console.print(

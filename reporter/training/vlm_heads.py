@@ -13,6 +13,7 @@ minutes on 1,230 phantoms gave canal / foraminal / Pfirrmann / Modic QWK 0.000 /
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +33,8 @@ class GradeHeads(nn.Module):
     def __init__(self, hidden: int, tokens_per_view: int, n_views: int = len(LEVEL_VIEWS)) -> None:
         super().__init__()
         self.classes = slot_classes()
+        # Per-slot class weights (None = plain cross-entropy); see `balance`.
+        self.class_weights: list[torch.Tensor | None] = [None] * len(self.classes)
         width = hidden * tokens_per_view * n_views
         self.norm = nn.LayerNorm(width)
         self.linear = nn.Linear(width, sum(self.classes))
@@ -42,6 +45,21 @@ class GradeHeads(nn.Module):
         x = self.norm(views[rows].flatten(1).float())
         return list(torch.split(self.linear(x), self.classes, dim=-1))
 
+    def balance(self, codes: np.ndarray, power: float = 0.5) -> None:
+        """Weight each slot's classes by (mean count / class count) ** power over the training
+        codes (n_levels, slots), so rare grades (Pfirrmann 1 and 5, Modic 1) are not drowned by
+        the common ones; power 0.5 is halfway to full inverse frequency, which over-predicts
+        the rarest class on few examples."""
+        for k, n_cls in enumerate(self.classes):
+            c = codes[:, k]
+            counts = np.bincount(c[c >= 0].astype(int), minlength=n_cls).astype(float)
+            seen = counts > 0
+            if seen.sum() < 2:
+                continue
+            w = np.zeros(n_cls)
+            w[seen] = (counts[seen].mean() / counts[seen]) ** power
+            self.class_weights[k] = torch.tensor(w / w[seen].mean(), dtype=torch.float32)
+
     def loss(self, views: torch.Tensor, rows: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Mean over slots of the cross-entropy; codes (M, slots), -1 = nothing to teach."""
         total = views.new_zeros((), dtype=torch.float32)
@@ -49,6 +67,8 @@ class GradeHeads(nn.Module):
         for k, logits in enumerate(self.forward(views, rows)):
             target = codes[:, k].long()
             if bool((target >= 0).any()):
-                total = total + F.cross_entropy(logits, target, ignore_index=-1)
+                w = self.class_weights[k]
+                w = None if w is None else w.to(logits.device)
+                total = total + F.cross_entropy(logits, target, weight=w, ignore_index=-1)
                 used += 1
         return total / max(used, 1)

@@ -60,6 +60,9 @@ class TrainConfig:
     # loss is added to the decoder's with weight `aux_weight` (0 = heads off after stage 1).
     vision_steps: int = 0
     aux_weight: float = 0.0
+    # Class-weighted grade heads (GradeHeads.balance over the training codes): real grades are
+    # skewed (Sudirman: Pfirrmann 2 is 54 %, grade 1 under 2 %).
+    balance_heads: bool = False
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> float:
@@ -221,6 +224,8 @@ def train(
         model = new_model(model_config)
     net = model.net.to(device).train()
     heads = _grade_heads(net, cfg, out if start else None)
+    if heads is not None and cfg.balance_heads:
+        heads.balance(data.level_codes)
     named = list(net.named_parameters())
     if heads is not None:
         heads.to(device).train()
