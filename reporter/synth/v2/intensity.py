@@ -27,6 +27,7 @@ F32 = np.float32
 class Contrast:
     mode: str  # "prior" | "random"
     means: np.ndarray  # (N_KEYS,) float32 mean per intensity key
+    second: np.ndarray  # (N_KEYS,) the second sub-cluster's mean, mixed in by a smooth field
     std: np.ndarray  # (n classes,) within-class spread
     texture: np.ndarray  # (n classes,) amplitude of the smooth texture field
     gamma: float
@@ -69,5 +70,12 @@ def draw_contrast(
         else:  # Modic band: relative to this image's marrow
             ratio = float(sig[tid]) / max(marrow, 1e-6)
             means[key] = np.clip(means[CLASS_ID["marrow"]] * ratio, 0.0, 1.0)
+    # Sub-clusters: a second mean per class (per-study tissues keep one: their contrast is the
+    # ground truth's).
+    second = means.copy()
+    for name, prior in params.classes.items():
+        k = CLASS_ID[name]
+        second[k] = np.clip(means[k] + rng.uniform(-1.0, 1.0) * prior.subcluster, 0.0, 1.0)
+    second[CLASS_ID["thoracic_marrow"]] = second[CLASS_ID["marrow"]]
     gamma = float(np.exp(rng.normal(0.0, params.gamma_log_sd)))
-    return Contrast("random" if random_mode else "prior", means, std, tex, gamma)
+    return Contrast("random" if random_mode else "prior", means, second, std, tex, gamma)

@@ -43,6 +43,7 @@ class ClassPrior(_Strict):
     t2: Range
     std: Range
     texture: float
+    subcluster: float
 
 
 class SequenceRanges(_Strict):
@@ -89,6 +90,8 @@ class AnatomyRanges(_Strict):
     all_pll_mm: Range
     belly_sag_mm: Range
     texture_scale_mm: Range
+    subcluster_scale_mm: Range
+    cortex_rim_mm: Range
 
     @field_validator("bowel_kind_p")
     @classmethod

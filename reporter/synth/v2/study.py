@@ -41,7 +41,7 @@ from reporter.synth.v2.acquisition import (
 )
 from reporter.synth.v2.intensity import Contrast, draw_contrast
 from reporter.synth.v2.organs import draw_organs
-from reporter.synth.v2.params import CLASS_NAMES, PARAMS
+from reporter.synth.v2.params import CLASS_ID, CLASS_NAMES, PARAMS
 from reporter.synth.v2.tissue_map import Belly, key_tables, sample_tissues
 
 ENGINE_VERSION = "2.0"
@@ -117,6 +117,7 @@ class _Maps:
         self, m: SpineModel, organs, th: tuple[float, float], lig: float, belly: Belly
     ) -> None:
         self.m, self.organs, self.th, self.lig, self.belly = m, organs, th, lig, belly
+        self.rim_mm = 1.0
         self.tables = key_tables(m)
 
     def sample(self, g: render.Grid, dk: float, step: int = 4):
@@ -128,34 +129,56 @@ class _Maps:
         )  # fmt: skip
 
 
+def _cortex_rim(ts, shape: tuple[int, int], width_px: int) -> None:
+    """The posterior arch is drawn as solid bone: give it a cortical rim, as bodies have."""
+    bone = (ts.cls == CLASS_ID["posterior_bone"]).reshape(shape)
+    if width_px < 1 or not bone.any():
+        return
+    rim = (bone & ~ndimage.binary_erosion(bone, iterations=width_px)).ravel()
+    ts.cls[rim] = CLASS_ID["cortex"]
+    ts.key[rim] = CLASS_ID["cortex"]
+
+
 def _clean_slice(
     maps: _Maps, g_img: render.Grid, contrasts: list[Contrast], rng: np.random.Generator,
-    texture: np.ndarray,
+    texture: np.ndarray, mix: np.ndarray,
 ) -> list[np.ndarray]:  # fmt: skip
     """Noise-free slice for each contrast at the image grid `g_img` (one slice).
 
     Partial volume: the slice centre is sampled at SUPERSAMPLE x the in-plane resolution and
     averaged down; the off-centre samples across the thickness at the image resolution (what
-    they add is through-plane mixing, which the finer grid would not change)."""
+    they add is through-plane mixing, which the finer grid would not change). `mix` (fine grid,
+    0..1) blends each class's two sub-cluster means."""
     f = SUPERSAMPLE
     g_fine = supersampled(g_img, f)
     spacing = float(np.linalg.norm(g_img.affine[:3, 0]))
+    px = float(np.linalg.norm(g_img.affine[:3, 1]))
     offs = (np.arange(N_SUB) - (N_SUB - 1) / 2) * (g_img.thickness / N_SUB) / spacing
     _, nj, ni = g_img.shape
-    ann = int(CLASS_NAMES.index("annulus"))
+    ann = CLASS_ID["annulus"]
     centre = maps.sample(g_fine, 0.0)
-    out = []
+    _cortex_rim(centre, (nj * f, ni * f), round(maps.rim_mm * f / px))
     side = [maps.sample(g_img, float(dk)) for dk in offs if abs(dk) > 1e-6]
+    for ts in side:
+        _cortex_rim(ts, (nj, ni), max(1, round(maps.rim_mm / px)))
     tex = texture.ravel()
+    w = mix.ravel()
+    w_img = mix.reshape(nj, f, ni, f).mean(axis=(1, 3)).ravel()
+
+    def signal(c: Contrast, ts, wt: np.ndarray) -> np.ndarray:
+        m = c.means[ts.key] * (1.0 - wt) + c.second[ts.key] * wt
+        a = c.means[ann] * (1.0 - wt) + c.second[ann] * wt
+        return m * ts.nucleus + a * (1.0 - ts.nucleus)
+
+    out = []
     for c in contrasts:
-        a = c.means[centre.key] * centre.nucleus + c.means[ann] * (1.0 - centre.nucleus)
+        a = signal(c, centre, w)
         a += c.std[centre.cls] * rng.standard_normal(a.size, dtype=F32)
         a *= 1.0 + c.texture[centre.cls] * tex
         img = np.clip(a, 0.0, None).reshape(nj * f, ni * f)
         img = img.reshape(nj, f, ni, f).mean(axis=(1, 3))
         for ts in side:
-            s = c.means[ts.key] * ts.nucleus + c.means[ann] * (1.0 - ts.nucleus)
-            img += s.reshape(nj, ni)
+            img += signal(c, ts, w_img).reshape(nj, ni)
         img /= 1 + len(side)
         out.append((img ** F32(c.gamma)).astype(F32))
     return out
@@ -214,7 +237,10 @@ def generate_study_v2(
         fat=m.subcut_fat,
     )
     tex_scale = float(rng_org.uniform(*a.texture_scale_mm))
+    mix_scale = float(rng_org.uniform(*a.subcluster_scale_mm))
+    maps_rim = float(rng_org.uniform(*a.cortex_rim_mm))
     maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)), belly)
+    maps.rim_mm = maps_rim
 
     grid = sagittal_grid(acq, body_cues(m, acq.centre_si_mm))
     phase_axis = 2 if acq.phase_axis == "ap" else 1  # axis of the (slices, rows, cols) array
@@ -251,12 +277,15 @@ def generate_study_v2(
     biases = [af.bias_field(ar, (rj, ri), depth) for ar in arts]
     for k in range(n):
         g_ext = _one_slice(grid_ext, k)
-        tex = _texture(rng_img, supersampled(g_ext, SUPERSAMPLE), tex_scale)
-        clean = _clean_slice(maps, g_ext, contrasts, rng_img, tex)
+        g_fine = supersampled(g_ext, SUPERSAMPLE)
+        tex = _texture(rng_img, g_fine, tex_scale)
+        mix = 1.0 / (1.0 + np.exp(-3.0 * _texture(rng_img, g_fine, mix_scale)))
+        clean = _clean_slice(maps, g_ext, contrasts, rng_img, tex, mix.astype(F32))
         for si in range(2):
             img = af.form_image(clean[si], arts[si], rng_img, biases[si], wrap_px, phase_axis - 1)
             pix[si][k] = img
         ts = maps.sample(_one_slice(grid, k), 0.0)
+        _cortex_rim(ts, (rows, cols), max(1, round(maps.rim_mm / acq.pixel_mm)))
         labels[k] = ts.label.reshape(rows, cols)
         classes[k] = ts.cls.reshape(rows, cols)
 
