@@ -126,6 +126,9 @@ class StudyRecord:
     localisation_mm: list[float] = field(default_factory=list)
     # per graded truth disc (L1-L2 .. L5-S1 with a Pfirrmann grade): assessed by the report?
     graded_assessed: list[bool] = field(default_factory=list)
+    # ... and graded by the model at all (the level found and named, confident or not): what the
+    # anatomy alone gives; the gap to graded_assessed is the grades marked indeterminate
+    graded_found: list[bool] = field(default_factory=list)
     injected_planted: list[bool] = field(default_factory=list)  # planted error flagged?
     injected_true: list[bool] = field(default_factory=list)  # untouched statement flagged?
     hallucinated_examples: list[str] = field(default_factory=list)  # for the summary, capped
@@ -425,8 +428,10 @@ def coverage_block(records: Sequence[StudyRecord]) -> dict[str, float]:
     """Share of the graded truth discs (L1-L2 .. L5-S1) that the report assesses; a failed
     study's graded discs count as not assessed."""
     graded = [g for r in records for g in r.graded_assessed]
+    found = [g for r in records for g in r.graded_found]
     return {
         "graded_discs_assessed": sum(graded) / len(graded) if graded else math.nan,
+        "graded_discs_found": sum(found) / len(found) if found else math.nan,
         "n_graded_discs": len(graded),
     }
 

@@ -59,6 +59,9 @@ def score_truth(
         record.graded_assessed = scoring.graded_discs_assessed(
             truth, report.findings if report is not None else None, indeterminate
         )
+        record.graded_found = scoring.graded_discs_assessed(
+            truth, report.raw_findings if report is not None else None
+        )
     if truth_anatomy is not None:
         if fmt in STRUCTURE_FORMATS:
             score_structures(record, truth_anatomy, anatomy)

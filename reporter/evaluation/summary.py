@@ -80,6 +80,9 @@ def structures_table(metrics: dict[str, Any]) -> str:
                 f"{_pct(cov['graded_discs_assessed'])} of {cov.get('n_graded_discs')}",
             )
         )
+    if cov.get("graded_discs_found") is not None:
+        rows.append(("graded discs found and graded (before indeterminate)",
+                     _pct(cov["graded_discs_found"])))  # fmt: skip
     return "\n".join(
         ["| structure metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     )
