@@ -92,6 +92,8 @@ class AnatomyRanges(_Strict):
     texture_scale_mm: Range
     subcluster_scale_mm: Range
     cortex_rim_mm: Range
+    deform_coarse_mm: Range
+    deform_fine_mm: Range
 
     @field_validator("bowel_kind_p")
     @classmethod

@@ -29,6 +29,7 @@ from reporter.synth.groundtruth import calibrate, measure_study
 from reporter.synth.headers import slice_headers, uid
 from reporter.synth.phantom import Phantom, _apply_overrides, _solve_nucleus
 from reporter.synth.priors import LevelTargets, fill_level_targets, sample_targets
+from reporter.synth.rasterize import project
 from reporter.synth.sites import RANDOMIZED_BASES, SITES, SiteProfile, get_site
 from reporter.synth.spine import SpineModel, build_spine
 from reporter.synth.v2 import artefacts as af
@@ -39,6 +40,7 @@ from reporter.synth.v2.acquisition import (
     sagittal_grid,
     supersampled,
 )
+from reporter.synth.v2.deform import Warp, draw_warp
 from reporter.synth.v2.intensity import Contrast, draw_contrast
 from reporter.synth.v2.organs import draw_organs
 from reporter.synth.v2.params import CLASS_ID, CLASS_NAMES, PARAMS
@@ -118,10 +120,22 @@ class _Maps:
     ) -> None:
         self.m, self.organs, self.th, self.lig, self.belly = m, organs, th, lig, belly
         self.rim_mm = 1.0
+        self.warp = Warp(np.zeros((0, 3), F32), np.zeros(0, F32), np.zeros((0, 3), F32))
         self.tables = key_tables(m)
 
+    def coords(self, g: render.Grid, dk: float, step: int) -> np.ndarray:
+        """(3, nj, ni) spine coordinates of the (deformed) anatomy at one slice's pixels:
+        projected on every `step`-th row and column, interpolated between (they are smooth)."""
+        _, nj, ni = g.shape
+        pts = g.centres(float(dk), step)
+        shape = pts.shape[:3]
+        flat = pts.reshape(-1, 3)
+        suv = project(self.m, flat + self.warp(flat))
+        co = np.stack([f.reshape(shape) for f in suv])
+        return render._upsample(render._upsample(co, nj, step, 2), ni, step, 3)[:, 0]
+
     def sample(self, g: render.Grid, dk: float, step: int = 4):
-        s, u, v = render._spine_coords(self.m, g, dk, step)
+        s, u, v = self.coords(g, dk, step)
         pts = g.centres(float(dk)).reshape(-1, 3)
         return sample_tissues(
             self.m, s.ravel(), u.ravel(), v.ravel(), self.organs, self.th, self.lig,
@@ -241,6 +255,11 @@ def generate_study_v2(
     maps_rim = float(rng_org.uniform(*a.cortex_rim_mm))
     maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)), belly)
     maps.rim_mm = maps_rim
+    maps.warp = draw_warp(
+        rng_org,
+        float(rng_org.uniform(*a.deform_coarse_mm)),
+        float(rng_org.uniform(*a.deform_fine_mm)),
+    )
 
     grid = sagittal_grid(acq, body_cues(m, acq.centre_si_mm))
     phase_axis = 2 if acq.phase_axis == "ap" else 1  # axis of the (slices, rows, cols) array
