@@ -21,6 +21,7 @@ class Artefacts:
     bias: np.ndarray  # (5, 5) log-field control points
     coil_depth_mm: float  # 0: no posterior coil fall-off
     ghosts: tuple[tuple[float, float], ...]  # (amplitude, shift as a fraction of the phase FOV)
+    window_pct: tuple[float, float] | None  # export window (low, high percentile) or None
 
     def as_meta(self) -> dict[str, object]:
         return {
@@ -30,6 +31,9 @@ class Artefacts:
             "bias_log_sd": round(float(self.bias.std()), 3),
             "coil_depth_mm": round(self.coil_depth_mm, 1),
             "ghosts": [[round(a, 3), round(s, 3)] for a, s in self.ghosts],
+            "export_window_pct": None
+            if self.window_pct is None
+            else [round(x, 2) for x in self.window_pct],
         }
 
 
@@ -45,6 +49,12 @@ def draw_artefacts(rng: np.random.Generator, params: EngineParams = PARAMS) -> A
         ghosts = tuple((amp / (k + 1), base * (k + 1) * float(rng.choice([-1, 1])))
                        for k in range(n))  # fmt: skip
     coil = float(rng.uniform(*a.coil_depth_mm)) if rng.random() < a.coil_p else 0.0
+    window = None
+    if rng.random() < a.export_p:
+        window = (
+            float(rng.uniform(*a.export_floor_pct)),
+            float(rng.uniform(*a.export_ceiling_pct)),
+        )
     return Artefacts(
         kspace_keep=(keep, keep2),
         blur_sigma_px=float(rng.uniform(*a.blur_sigma_px)),
@@ -52,6 +62,7 @@ def draw_artefacts(rng: np.random.Generator, params: EngineParams = PARAMS) -> A
         bias=rng.normal(0.0, float(rng.uniform(*a.bias_log_sd)), (5, 5)),
         coil_depth_mm=coil,
         ghosts=ghosts,
+        window_pct=window,
     )
 
 
@@ -62,7 +73,7 @@ def bias_field(art: Artefacts, shape: tuple[int, int], depth_mm: np.ndarray | No
     logb = ndimage.zoom(art.bias, zoom, order=3, mode="nearest", grid_mode=True)
     b = np.exp(logb[: shape[0], : shape[1]]).astype(F32)
     if art.coil_depth_mm > 0 and depth_mm is not None:
-        b *= (0.15 + 0.85 * np.exp(-np.clip(depth_mm, 0.0, None) / art.coil_depth_mm)).astype(F32)
+        b *= (0.05 + 0.95 * np.exp(-np.clip(depth_mm, 0.0, None) / art.coil_depth_mm)).astype(F32)
     return b
 
 
@@ -127,4 +138,8 @@ def form_image(
         img = ghost(img, art.ghosts, phase_axis)
     body = img[img > 0.15 * float(np.percentile(img, 99.5))]
     ref = float(body.mean()) if body.size else 1.0
-    return rician(img, ref / art.snr, rng)
+    img = rician(img, ref / art.snr, rng)
+    if art.window_pct is not None:
+        lo, hi = np.percentile(img[:: max(1, img.shape[0] // 128)], art.window_pct)
+        img = np.clip(img - F32(lo), 0.0, max(float(hi - lo), 1e-6))
+    return img

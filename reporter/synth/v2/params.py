@@ -76,6 +76,9 @@ class ArtefactRanges(_Strict):
     ghost_p: float
     ghost_amplitude: Range
     ghost_count: tuple[int, int]
+    export_p: float
+    export_floor_pct: Range
+    export_ceiling_pct: Range
 
 
 class AnatomyRanges(_Strict):
