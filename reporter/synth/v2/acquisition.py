@@ -58,7 +58,8 @@ def draw_acquisition(
         raise ValueError(f"Argument 'slices' must be 'mid' or 'stack', not {slices!r}.")
     f, a, sq = params.fov, params.artefacts, params.sequences
     si = _u(rng, f.si_mm)
-    ap = si * _u(rng, f.ap_over_si)
+    ratio = _u(rng, f.ap_over_si)
+    ap = si if rng.random() < f.square_p else si * ratio
     centre_si = si * _u(rng, f.centre_si_over_fov)
     margin = _u(rng, f.posterior_margin_mm)
     lateral = float(rng.normal(0.0, f.lateral_sd_mm))

@@ -73,7 +73,7 @@ def bias_field(art: Artefacts, shape: tuple[int, int], depth_mm: np.ndarray | No
     logb = ndimage.zoom(art.bias, zoom, order=3, mode="nearest", grid_mode=True)
     b = np.exp(logb[: shape[0], : shape[1]]).astype(F32)
     if art.coil_depth_mm > 0 and depth_mm is not None:
-        b *= (0.05 + 0.95 * np.exp(-np.clip(depth_mm, 0.0, None) / art.coil_depth_mm)).astype(F32)
+        b *= (0.02 + 0.98 * np.exp(-np.clip(depth_mm, 0.0, None) / art.coil_depth_mm)).astype(F32)
     return b
 
 

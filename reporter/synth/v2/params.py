@@ -54,6 +54,7 @@ class SequenceRanges(_Strict):
 class FovRanges(_Strict):
     si_mm: Range
     ap_over_si: Range
+    square_p: float  # share of square fields of view (most sagittal protocols)
     centre_si_over_fov: Range
     posterior_margin_mm: Range
     lateral_sd_mm: float
