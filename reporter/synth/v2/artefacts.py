@@ -20,6 +20,7 @@ class Artefacts:
     snr: float
     bias: np.ndarray  # (5, 5) log-field control points
     coil_depth_mm: float  # 0: no posterior coil fall-off
+    coil_power: float
     ghosts: tuple[tuple[float, float], ...]  # (amplitude, shift as a fraction of the phase FOV)
     window_pct: tuple[float, float] | None  # export window (low, high percentile) or None
 
@@ -30,6 +31,7 @@ class Artefacts:
             "snr": round(self.snr, 2),
             "bias_log_sd": round(float(self.bias.std()), 3),
             "coil_depth_mm": round(self.coil_depth_mm, 1),
+            "coil_power": round(self.coil_power, 2),
             "ghosts": [[round(a, 3), round(s, 3)] for a, s in self.ghosts],
             "export_window_pct": None
             if self.window_pct is None
@@ -49,6 +51,7 @@ def draw_artefacts(rng: np.random.Generator, params: EngineParams = PARAMS) -> A
         ghosts = tuple((amp / (k + 1), base * (k + 1) * float(rng.choice([-1, 1])))
                        for k in range(n))  # fmt: skip
     coil = float(rng.uniform(*a.coil_depth_mm)) if rng.random() < a.coil_p else 0.0
+    power = float(rng.uniform(*a.coil_power))
     window = None
     if rng.random() < a.export_p:
         window = (
@@ -63,6 +66,7 @@ def draw_artefacts(rng: np.random.Generator, params: EngineParams = PARAMS) -> A
         coil_depth_mm=coil,
         ghosts=ghosts,
         window_pct=window,
+        coil_power=power,
     )
 
 
@@ -73,7 +77,10 @@ def bias_field(art: Artefacts, shape: tuple[int, int], depth_mm: np.ndarray | No
     logb = ndimage.zoom(art.bias, zoom, order=3, mode="nearest", grid_mode=True)
     b = np.exp(logb[: shape[0], : shape[1]]).astype(F32)
     if art.coil_depth_mm > 0 and depth_mm is not None:
-        b *= (0.02 + 0.98 * np.exp(-np.clip(depth_mm, 0.0, None) / art.coil_depth_mm)).astype(F32)
+        # Receive sensitivity of a posterior array: flat near the coil, then falling steeply
+        # (half at coil_depth_mm), which darkens the abdomen of real lumbar images.
+        d = np.clip(depth_mm, 0.0, None) / art.coil_depth_mm
+        b *= (1.0 / (1.0 + d**art.coil_power)).astype(F32)
     return b
 
 

@@ -72,6 +72,7 @@ class ArtefactRanges(_Strict):
     bias_log_sd: Range
     coil_p: float
     coil_depth_mm: Range
+    coil_power: Range
     wrap_p: float
     wrap_fraction: Range
     ghost_p: float

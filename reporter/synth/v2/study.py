@@ -287,7 +287,7 @@ def generate_study_v2(
     pix = [np.zeros(grid.shape, F32), np.zeros(grid.shape, F32)]
     labels = np.zeros(grid.shape, np.int16)
     classes = np.zeros(grid.shape, np.uint8)
-    posterior_y = float(m.point(0.0, 0.0, m.skin_posterior)[1])
+    posterior_y = body_cues(m, acq.centre_si_mm)[1]  # the coil lies under the back
     _, rj, ri = grid_ext.shape
     jj, ii = np.meshgrid(np.arange(rj), np.arange(ri), indexing="ij")
     depth = posterior_y - (
