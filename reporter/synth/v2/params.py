@@ -99,7 +99,6 @@ class AnatomyRanges(_Strict):
     cortex_rim_mm: Range
     deform_coarse_mm: Range
     deform_fine_mm: Range
-    spinous_tilt_mm: Range
 
     @field_validator("bowel_kind_p")
     @classmethod

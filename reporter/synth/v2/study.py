@@ -120,7 +120,6 @@ class _Maps:
     ) -> None:
         self.m, self.organs, self.th, self.lig, self.belly = m, organs, th, lig, belly
         self.rim_mm = 1.0
-        self.spinous_tilt = 0.0
         self.warp = Warp(np.zeros((0, 3), F32), np.zeros(0, F32), np.zeros((0, 3), F32))
         self.tables = key_tables(m)
 
@@ -140,7 +139,7 @@ class _Maps:
         pts = g.centres(float(dk)).reshape(-1, 3)
         return sample_tissues(
             self.m, s.ravel(), u.ravel(), v.ravel(), self.organs, self.th, self.lig,
-            self.tables, self.belly, (pts[:, 1], pts[:, 2]), self.spinous_tilt,
+            self.tables, self.belly, (pts[:, 1], pts[:, 2]),
         )  # fmt: skip
 
 
@@ -256,7 +255,6 @@ def generate_study_v2(
     maps_rim = float(rng_org.uniform(*a.cortex_rim_mm))
     maps = _Maps(m, organs, thoracic, float(rng_org.uniform(*a.all_pll_mm)), belly)
     maps.rim_mm = maps_rim
-    maps.spinous_tilt = float(rng_org.uniform(*a.spinous_tilt_mm))
     maps.warp = draw_warp(
         rng_org,
         float(rng_org.uniform(*a.deform_coarse_mm)),

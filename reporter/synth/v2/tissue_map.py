@@ -185,18 +185,8 @@ def sample_tissues(
     tables: tuple[np.ndarray, np.ndarray],
     belly: Belly | None = None,
     yz: tuple[np.ndarray, np.ndarray] | None = None,
-    spinous_tilt: float = 0.0,
 ) -> TissueSample:
-    """Classes, intensity keys, nucleus fractions and contract labels at points (s, u, v).
-
-    `spinous_tilt` (mm) shears everything behind the canal caudally with distance from it:
-    v1's spinous processes stick straight back, a comb a classifier spots at once; real ones
-    slope down. The canal, foramina and discs (all the ground truth) lie in front and are
-    untouched."""
-    if spinous_tilt:
-        i = m.idx(s)
-        wall = m.tables["B"][i] + 2.0 * m.tables["b_bc"][i] + 2.0
-        s = s - F32(spinous_tilt) * np.clip((v - wall) / 30.0, 0.0, 1.0).astype(F32)
+    """Classes, intensity keys, nucleus fractions and contract labels at points (s, u, v)."""
     sm = sample(m, s, u, v)
     to_key, key_cls = tables
     key = to_key[sm.tissue]
