@@ -316,7 +316,7 @@ def montage_v2(out_dir: Path, seeds: tuple[int, ...] = (1_000_320, 1_000_321, 1_
     size = 192
     spider = REAL / "spider" / "images"
     rows: list[list[object]] = [[], [], []]
-    for name in ("100_t1", "100_t2", "104_t1", "104_t2"):
+    for name in ("104_t1", "104_t2", "9_t1", "9_t2"):  # training-split patients
         p = spider / f"{name}.png"
         if p.is_file():
             a = undo_orientation(np.asarray(Image.open(p).convert("L"), float), 6)
