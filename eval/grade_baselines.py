@@ -1,6 +1,6 @@
 """Grading baselines on the VLM's own real crops: majority class and a plain CNN.
 
-    python -m reporter.training.grade_baselines --shards runs/realvlm \
+    python eval/grade_baselines.py --shards runs/realvlm \
         --out eval/results/grading_baselines_real.json [--epochs 30] [--threads 2]
 
 The crops are exactly what the VLM sees for each disc (the `level_sag` view of the shards written
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         print(json.dumps({name: results[name]}, indent=1), flush=True)
     results["seconds"] = round(time.time() - t0, 1)
-    results["command"] = "python -m reporter.training.grade_baselines " + " ".join(
+    results["command"] = "python eval/grade_baselines.py " + " ".join(
         argv if argv is not None else __import__("sys").argv[1:]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
