@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({name: results[name]}, indent=1), flush=True)
     results["seconds"] = round(time.time() - t0, 1)
     results["command"] = "python eval/grade_baselines.py " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
+        argv if argv is not None else sys.argv[1:]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(M.nan_to_none(results), indent=1) + "\n")

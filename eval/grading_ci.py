@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reporter.evaluation import metrics as M
-from reporter.evaluation.scoring import UNASSESSED, _condition_labels
+from reporter.evaluation.scoring import UNASSESSED, condition_labels
 
 DEFAULT_CONDITIONS = "pfirrmann,modic,herniation,narrowing,bulging,spondylolisthesis"
 
@@ -45,7 +45,7 @@ def rows_of(run_dirs: list[Path], cond: str) -> tuple[list[str], list[Any], list
 
 def summarise(run_dirs: list[Path], cond: str) -> dict[str, Any]:
     groups, truth, pred = rows_of(run_dirs, cond)
-    labels = [*_condition_labels(cond), UNASSESSED]
+    labels = [*condition_labels(cond), UNASSESSED]
     kept = [i for i, p in enumerate(pred) if p != UNASSESSED]
     g_a = [groups[i] for i in kept]
     t_a = [truth[i] for i in kept]

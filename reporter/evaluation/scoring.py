@@ -323,13 +323,13 @@ def _example(record: StudyRecord, level: str, fld: str, value: Any, why: str) ->
 # --- many studies -------------------------------------------------------------------------------
 
 
-def _condition_labels(cond: str) -> list[Any]:
+def condition_labels(cond: str) -> list[Any]:
     return list(field_values(ALL_CONDITIONS[cond][0]))
 
 
 def condition_block(records: Sequence[StudyRecord], cond: str) -> dict[str, float]:
     pairs = [p for r in records for p in r.pairs.get(cond, [])]
-    labels = _condition_labels(cond)
+    labels = condition_labels(cond)
     block = M.condition_metrics([p[0] for p in pairs], [p[1] for p in pairs], labels)
     # The same with every unassessed truth value counted as wrong (a failed study or a level
     # not found must not make the grades look better): predicted as a value never right.
