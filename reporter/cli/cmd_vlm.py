@@ -117,10 +117,19 @@ def train_cmd(
         bool,
         typer.Option(help="Class-weight the grade heads by the training grades' frequencies."),
     ] = False,
+    geometric_augment: Annotated[
+        bool,
+        typer.Option(
+            help="Also rotate, scale and shift level crops and add a bias field (for real data)."
+        ),
+    ] = False,
 ) -> None:
     """Train the VLM from scratch on phantoms (and/or folders with ground truth)."""
+    from dataclasses import asdict
+
     import torch
 
+    from reporter.training.vlm_batches import Augment
     from reporter.training.vlm_train import TrainConfig, train
 
     if torch.get_num_threads() > 4 and device != "cuda":
@@ -155,6 +164,7 @@ def train_cmd(
         time_limit_s=time_limit, seed=seed, reload_every=reload_every,
         checkpoint_every=checkpoint_every, vision_steps=vision_steps, aux_weight=aux_weight,
         balance_heads=balance_heads,
+        augment=asdict(Augment.real() if geometric_augment else Augment()),
     )  # fmt: skip
     summary = train(train_dirs, out, cfg, val_dirs=val_dirs or None, resume=resume, init=init)
     out_console.print(

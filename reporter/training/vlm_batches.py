@@ -4,7 +4,10 @@ One batch = some studies; its image table holds every view of every study; its s
 study's level sequences and study sequence, answers teacher-forced from the ground truth. The
 augmentation is what makes the model honest about missing series and robust across sites: whole
 series are dropped at random (and the fields needing them become forced "na", exactly as at
-inference), and every channel gets a random gamma, gain and noise.
+inference), and every channel gets a random gamma, gain and noise. Level crops also get a small
+random rotation, scale and shift (real localisation is never exactly centred, and 390 real
+training patients are few enough to memorise) and a smooth multiplicative bias field (surface
+coil fall-off differs by site).
 """
 
 from __future__ import annotations
@@ -31,10 +34,19 @@ class Augment:
     gamma: tuple[float, float] = (0.7, 1.4)
     gain: tuple[float, float] = (0.85, 1.15)
     noise: tuple[float, float] = (0.0, 0.04)
+    rotate_deg: float = 0.0  # level crops: uniform in +-rotate_deg
+    scale: tuple[float, float] = (1.0, 1.0)
+    shift_px: float = 0.0  # uniform in +-shift_px on the 64-pixel crop
+    bias: float = 0.0  # bias field exp(linear ramp), its log spanning up to +-bias over a crop
 
     @classmethod
     def none(cls) -> Augment:
         return cls(0.0, 0.0, 0.0, 0.0, (1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
+
+    @classmethod
+    def real(cls) -> Augment:
+        """The default plus the geometric and bias-field augmentation for real crops."""
+        return cls(rotate_deg=10.0, scale=(0.9, 1.1), shift_px=3.0, bias=0.3)
 
 
 class Batcher:
@@ -144,6 +156,10 @@ class Batcher:
             if rng.random() < aug.drop_foramen:
                 l_img[:, vi] = 0.0
                 l_pres[:, vi] = False
+        if len(l_img) and (aug.rotate_deg or aug.shift_px or aug.scale != (1.0, 1.0)):
+            l_img = _warp(l_img, aug, rng)
+        if aug.bias and len(l_img):
+            l_img = _bias(l_img, aug.bias, rng)
         for ch in range(3):
             gamma = rng.uniform(*aug.gamma)
             gain = rng.uniform(*aug.gain)
@@ -161,3 +177,33 @@ def _level_name(index: int) -> str:
     from reporter.contracts.findings import LEVELS
 
     return LEVELS[index]
+
+
+def _warp(img: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """One random similarity transform per level view (all channels alike: they are co-registered
+    samples of one place); border values fill what comes in from outside."""
+    x = torch.from_numpy(img.reshape(-1, *img.shape[-3:]))
+    n, size = x.shape[0], x.shape[-1]
+    a = np.deg2rad(rng.uniform(-aug.rotate_deg, aug.rotate_deg, n))
+    s = rng.uniform(*aug.scale, n)
+    t = rng.uniform(-aug.shift_px, aug.shift_px, (n, 2)) * 2.0 / size
+    theta = np.zeros((n, 2, 3), np.float32)
+    theta[:, 0, 0], theta[:, 0, 1] = np.cos(a) / s, -np.sin(a) / s
+    theta[:, 1, 0], theta[:, 1, 1] = np.sin(a) / s, np.cos(a) / s
+    theta[:, :, 2] = t
+    grid = torch.nn.functional.affine_grid(torch.from_numpy(theta), list(x.shape), False)
+    out = torch.nn.functional.grid_sample(x, grid, "bilinear", "border", False)
+    return out.numpy().reshape(img.shape)
+
+
+def _bias(img: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Multiply each level view and channel's intensities (shifted to start at 0) by
+    exp(a x + b y), a smooth ramp like a surface coil's fall-off."""
+    size = img.shape[-1]
+    lin = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    coef = rng.uniform(-amplitude, amplitude, (*img.shape[:-2], 2)).astype(np.float32)
+    field = np.exp(
+        coef[..., 0, None, None] * lin[None, :, None]
+        + coef[..., 1, None, None] * lin[None, None, :]
+    )
+    return (np.clip(img + 0.5, 0.0, None) * field - 0.5).astype(np.float32)
