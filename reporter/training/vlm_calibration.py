@@ -56,7 +56,7 @@ def collect_logits(
             target = int((allowed == b["sup_target"][k]).nonzero()[0, 0])
             out[name].append((rows[k, allowed].numpy(), target))
             if values is not None and name not in values:
-                values[name] = [model.tokenizer.decode([int(i)]).strip() for i in allowed]
+                values[name] = [net.tokenizer.decode([int(i)]).strip() for i in allowed]
     return out
 
 
