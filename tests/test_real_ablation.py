@@ -7,9 +7,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from real_ablation import without  # noqa: E402
+from real_ablation import without
 
-from reporter.vlm.views import CHANNELS, StudyViews  # noqa: E402
+from reporter.vlm.views import CHANNELS, StudyViews
 
 
 def test_without_t1_marks_t1_absent_and_keeps_t2() -> None:
