@@ -7,6 +7,8 @@ from typing import Any
 from reporter.contracts.findings import LEVEL_FIELDS
 from reporter.contracts.report import Report
 from reporter.contracts.study import Study
+from reporter.render.apart import apart_section
+from reporter.render.limits import field_words, input_limits, input_wide, level_limits
 from reporter.render.statements import (
     ASSERTED,
     UNCONFIRMED_TITLE,
@@ -92,6 +94,7 @@ def technique(study: Study) -> dict[str, Any]:
 def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]:
     out = []
     skip = redundant(statements)
+    wide = input_wide(statements)  # said once in the technique, not under every level
     for lf in report.raw_findings.levels:
         here = [s for s in statements if s.level == lf.level]
         shown = [s for s in here if s.status in ASSERTED]
@@ -102,7 +105,6 @@ def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]
         # The details table lists every shown statement that is not a positive line.
         normal = [s for s in shown if not s.abnormal or s.key in skip]
         na = [s for s in here if s.status == "not_assessable"]
-        reasons = sorted({s.reason for s in na})
         out.append(
             {
                 "level": lf.level,
@@ -114,13 +116,28 @@ def _levels(report: Report, statements: list[Statement]) -> list[dict[str, Any]]
                 "normal_indeterminate": [
                     s for s in normal if s.status == "indeterminate" and not s.abnormal
                 ],
-                "not_assessable": na,
-                "not_assessable_reasons": reasons,
+                # Only what is specific to this level; input-wide limits are in `input_limits`.
+                "not_assessable": [s for s in na if s.field not in wide],
+                "not_assessable_groups": level_limits(here, wide),
+                "not_assessable_reasons": sorted({s.reason for s in na}),
                 "withheld": [s for s in here if s.status == "withheld"],
                 "unconfirmed": [s for s in here if s.status == "unconfirmed"],
+                "not_stated": _not_stated(here),
                 "all_not_assessable": len(na) == len(here),
             }
         )
+    return out
+
+
+def _not_stated(here: list[Statement]) -> list[dict[str, str]]:
+    """The fields a level leaves out because their statement is listed apart, named without the
+    claim: in a report an unmentioned structure reads as normal, so the gap is said where it is
+    (the claims themselves are listed once, at the end)."""
+    out = []
+    for status, why in (("withheld", "contradicted"), ("unconfirmed", "not confirmed")):
+        fields = [s.field for s in here if s.status == status]
+        if fields:
+            out.append({"what": field_words(fields), "why": why})
     return out
 
 
@@ -134,6 +151,8 @@ def build_context(
     prov = report.provenance
     anatomy = report.technique.get("anatomy", {})
     study_statements = [s for s in statements if s.level is None]
+    withheld = apart_section(statements, "withheld")
+    unconfirmed = apart_section(statements, "unconfirmed")
     return {
         "disclaimer": DISCLAIMER,
         "disclaimer_detail": DISCLAIMER_DETAIL,
@@ -148,16 +167,18 @@ def build_context(
             "indication": indication,
         },
         "technique": technique(study),
+        "input_limits": input_limits(statements),
         "notes": list(report.technique.get("notes", [])),
         "anatomy": anatomy,
         "study_statements": study_statements,
         "levels": _levels(report, statements),
         "impression": impression(statements),
-        "withheld": [s for s in statements if s.status == "withheld"],
-        "withheld_levels": list(
-            dict.fromkeys(s.level or "study" for s in statements if s.status == "withheld")
-        ),
-        "unconfirmed": [s for s in statements if s.status == "unconfirmed"],
+        # Listed apart, once, at the end: weightiest first (templates/clinical_weight.json).
+        "withheld": withheld["all"],
+        "withheld_section": withheld,
+        "withheld_levels": withheld["levels"],
+        "unconfirmed": unconfirmed["all"],
+        "unconfirmed_section": unconfirmed,
         "unconfirmed_title": UNCONFIRMED_TITLE,
         "indeterminate": [s for s in statements if s.status == "indeterminate"],
         "key_images": key_images or {},

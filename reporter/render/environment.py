@@ -13,6 +13,12 @@ def _pct(p: float | None) -> str:
     return "-" if p is None else f"{p:.2f}"
 
 
+def _sentence(text: str) -> str:
+    """First letter upper case, the rest as written ('grade 1 anterolisthesis of L4 on L5' ->
+    'Grade 1 ...'; jinja's `capitalize` would lower-case 'L4')."""
+    return text[:1].upper() + text[1:]
+
+
 @cache
 def environment() -> Environment:
     """Autoescape everything except the plain-text template (escaping would corrupt it)."""
@@ -30,6 +36,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["prob"] = _pct
+    env.filters["sentence"] = _sentence
     return env
 
 

@@ -28,6 +28,7 @@ from reporter.contracts.findings import (
     split_level,
 )
 from reporter.contracts.verdicts import Measurement, Verdict
+from reporter.render.clinical_weight import weight
 
 Status = Literal["reported", "withheld", "unconfirmed", "indeterminate", "not_assessable"]
 ASSERTED: tuple[Status, ...] = ("reported", "indeterminate")  # what a report body states
@@ -36,28 +37,6 @@ UNCONFIRMED_TITLE = "Model suggestions the images could not confirm -- not asser
 
 LEE_WORDS = {0: "no", 1: "mild", 2: "moderate", 3: "severe"}
 SEVERITY_ORDER = {"none": 0, "mild": 1, "moderate": 2, "severe": 3}
-
-# How much a positive statement matters clinically, to order the impression (higher first).
-# Neural compromise first (canal, foramina, recesses, slip), then inflammatory endplate change,
-# then degeneration. Values are ranks, not probabilities.
-_SIGNIFICANCE: dict[str, dict[Any, float]] = {
-    "canal_stenosis": {"severe": 100, "moderate": 70, "mild": 40},
-    "herniation": {"extrusion": 90, "protrusion": 55, "bulge": 24},
-    "foraminal_stenosis_left": {3: 85, 2: 60, 1: 35},
-    "foraminal_stenosis_right": {3: 85, 2: 60, 1: 35},
-    "subarticular_stenosis_left": {"severe": 80, "moderate": 58, "mild": 33},
-    "subarticular_stenosis_right": {"severe": 80, "moderate": 58, "mild": 33},
-    "spondylolisthesis": {4: 88, 3: 84, 2: 78, 1: 50},
-    "modic_upper": {1: 45, 2: 28, 3: 26},
-    "modic_lower": {1: 45, 2: 28, 3: 26},
-    "disc_bulging": {True: 20},
-    "disc_narrowing": {"severe": 22, "moderate": 18, "mild": 12},
-    "pfirrmann": {5: 15, 4: 10, 3: 6},
-    "endplate_defect_upper": {True: 5},
-    "endplate_defect_lower": {True: 5},
-    "lumbar_vertebrae": {4: 8, 6: 8},  # matters for level naming at surgery
-    "transitional": {"L6": 8, "sacralized_L5": 8, "lumbarized_S1": 8},
-}
 
 FIELD_TITLES: dict[str, str] = {
     "pfirrmann": "Disc degeneration (Pfirrmann)",
@@ -81,7 +60,9 @@ FIELD_TITLES: dict[str, str] = {
 
 
 def significance(field_name: str, value: Any) -> float:
-    return float(_SIGNIFICANCE.get(field_name, {}).get(value, 0.0))
+    """Clinical weight of a positive statement (templates/clinical_weight.json), to order the
+    impression and the key images (higher first)."""
+    return weight(field_name, value)
 
 
 def _zone_words(zone: str | None) -> str:
@@ -110,7 +91,7 @@ def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]
     if field_name == "pfirrmann":
         if value in (1, 2):
             return f"normal disc signal (Pfirrmann grade {value})"
-        return f"disc degeneration, Pfirrmann grade {value}"
+        return f"disc degeneration (Pfirrmann grade {value})"
     if field_name == "disc_narrowing":
         return "preserved disc height" if value == "none" else f"{value} disc space narrowing"
     if field_name == "disc_bulging":
@@ -343,10 +324,11 @@ def _withheld_reason(s: Statement) -> str:
     return f"withheld: contradicted by the images ({s.reason})"
 
 
-def redundant(statements: list[Statement]) -> set[str]:
+def redundant(statements: list[Statement], statuses: tuple[Status, ...] = ASSERTED) -> set[str]:
     """Keys of statements another one already says: 'disc bulge' (disc_bulging) next to a
-    herniation graded 'bulge' at the same level. They stay in tables, not in the prose."""
-    shown = {(s.level, s.field): s for s in statements if s.status in ASSERTED}
+    herniation graded 'bulge' at the same level, both with one of `statuses`. They stay in
+    tables, not in the prose."""
+    shown = {(s.level, s.field): s for s in statements if s.status in statuses}
     out = set()
     for (level, fld), s in shown.items():
         hern = shown.get((level, "herniation"))
