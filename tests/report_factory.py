@@ -198,6 +198,14 @@ def canal_measurement(study: Study, anatomy: Anatomy, level: str, ap_mm: float) 
     )
 
 
+def unverifiable(v: Verdict, reason: str) -> Verdict:
+    """The same claim judged unverifiable for `reason`, without evidence."""
+    return Verdict(
+        level=v.level, field=v.field, claimed=v.claimed, verdict="unverifiable", reason=reason,
+        rule=v.field,
+    )  # fmt: skip
+
+
 def make_verdicts(
     findings: StudyFindings, study: Study, anatomy: Anatomy, contradicted: set[tuple[str, str]]
 ) -> list[Verdict]:

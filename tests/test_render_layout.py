@@ -13,7 +13,6 @@ import pytest
 from pydantic import ValidationError
 
 from reporter.contracts.findings import lumbar_levels
-from reporter.contracts.verdicts import Verdict
 from reporter.pipeline import assemble_report
 from reporter.render import outputs
 from reporter.render.clinical_weight import FILE, WeightFile, weight
@@ -21,6 +20,7 @@ from reporter.render.provenance import now_iso
 from reporter.render.statements import UNCONFIRMED_TITLE, significance
 from reporter.resources import resource_dir
 from tests.report_factory import make_findings, make_study, make_verdicts
+from tests.report_factory import unverifiable as as_unverifiable
 
 NO_AXIAL = "needs an axial series (the foramina lie outside a mid-sagittal slice)"
 MOTION = "motion artefact through this disc"
@@ -62,17 +62,7 @@ def _render(
     findings = make_findings(overrides)
     verdicts = make_verdicts(findings, study, anatomy, set(contradicted))
     if unverifiable is not None:
-        verdicts = [
-            Verdict(
-                level=v.level,
-                field=v.field,
-                claimed=v.claimed,
-                verdict="unverifiable",
-                reason=unverifiable,
-                rule=v.field,
-            )
-            for v in verdicts
-        ]
+        verdicts = [as_unverifiable(v, unverifiable) for v in verdicts]
     measurements = [m for v in verdicts for m in v.evidence]
     report, statements = assemble_report(
         study, anatomy, findings, verdicts, measurements, {"model_name": "t"}, None, now_iso()

@@ -14,12 +14,11 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from reporter.contracts.verdicts import Verdict
 from reporter.pipeline import assemble_report
 from reporter.render import outputs
 from reporter.render.provenance import now_iso
 from reporter.render.statements import UNCONFIRMED_TITLE
-from tests.report_factory import make_findings, make_study, make_verdicts
+from tests.report_factory import make_findings, make_study, make_verdicts, unverifiable
 
 MODEL_INFO = {"model_name": "test-vlm", "model_sha256": "ab" * 32}
 
@@ -37,14 +36,7 @@ def _make(withhold: bool = True):
     findings = make_findings(OVERRIDES)
     verdicts = make_verdicts(findings, study, anatomy, {("L2-L3", "canal_stenosis")})
     verdicts = [
-        Verdict(
-            level=v.level,
-            field=v.field,
-            claimed=v.claimed,
-            verdict="unverifiable",
-            reason="no left foraminal fat / root measurement at this level",
-            rule=v.field,
-        )
+        unverifiable(v, "no left foraminal fat / root measurement at this level")
         if (v.level, v.field) in UNVERIFIABLE
         else v
         for v in verdicts

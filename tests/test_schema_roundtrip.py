@@ -145,3 +145,22 @@ def test_typical_normal_values_are_normal_and_cover_every_field():
     assert list(TYPICAL_NORMAL) == list(LEVEL_FIELDS)
     for field, value in TYPICAL_NORMAL.items():
         assert value in NORMAL_VALUES[field] and not is_abnormal(field, value)
+
+
+def test_study_fields_values_and_normals_come_from_the_schema():
+    from reporter.contracts.findings import (
+        STUDY_FIELDS,
+        STUDY_NORMAL_VALUES,
+        is_abnormal,
+        study_field_values,
+    )
+
+    assert set(STUDY_NORMAL_VALUES) == set(STUDY_FIELDS)
+    assert study_field_values("lumbar_vertebrae") == (4, 5, 6)
+    assert "sacralized_L5" in study_field_values("transitional")
+    for field, normal in STUDY_NORMAL_VALUES.items():
+        values = study_field_values(field)
+        assert normal <= set(values)
+        abnormal = [v for v in values if is_abnormal(field, v)]
+        assert abnormal == [v for v in values if v not in normal]
+        assert not is_abnormal(field, None)

@@ -251,9 +251,31 @@ TYPICAL_NORMAL: dict[str, Any] = {
 }
 
 
+# Study-level statements (StudyLevelFindings) and their normal values.
+STUDY_FIELDS: tuple[str, ...] = tuple(StudyLevelFindings.model_fields)
+STUDY_NORMAL_VALUES: dict[str, set[Any]] = {
+    "lumbar_vertebrae": {5},
+    "transitional": {"none"},
+    "alignment": {"normal"},
+}
+
+
+def study_field_values(field: str) -> tuple[Any, ...]:
+    """What a study-level field may say: a Finding's literal values, or the integer range of
+    `lumbar_vertebrae` (its ge / le bounds)."""
+    info = StudyLevelFindings.model_fields[field]
+    if field == "lumbar_vertebrae":
+        bounds = {type(m).__name__: m for m in info.metadata}
+        return tuple(range(bounds["Ge"].ge, bounds["Le"].le + 1))
+    value_ann = info.annotation.model_fields["value"].annotation  # type: ignore[union-attr]
+    return get_args(next(a for a in get_args(value_ann) if a is not type(None)))
+
+
 def is_abnormal(field: str, value: Any) -> bool:
-    """A positive statement: a field with an abnormal value (ARCHITECTURE.md, hallucination)."""
-    return value is not None and value not in NORMAL_VALUES[field]
+    """A positive statement: a field with an abnormal value (ARCHITECTURE.md, hallucination);
+    level fields and study-level fields alike."""
+    normal = NORMAL_VALUES[field] if field in NORMAL_VALUES else STUDY_NORMAL_VALUES[field]
+    return value is not None and value not in normal
 
 
 def json_schema() -> dict[str, Any]:

@@ -38,6 +38,7 @@ def apart_section(statements: list[Statement], status: Status) -> dict[str, Any]
     """What the templates need for one list: every item (HTML), the first few (text), how many
     the text leaves out, the shared reason and the levels involved."""
     items = ordered(statements, status)
+    keys = {s.key for s in items}
     limit = text_max_items()
     return {
         "all": items,
@@ -45,5 +46,5 @@ def apart_section(statements: list[Statement], status: Status) -> dict[str, Any]
         "text_more": max(0, len(items) - limit),
         "shared_reason": shared_reason(items),
         # Cranio-caudal, as the impression names levels.
-        "levels": list(dict.fromkeys(s.level or "study" for s in statements if s in items)),
+        "levels": list(dict.fromkeys(s.level or "study" for s in statements if s.key in keys)),
     }

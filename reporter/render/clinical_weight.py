@@ -14,23 +14,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reporter.contracts.findings import LEVEL_FIELDS, field_values, is_abnormal
+from reporter.contracts.findings import (
+    LEVEL_FIELDS,
+    STUDY_FIELDS,
+    field_values,
+    is_abnormal,
+    study_field_values,
+)
 from reporter.errors import ModelFileError
 from reporter.resources import resource_dir
 
 FILE = "clinical_weight.json"
-
-# Study-level fields and the values they may take (LevelFindings fields come from the schema).
-_STUDY_VALUES: dict[str, tuple[Any, ...]] = {
-    "lumbar_vertebrae": (4, 5, 6),
-    "transitional": ("none", "L6", "sacralized_L5", "lumbarized_S1"),
-    "alignment": ("normal", "reduced_lordosis", "increased_lordosis", "scoliosis"),
-}
-_STUDY_NORMAL: dict[str, Any] = {
-    "lumbar_vertebrae": 5,
-    "transitional": "none",
-    "alignment": "normal",
-}
 
 
 def value_key(value: Any) -> str:
@@ -41,13 +35,7 @@ def value_key(value: Any) -> str:
 
 
 def _allowed(field: str) -> tuple[Any, ...]:
-    return _STUDY_VALUES[field] if field in _STUDY_VALUES else field_values(field)
-
-
-def _abnormal(field: str, value: Any) -> bool:
-    if field in _STUDY_NORMAL:
-        return value != _STUDY_NORMAL[field]
-    return is_abnormal(field, value)
+    return study_field_values(field) if field in STUDY_FIELDS else field_values(field)
 
 
 class ApartList(BaseModel):
@@ -66,7 +54,7 @@ class WeightFile(BaseModel):
 
     @model_validator(mode="after")
     def _known_fields_and_values(self) -> WeightFile:
-        known = set(LEVEL_FIELDS) | set(_STUDY_VALUES)
+        known = set(LEVEL_FIELDS) | set(STUDY_FIELDS)
         for field, by_value in self.weights.items():
             if field not in known:
                 raise ValueError(f"weights.{field}: not a field of the finding schema")
@@ -77,7 +65,7 @@ class WeightFile(BaseModel):
                         f"weights.{field}.{key}: not a value of the field "
                         f"(one of {', '.join(allowed)})"
                     )
-                if not _abnormal(field, allowed[key]):
+                if not is_abnormal(field, allowed[key]):
                     # A normal value never ranks: a weight on it would be a typo.
                     raise ValueError(f"weights.{field}.{key}: a normal value has no weight")
                 if weight < 0:

@@ -146,16 +146,6 @@ def phrase(field_name: str, value: Any, level: str | None, extra: dict[str, Any]
     return f"{field_name.replace('_', ' ')}: {value}"
 
 
-def _study_abnormal(field_name: str, value: Any) -> bool:
-    if field_name == "lumbar_vertebrae":
-        return value not in (None, 5)
-    if field_name == "transitional":
-        return value not in (None, "none")
-    if field_name == "alignment":
-        return value not in (None, "normal")
-    return is_abnormal(field_name, value)
-
-
 @dataclass
 class Statement:
     """One rendered statement and everything a reader may want to know about it."""
@@ -245,7 +235,7 @@ def build_statements(
                 significance=0.0,
             )
         value = finding.value
-        abnormal = _study_abnormal(name, value) if level is None else is_abnormal(name, value)
+        abnormal = is_abnormal(name, value)
         status: Status = "reported"
         reason = verdict.reason if verdict else "not checked against the images"
         if verdict is not None and verdict.verdict == "contradicted":

@@ -202,8 +202,5 @@ def _bias(img: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.nda
     size = img.shape[-1]
     lin = np.linspace(-0.5, 0.5, size, dtype=np.float32)
     coef = rng.uniform(-amplitude, amplitude, (*img.shape[:-2], 2)).astype(np.float32)
-    field = np.exp(
-        coef[..., 0, None, None] * lin[None, :, None]
-        + coef[..., 1, None, None] * lin[None, None, :]
-    )
+    field = np.exp(coef[..., 0, None, None] * lin[:, None] + coef[..., 1, None, None] * lin)
     return (np.clip(img + 0.5, 0.0, None) * field - 0.5).astype(np.float32)
