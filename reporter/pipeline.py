@@ -20,6 +20,7 @@ from reporter.contracts.report import Report
 from reporter.contracts.study import Study
 from reporter.contracts.verdicts import Measurement, Verdict
 from reporter.errors import InputMissingError, UsageError
+from reporter.grounding import policy as report_policy
 from reporter.grounding.check import check as check_findings
 from reporter.ingest import load_study
 from reporter.ingest.assessability import unassessable_fields
@@ -134,12 +135,21 @@ def assemble_report(
     started: str,
     timings: dict[str, float] | None = None,
     withhold_unverifiable_positive: bool = True,
+    policy: str | None = None,
 ) -> tuple[Report, list[Statement]]:
     """The `Report` from the stages' results, and the statements every renderer shows.
 
-    `withhold_unverifiable_positive` (default on, docs/report.md): an abnormal finding the
-    images could not verify is listed as an unconfirmed suggestion, not asserted."""
-    statements = build_statements(raw, verdicts, threshold, withhold_unverifiable_positive)
+    `policy` (reporter.grounding.policy; None: evidence_policy.json's default): "bands" lists an
+    abnormal finding the tolerance bands could not verify as an unconfirmed suggestion;
+    "contradicted-only" asserts it; "posterior" asserts it when its evidence-weighted posterior
+    reaches the validated threshold. `withhold_unverifiable_positive=False` is
+    "contradicted-only", kept for callers of the older switch."""
+    name = resolve_policy(policy, withhold_unverifiable_positive)
+    assert_at = None
+    if name == "posterior":
+        verdicts = report_policy.apply_posterior(raw, verdicts)
+        assert_at = report_policy.thresholds().assert_at
+    statements = build_statements(raw, verdicts, threshold, name == "bands", assert_at=assert_at)
     provenance = build_provenance(study, model_info, anatomy, started)
     provenance.timings_s.update(timings or {})
     report = Report(
@@ -166,6 +176,14 @@ def assemble_report(
     return report, statements
 
 
+def resolve_policy(policy: str | None, withhold_unverifiable_positive: bool = True) -> str:
+    """The report policy a call asks for: the older switch off means contradicted-only; else the
+    named one, or evidence_policy.json's default."""
+    if not withhold_unverifiable_positive:
+        return "contradicted-only"
+    return report_policy.check_policy(policy) if policy else report_policy.default_policy()
+
+
 def study_anatomy(study: Study, seg: str | os.PathLike[str] | None = None) -> Anatomy:
     """The anatomy `report_study` uses when none is passed (the evaluation harness asks for the
     same one): the label map `seg` when given; for 2-D images (a study with input notes) the
@@ -190,6 +208,7 @@ def report_study(
     indication: str | None = None,
     indeterminate_below: float | None = None,
     withhold_unverifiable_positive: bool = True,
+    policy: str | None = None,
 ) -> Report:
     """Report one study; with `out_dir`, write report.txt / .html, findings.json, report.sr.dcm,
     seg.dcm and provenance.json there (all or none).
@@ -199,6 +218,8 @@ def report_study(
     structured report, another model) instead of running the VLM; they are checked the same way.
     `withhold_unverifiable_positive=False` asserts abnormal findings the images could not verify
     (the contradicted-only policy); by default they are listed apart, not asserted.
+    `policy` names the report policy ("bands", "contradicted-only", "posterior"; None: the
+    default of reporter/grounding/evidence_policy.json).
     """
     # The output folder is proven writable before any work, and removed again if this call
     # made it and fails (atomic.output_dir); without out_dir nothing is written.
@@ -246,6 +267,7 @@ def report_study(
             started,
             timings,
             withhold_unverifiable_positive=withhold_unverifiable_positive,
+            policy=policy,
         )
         if out is not None:
             write_outputs(report, study, anatomy, statements, out, indication, t0=t0)

@@ -71,11 +71,25 @@ def eval_command(
         int,
         typer.Option("--injected-every", min=1, help="Planted-error check on every n-th study."),
     ] = 1,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="Report policy: bands, contradicted-only or posterior (default: "
+            "reporter/grounding/evidence_policy.json's default_policy).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the pipeline; writes metrics.json, studies.jsonl, summary.md and plots/ to OUT."""
     from reporter.errors import UsageError
     from reporter.evaluation.harness import DATA_FORMATS, EvalConfig, run_benchmark, run_dataset
-    from reporter.evaluation.summary import results_table, structures_table, target_note
+    from reporter.evaluation.summary import (
+        results_table,
+        structures_table,
+        target_note,
+        tradeoff_section,
+    )
+    from reporter.grounding.policy import check_policy
 
     if data is not None and benchmark is not None:
         raise UsageError("give --benchmark or --data, not both")
@@ -94,6 +108,7 @@ def eval_command(
         injected=not no_injected,
         injected_anatomy=injected_anatomy,
         injected_every=injected_every,
+        policy=check_policy(policy) if policy else None,
     )
 
     def progress(done: int, total: int, rec: object) -> None:
@@ -121,6 +136,8 @@ def eval_command(
     out_console.print(results_table(result.metrics), markup=False, highlight=False)
     out_console.print(structures_table(result.metrics), markup=False, highlight=False)
     out_console.print(target_note(result.metrics), markup=False, highlight=False)
+    for line in tradeoff_section(result.metrics):
+        out_console.print(line, markup=False, highlight=False)
     out_console.print(
         f"wrote {result.out_dir / 'metrics.json'} ({result.metrics['n_studies']} studies, "
         f"{result.wall_s:.0f} s)",

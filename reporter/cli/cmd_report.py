@@ -116,6 +116,14 @@ def report(
             "apart as unconfirmed suggestions, not asserted; docs/report.md).",
         ),
     ] = False,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="Report policy: bands, contradicted-only or posterior (evidence-weighted; "
+            "default: reporter/grounding/evidence_policy.json's default_policy).",
+        ),
+    ] = None,
 ) -> None:
     """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
     from reporter.pipeline import report_study
@@ -129,6 +137,7 @@ def report(
         adapter=adapter,
         indication=indication,
         withhold_unverifiable_positive=not assert_unverifiable,
+        policy=policy,
     )
     _print_summary(rep, f"Report of {study_dir}")
 

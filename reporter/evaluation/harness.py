@@ -80,6 +80,8 @@ class EvalConfig:
     # Run the planted-error check on every n-th study only (by a stable hash of the case id), to
     # keep a full benchmark inside its time budget; 1 = every study.
     injected_every: int = 1
+    # The report policy (reporter.grounding.policy; None: evidence_policy.json's default).
+    policy: str | None = None
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -288,7 +290,9 @@ class Evaluator:
 
             anatomy = study_anatomy(item.study)
         self._segment_s = time.perf_counter() - t0
-        report = report_study(item.study, model=self.model, anatomy=anatomy)
+        report = report_study(
+            item.study, model=self.model, anatomy=anatomy, policy=self.config.policy
+        )
         return report, anatomy
 
     def _valid(self, findings: StudyFindings) -> bool:
@@ -537,7 +541,12 @@ def _finish(
     peak_rss_mb: float,
     wall_s: float,
 ) -> RunResult:
+    from reporter.evaluation import tradeoff
+
     metrics = scoring.compute_metrics(records, peak_rss_mb=round(peak_rss_mb, 1))
+    points = tradeoff.curve(records)
+    if points:  # the posterior policy's threshold trade-off (reporter.evaluation.tradeoff)
+        metrics["hallucination"]["tradeoff"] = points
     run = {
         **source,
         "command": " ".join(["spine-report", *sys.argv[1:]])
@@ -558,7 +567,7 @@ def _finish(
 def write_outputs(
     out_dir: Path, metrics: dict[str, Any], records: list[StudyRecord], run: dict[str, Any]
 ) -> None:
-    from reporter.evaluation import plots, summary
+    from reporter.evaluation import plots, summary, tradeoff
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -570,6 +579,10 @@ def write_outputs(
         _atomic_write(out_dir / "run.json", json.dumps(run, indent=2, sort_keys=True))
         _atomic_write(out_dir / "summary.md", summary.render(metrics, run, records))
         plots.write_all(out_dir / "plots", metrics, records)
+        points = metrics.get("hallucination", {}).get("tradeoff") or []
+        if points:
+            name = run.get("benchmark") or run.get("data") or ""
+            tradeoff.plot(out_dir / "plots" / "tradeoff.png", points, f"{name}: posterior policy")
     except OSError as exc:
         raise OutputError(f"cannot write evaluation results to {out_dir}: {exc}") from None
 

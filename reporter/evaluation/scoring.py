@@ -114,6 +114,9 @@ class StudyRecord:
     rendered_indeterminate: list[bool] = field(default_factory=list)
     # raw statements equal to the truth: flagged?
     true_flagged: list[bool] = field(default_factory=list)
+    # raw positive statements whose verdict weighed evidence (the posterior policy):
+    # [hallucinated, posterior of an abnormal value, contradicted] (reporter.evaluation.tradeoff)
+    positive_posteriors: list[list[Any]] = field(default_factory=list)
     # [confidence, correct] per raw statement with a probability and a truth
     calibration: list[list[Any]] = field(default_factory=list)
     naming: list[int] = field(default_factory=lambda: [0, 0])  # [correct, total]
@@ -176,6 +179,20 @@ def _flagged(index: dict[tuple[str | None, str], Verdict], level: str, fld: str)
     return v is not None and v.verdict == "contradicted"
 
 
+def _weighed(
+    record: StudyRecord,
+    index: dict[tuple[str | None, str], Verdict],
+    level: str,
+    fld: str,
+    hallucinated: bool,
+) -> None:
+    v = index.get((level, fld))
+    if v is not None and v.weight is not None and v.band_verdict is not None:
+        record.positive_posteriors.append(
+            [hallucinated, float(v.weight.posterior_abnormal), v.verdict == "contradicted"]
+        )
+
+
 def compare_findings(
     record: StudyRecord,
     truth: StudyFindings,
@@ -205,6 +222,7 @@ def compare_findings(
                 # The level does not exist: every positive statement there is hallucinated.
                 if positive:
                     record.raw_positives.append([True, _flagged(vindex, lf.level, fld)])
+                    _weighed(record, vindex, lf.level, fld, True)
                     _example(record, lf.level, fld, pred.value, "no such level")
                 continue
             if gt_value is None:
@@ -213,6 +231,7 @@ def compare_findings(
             if positive:
                 hallucinated = not is_abnormal(fld, gt_value)
                 record.raw_positives.append([hallucinated, _flagged(vindex, lf.level, fld)])
+                _weighed(record, vindex, lf.level, fld, hallucinated)
                 if hallucinated:
                     _example(record, lf.level, fld, pred.value, f"truth {gt_value!r}")
             if correct:

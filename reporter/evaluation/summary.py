@@ -19,6 +19,26 @@ def _pct(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def tradeoff_section(metrics: dict[str, Any]) -> list[str]:
+    """The posterior policy's threshold trade-off (reporter.evaluation.tradeoff), when the run
+    used it."""
+    from reporter.evaluation.tradeoff import table
+
+    points = metrics.get("hallucination", {}).get("tradeoff") or []
+    if not points:
+        return []
+    return [
+        "## Posterior policy: hallucination vs retention over the assertion threshold",
+        "",
+        "The report asserts at the threshold of reporter/grounding/evidence_policy.json (chosen "
+        "on validation phantoms); the other rows show what another threshold would give. "
+        "Plot: plots/tradeoff.png.",
+        "",
+        table(points),
+        "",
+    ]
+
+
 def results_table(metrics: dict[str, Any]) -> str:
     """The README table: kappa per condition, RSNA metric, hallucination, naming, ECE, latency."""
     c = metrics["conditions"]
@@ -157,6 +177,7 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         "",
         target_note(metrics),
         "",
+        *tradeoff_section(metrics),
         "## By site",
         "",
         subgroup_table(metrics, "by_site"),

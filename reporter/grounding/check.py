@@ -29,8 +29,8 @@ from reporter.contracts.findings import (
     lumbar_levels,
 )
 from reporter.contracts.study import Study
-from reporter.contracts.verdicts import Measurement, Verdict
-from reporter.grounding import grading
+from reporter.contracts.verdicts import Evidence, Measurement, Verdict
+from reporter.grounding import evidence, grading, policy
 from reporter.grounding.judges import JUDGES, Context, LevelMeasures, Outcome, format_measurement
 from reporter.grounding.result import GroundingResult
 
@@ -63,9 +63,38 @@ def _describe(field: str, claim: Any, lf: LevelFindings) -> Any:
     return claim
 
 
+def weighing_for(study: Study | None, anatomy: Anatomy) -> evidence.Weighing:
+    """Where the measurements of `study` on `anatomy` were read: the label map's source and the
+    slice thickness of each series role (selects the error models' bins)."""
+    thickness: dict[str, float] = {}
+    for s in study.series if study is not None else []:
+        if s.role in thickness:
+            continue
+        t = s.slice_thickness if s.slice_thickness else s.spacing[-1]
+        thickness[s.role] = float(t)
+    return evidence.Weighing(source=anatomy.source, thickness=thickness)
+
+
+def weigh_statement(
+    field: str, claim: Any, lf: LevelFindings, measures: LevelMeasures, where: evidence.Weighing
+) -> Evidence | None:
+    """The statement's evidence from the level's measurements and their error models (None: no
+    usable measurement), with the model's probability as the prior (evidence_policy.json)."""
+    t = policy.thresholds()
+    p = getattr(lf, field).probability
+    prior = t.prior_without_probability if p is None else float(p)
+    return evidence.weigh(field, claim, lf, prior, measures, where, t.probability_clip)
+
+
 def check_level(
-    lf: LevelFindings, measures: dict[str, LevelMeasures], anatomy: Anatomy
+    lf: LevelFindings,
+    measures: dict[str, LevelMeasures],
+    anatomy: Anatomy,
+    where: evidence.Weighing | None = None,
 ) -> list[Verdict]:
+    """Band verdicts for every statement of `lf`, each with its evidence weight when the level
+    was measured (`where`: the study's weighing; by default the source alone, no thicknesses)."""
+    where = where or evidence.Weighing(source=anatomy.source, thickness={})
     verdicts: list[Verdict] = []
     exists = existing_levels(anatomy)
     in_view = set(anatomy.levels)
@@ -116,10 +145,16 @@ def check_level(
             )
             continue
         out = JUDGES[field](claim, lf, _debiased(measures[lf.level], bias), ctx)
+        # Raw measurements: the error models carry their own bias.
+        weight = weigh_statement(field, claim, lf, measures[lf.level], where)
         if out.allowed is None:
             verdicts.append(
                 verdict(
-                    "unverifiable", out.why_missing, rule=out.rule or None, evidence=out.evidence
+                    "unverifiable",
+                    out.why_missing,
+                    rule=out.rule or None,
+                    evidence=out.evidence,
+                    weight=weight,
                 )
             )
             continue
@@ -133,6 +168,7 @@ def check_level(
                     rule=out.rule,
                     supported_values=list(out.allowed),
                     evidence=out.evidence,
+                    weight=weight,
                 )
             )
             continue
@@ -151,6 +187,7 @@ def check_level(
                 rule=out.rule,
                 supported_values=list(out.allowed),
                 evidence=out.evidence,
+                weight=weight,
             )
         )
     return verdicts
@@ -292,10 +329,11 @@ def check(
 
     measures = measurements if measurements is not None else measure(study, anatomy)
     verdicts = check_study_items(findings, anatomy)
+    where = weighing_for(study, anatomy)
     for lf in findings.levels:
         if lf.level not in LEVELS:  # the schema forbids it; kept for hand-built objects
             continue
-        verdicts.extend(check_level(lf, measures, anatomy))
+        verdicts.extend(check_level(lf, measures, anatomy, where))
     return GroundingResult(
         verdicts=verdicts,
         measurements=[m for per in measures.values() for m in per.values()],

@@ -163,6 +163,10 @@ class Statement:
     rule: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     evidence: list[Measurement] = field(default_factory=list)
+    # The evidence weighed with the error models: its plain-language line and posterior (set
+    # when the verdict carries a weight, reporter.grounding.evidence).
+    evidence_line: str = ""
+    posterior: float | None = None
 
     @property
     def key(self) -> str:
@@ -186,6 +190,8 @@ class Statement:
             "rule": self.rule,
             "abnormal": self.abnormal,
             "significance": self.significance,
+            **({"evidence_line": self.evidence_line} if self.evidence_line else {}),
+            **({"posterior": self.posterior} if self.posterior is not None else {}),
         }
 
 
@@ -198,8 +204,13 @@ def build_statements(
     verdicts: list[Verdict],
     indeterminate_below: Mapping[str, float] | float | None,
     withhold_unverifiable_positive: bool = True,
+    assert_at: float | None = None,
 ) -> list[Statement]:
     """Every statement of `findings` (study-level first, then level by level, in schema order).
+
+    `assert_at` (the posterior policy, reporter.grounding.policy): a positive statement not
+    contradicted is asserted only when its verdict's posterior of an abnormal value is at least
+    this; otherwise it is `unconfirmed`.
 
     `indeterminate_below`: the calibrated abstention threshold, per field (the VLM's calibration)
     or one number for all fields; None marks nothing indeterminate.
@@ -238,8 +249,21 @@ def build_statements(
         abnormal = is_abnormal(name, value)
         status: Status = "reported"
         reason = verdict.reason if verdict else "not checked against the images"
+        weight = verdict.weight if verdict is not None else None
         if verdict is not None and verdict.verdict == "contradicted":
             status = "withheld"
+        elif (
+            assert_at is not None
+            and abnormal
+            and (weight is None or weight.posterior_abnormal < assert_at)
+        ):
+            # The posterior policy: the evidence and the model together are not sure enough.
+            status = "unconfirmed"
+            if weight is not None:
+                reason = (
+                    f"posterior of a finding {weight.posterior_abnormal:.2f} is below "
+                    f"{assert_at:g}; {reason}"
+                )
         elif (
             withhold_unverifiable_positive
             and abnormal
@@ -273,6 +297,8 @@ def build_statements(
             rule=verdict.rule if verdict else None,
             extra=extra,
             evidence=list(verdict.evidence) if verdict else [],
+            evidence_line=_evidence_line(name, value, level, extra, verdict),
+            posterior=weight.posterior if weight is not None else None,
         )
 
     if findings.study.lumbar_vertebrae is not None:
@@ -284,6 +310,27 @@ def build_statements(
         for name in LEVEL_FIELDS:
             out.append(make(lf.level, name, getattr(lf, name)))
     return out
+
+
+def _evidence_line(
+    name: str, value: Any, level: str | None, extra: dict[str, Any], verdict: Verdict | None
+) -> str:
+    """'canal AP 9.1 mm (+-1.2): supports moderate central canal stenosis (likelihood ratio
+    4.2), posterior 0.91' for a statement whose verdict weighed measurements, else ''."""
+    if verdict is None or verdict.weight is None or not verdict.weight.measured:
+        return ""
+    w = verdict.weight
+    parts = []
+    for m in w.measured:
+        unit = f" {m.unit}" if m.unit and m.unit != "ratio" else ""
+        parts.append(f"{m.name.replace('_', ' ')} {m.value:.3g}{unit} (+-{m.half_width_90:.2g})")
+    verb = "supports" if w.likelihood_ratio >= 1 else "argues against"
+    if verdict.verdict == "contradicted":
+        verb = "contradicts"
+    return (
+        f"{', '.join(parts)}: {verb} {phrase(name, value, level, extra)} (likelihood ratio "
+        f"{w.likelihood_ratio:.3g}), posterior {w.posterior:.2f}"
+    )
 
 
 def final_findings(raw: StudyFindings, statements: list[Statement]) -> StudyFindings:

@@ -1,0 +1,167 @@
+"""The report policies and the posterior policy's thresholds (evidence_policy.json, data chosen
+on validation phantoms by `python -m reporter.training.evidence_policy`).
+
+Policies (what the report asserts of a positive statement):
+- "bands": asserted only when the tolerance bands of rules.json rule out normal; contradicted
+  withheld; the rest unconfirmed (the band checker's verdicts);
+- "contradicted-only": everything the bands do not contradict is asserted;
+- "posterior": the verdict follows the evidence-weighted posterior (reporter.grounding.evidence):
+  contradicted when a measured statement's posterior is below `contradict_below` (or its level
+  does not exist), supported when measured and not contradicted, unverifiable when nothing was
+  measured; a positive statement is asserted when it is not contradicted and its posterior of an
+  abnormal value is at least `assert_at`; the rest are unconfirmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reporter.contracts.findings import StudyFindings, is_abnormal
+from reporter.contracts.verdicts import Evidence, Verdict
+from reporter.errors import ModelFileError, UsageError
+from reporter.grounding.evidence import prior_only
+
+Policy = Literal["bands", "contradicted-only", "posterior"]
+POLICIES: tuple[str, ...] = ("bands", "contradicted-only", "posterior")
+_FILE = "evidence_policy.json"
+
+
+class ValidationNumbers(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    n_studies: int
+    hallucinated_after: float
+    true_positive_retention: float
+    false_flag_rate: float
+
+
+class PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    note: str
+    rule: str
+    derived_with: str
+    seeds: str
+    error_models_sha256: str
+    contradict_below: float = Field(ge=0, le=1)
+    assert_at: float = Field(ge=0, le=1)
+    probability_clip: float = Field(gt=0.5, lt=1)
+    prior_without_probability: float = Field(gt=0, lt=1)
+    targets_met_on_validation: bool
+    default_policy: Policy
+    validation: ValidationNumbers
+    validation_by_policy: dict[str, dict[str, Any]]
+
+
+@cache
+def thresholds() -> PolicyFile:
+    text = (resources.files("reporter.grounding") / _FILE).read_text(encoding="utf-8")
+    try:
+        return PolicyFile.model_validate(json.loads(text))
+    except ValueError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ModelFileError(f"reporter/grounding/{_FILE} is invalid: {first}") from None
+
+
+@cache
+def sha256() -> str:
+    return hashlib.sha256((resources.files("reporter.grounding") / _FILE).read_bytes()).hexdigest()
+
+
+def default_policy() -> str:
+    return thresholds().default_policy
+
+
+def check_policy(name: str) -> str:
+    if name not in POLICIES:
+        raise UsageError(f"unknown report policy {name!r}; expected one of {', '.join(POLICIES)}")
+    return name
+
+
+def posterior_kind(
+    band: Verdict, weight: Evidence | None, contradict_below: float
+) -> Literal["supported", "contradicted", "unverifiable"]:
+    """The verdict the posterior gives: a level that does not exist stays contradicted; a
+    measured statement is contradicted below the threshold, else supported; an unmeasured one
+    is unverifiable."""
+    if band.rule == "level_exists" and band.verdict == "contradicted":
+        return "contradicted"
+    if weight is None or not weight.measured:
+        return "unverifiable"
+    return "contradicted" if weight.posterior < contradict_below else "supported"
+
+
+def asserted(field: str, claim: Any, kind: str, weight: Evidence | None, assert_at: float) -> bool:
+    """Whether the posterior policy asserts the statement (normal statements: unless
+    contradicted; positive ones: posterior of an abnormal value >= assert_at)."""
+    if kind == "contradicted":
+        return False
+    if not is_abnormal(field, claim):
+        return True
+    return weight is not None and weight.posterior_abnormal >= assert_at
+
+
+def _probability(findings: StudyFindings, v: Verdict, default: float) -> float:
+    if v.level is None:
+        return default
+    lf = findings.level(v.level)
+    finding = getattr(lf, v.field, None) if lf is not None else None
+    p = getattr(finding, "probability", None)
+    return default if p is None else float(p)
+
+
+def _claim(findings: StudyFindings, v: Verdict) -> Any:
+    lf = findings.level(v.level) if v.level is not None else None
+    finding = getattr(lf, v.field, None) if lf is not None else None
+    return getattr(finding, "value", v.claimed)
+
+
+def apply_posterior(findings: StudyFindings, verdicts: list[Verdict]) -> list[Verdict]:
+    """The verdicts under the posterior policy: kind from the posterior, the band verdict kept in
+    `band_verdict`, every level statement with a weight (prior only when nothing was measured),
+    the reason saying what the evidence says."""
+    t = thresholds()
+    out = []
+    for v in verdicts:
+        if v.level is None:  # study-level items: no posterior; as the bands judge them
+            out.append(v.model_copy(update={"band_verdict": v.verdict}))
+            continue
+        claim = _claim(findings, v)
+        weight = v.weight
+        if weight is None:
+            p = _probability(findings, v, t.prior_without_probability)
+            post, abn = prior_only(v.field, claim, p, t.probability_clip)
+            if v.rule == "level_exists" and v.verdict == "contradicted":
+                post, abn = 0.0, 0.0
+            weight = Evidence(
+                prior=round(p, 6),
+                likelihood_ratio=1.0,
+                posterior=round(post, 6),
+                posterior_abnormal=round(abn, 6),
+            )
+        kind = posterior_kind(v, weight, t.contradict_below)
+        reason = v.reason
+        if weight.measured:
+            reason = (
+                f"posterior {weight.posterior:.2f} from the measurements' error models and the "
+                f"model's probability {weight.prior:.2f} (contradicted below "
+                f"{t.contradict_below:g}); tolerance bands: {v.verdict}, {v.reason}"
+            )
+        out.append(
+            v.model_copy(
+                update={
+                    "verdict": kind,
+                    "band_verdict": v.verdict,
+                    "weight": weight,
+                    "reason": reason,
+                }
+            )
+        )
+    return out

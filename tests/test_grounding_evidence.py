@@ -1,0 +1,240 @@
+"""Evidence-weighted verdicts: error models (file, residuals), likelihoods from measurements,
+the posterior and the posterior report policy, and the scripts that derive their data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from reporter.contracts.findings import LevelFindings
+from reporter.contracts.verdicts import Evidence, Measurement, Verdict, WeighedValue
+from reporter.grounding import error_model, evidence, policy
+from reporter.grounding.error_model import ErrorModelFile, Residual, family, read_role
+from reporter.render.statements import build_statements
+from reporter.training import error_models as fit
+from reporter.training import evidence_policy as tune
+from tests.grounding_factory import findings
+
+
+def _doc(name: str) -> dict[str, Any]:
+    return json.loads((resources.files("reporter.grounding") / name).read_text())
+
+
+def test_error_model_file_loads_and_rejects_unknown_keys() -> None:
+    doc = error_model.document()
+    assert "builtin_segmenter" in doc.sources
+    assert doc.sources["builtin_segmenter"]["canal_ap_mm"].truth_scale == "canal_ap_from_area"
+    raw = _doc("error_models.json")
+    raw["sources"]["builtin_segmenter"]["canal_ap_mm"]["surprise"] = 1
+    with pytest.raises(ValidationError):
+        ErrorModelFile.model_validate(raw)
+
+
+def test_policy_file_loads_and_names_a_known_default() -> None:
+    t = policy.thresholds()
+    assert t.default_policy in policy.POLICIES
+    assert 0.5 < t.probability_clip < 1
+    # Derived under the error models shipped beside it.
+    assert t.error_models_sha256 == error_model.sha256()
+
+
+def test_families_and_roles() -> None:
+    assert family("foraminal_fat_cranial_left") == "foraminal_fat"
+    assert family("modic_t1_ratio_upper") == "modic_t1_ratio"
+    assert family("lateral_recess_depth_mm_right") == "lateral_recess_depth_mm"
+    assert family("canal_ap_mm") == "canal_ap_mm"
+    assert read_role("modic_t1_ratio_lower") == "sag_t1"
+    assert read_role("lateral_recess_depth_mm_left", "axial") == "ax_t2"
+    assert read_role("canal_ap_mm") == "sag_t2"
+
+
+def test_residual_interval_and_grade_probabilities() -> None:
+    r = Residual("test", bias=0.5, scale=1.0, df=5.0)
+    lo, hi = r.truth_interval(10.0, 0.9)
+    assert lo < 9.5 < hi and hi - 9.5 == pytest.approx(9.5 - lo)
+    cuts = [None, 7.0, 10.0, 12.0, None]
+    total = sum(r.prob_truth_in(9.0, a, b) for a, b in itertools.pairwise(cuts))
+    assert total == pytest.approx(1.0)
+
+
+def _level(canal: str, p: float) -> LevelFindings:
+    lf = findings().level("L4-L5")
+    assert lf is not None
+    data = lf.model_dump(mode="json", exclude_none=True)
+    data["canal_stenosis"] = {"value": canal, "probability": p}
+    return LevelFindings.model_validate(data)
+
+
+def _ap(value: float) -> dict[str, Measurement]:
+    return {"canal_ap_mm": Measurement(name="canal_ap_mm", value=value, unit="mm")}
+
+
+WHERE = evidence.Weighing(source="builtin_segmenter", thickness={"sag_t2": 4.0})
+
+
+def test_narrow_canal_supports_severe_and_argues_against_none() -> None:
+    lik, used = evidence.likelihood("canal_stenosis", _level("severe", 0.6), _ap(4.0), WHERE)  # type: ignore[misc]
+    assert max(lik, key=lik.get) == "severe"  # type: ignore[arg-type]
+    assert used and used[0].name == "canal_ap_mm" and used[0].half_width_90 > 0
+    severe = evidence.weigh(
+        "canal_stenosis", "severe", _level("severe", 0.6), 0.6, _ap(4.0), WHERE, clip=0.999
+    )
+    none = evidence.weigh(
+        "canal_stenosis", "none", _level("none", 0.6), 0.6, _ap(4.0), WHERE, clip=0.999
+    )
+    assert severe is not None and none is not None
+    assert severe.likelihood_ratio > 1 and severe.posterior > 0.6
+    assert none.likelihood_ratio < 1 and none.posterior < 0.6
+    assert severe.posterior_abnormal > none.posterior_abnormal or none.posterior_abnormal > 0.4
+
+
+def test_no_measurement_no_evidence_and_prior_only_is_the_clipped_prior() -> None:
+    assert (
+        evidence.weigh("canal_stenosis", "mild", _level("mild", 0.9), 0.9, {}, WHERE, 0.99) is None
+    )
+    post, abn = evidence.prior_only("canal_stenosis", "mild", 1.0, clip=0.99)
+    assert post == pytest.approx(0.99)
+    assert abn == pytest.approx(0.99 + 2 * 0.01 / 3)
+    # A field the checker does not measure has no likelihood at all.
+    assert evidence.likelihood("endplate_defect_upper", None, _ap(9.0), WHERE) is None
+
+
+def test_likelihood_is_deterministic_and_smoothed() -> None:
+    ms = {
+        f"foraminal_fat_{s}_left": Measurement(name=f"foraminal_fat_{s}_left", value=0.05)
+        for s in evidence.SECTORS
+    }
+    ms["root_area_ratio_left"] = Measurement(name="root_area_ratio_left", value=1.0)
+    a = evidence.likelihood("foraminal_stenosis_left", None, ms, WHERE)
+    b = evidence.likelihood("foraminal_stenosis_left", None, ms, WHERE)
+    assert a is not None and b is not None and a[0] == b[0]
+    assert all(v > 0 for v in a[0].values())
+    roomy = {k: m.model_copy(update={"value": 0.9}) for k, m in ms.items()}
+    roomy["root_area_ratio_left"] = ms["root_area_ratio_left"]
+    c = evidence.likelihood("foraminal_stenosis_left", None, roomy, WHERE)
+    assert c is not None and c[0][0] > a[0][0] and c[0][2] < a[0][2]
+
+
+def _verdict(kind: str, weight: Evidence | None, rule: str = "canal_stenosis") -> Verdict:
+    return Verdict(
+        level="L4-L5",
+        field="canal_stenosis",
+        claimed="moderate",
+        verdict=kind,  # type: ignore[arg-type]
+        reason="r",
+        rule=rule,
+        weight=weight,
+    )
+
+
+def _weight(post: float, abn: float, measured: bool = True) -> Evidence:
+    used = (
+        [WeighedValue(name="canal_ap_mm", value=8.1, unit="mm", half_width_90=1.5, error_model="m")]
+        if measured
+        else []
+    )
+    return Evidence(
+        measured=used, prior=0.8, likelihood_ratio=3.0, posterior=post, posterior_abnormal=abn
+    )
+
+
+def test_posterior_kind_and_assertion() -> None:
+    assert policy.posterior_kind(_verdict("contradicted", None, "level_exists"), None, 0.1) == (
+        "contradicted"
+    )
+    assert policy.posterior_kind(_verdict("supported", None), None, 0.1) == "unverifiable"
+    assert (
+        policy.posterior_kind(_verdict("supported", _weight(0.05, 0.5)), _weight(0.05, 0.5), 0.1)
+        == "contradicted"
+    )
+    assert (
+        policy.posterior_kind(_verdict("contradicted", _weight(0.5, 0.9)), _weight(0.5, 0.9), 0.1)
+        == "supported"
+    )
+    assert policy.asserted("canal_stenosis", "none", "supported", None, 0.9)
+    assert not policy.asserted("canal_stenosis", "mild", "supported", _weight(0.5, 0.8), 0.9)
+    assert policy.asserted("canal_stenosis", "mild", "supported", _weight(0.5, 0.95), 0.9)
+    assert not policy.asserted("canal_stenosis", "mild", "contradicted", _weight(0.5, 0.95), 0.9)
+    with pytest.raises(Exception, match="unknown report policy"):
+        policy.check_policy("lenient")
+
+
+def test_statements_under_the_posterior_policy() -> None:
+    raw = findings(levels={"L4-L5": {"canal_stenosis": {"value": "moderate", "probability": 0.8}}})
+    sure = [_verdict("supported", _weight(0.7, 0.97))]
+    unsure = [_verdict("supported", _weight(0.4, 0.6))]
+    s_sure = next(
+        s
+        for s in build_statements(raw, sure, None, False, assert_at=0.9)
+        if s.level == "L4-L5" and s.field == "canal_stenosis"
+    )
+    s_unsure = next(
+        s
+        for s in build_statements(raw, unsure, None, False, assert_at=0.9)
+        if s.level == "L4-L5" and s.field == "canal_stenosis"
+    )
+    assert s_sure.status == "reported" and s_unsure.status == "unconfirmed"
+    assert "canal ap mm 8.1 mm (+-1.5): supports moderate central canal stenosis" in (
+        s_sure.evidence_line
+    )
+    assert s_sure.as_dict()["posterior"] == 0.7 and "evidence_line" in s_sure.as_dict()
+
+
+def test_apply_posterior_keeps_the_band_verdict_and_weighs_every_level_statement() -> None:
+    raw = findings(levels={"L4-L5": {"canal_stenosis": {"value": "moderate", "probability": 0.8}}})
+    t = policy.thresholds()
+    low = _weight(0.0, 0.0)
+    out = policy.apply_posterior(raw, [_verdict("supported", low), _verdict("unverifiable", None)])
+    expected = "contradicted" if t.contradict_below > 0 else "supported"
+    assert out[0].verdict == expected and out[0].band_verdict == "supported"
+    assert out[1].verdict == "unverifiable" and out[1].weight is not None
+    assert out[1].weight.likelihood_ratio == 1.0 and out[1].weight.measured == []
+
+
+# --- the scripts that derive the data -------------------------------------------------------------
+def test_canal_ap_mapping_puts_area_cuts_on_ap_cuts() -> None:
+    assert fit.canal_ap_from_area(100.0) == pytest.approx(12.0)
+    assert fit.canal_ap_from_area(75.0) == pytest.approx(10.0)
+    assert fit.canal_ap_from_area(50.0) == pytest.approx(7.0)
+    assert fit.canal_ap_from_area(40.0) < 7.0
+
+
+def test_fit_t_recovers_location_and_scale() -> None:
+    rng = np.random.default_rng(0)
+    r = 0.3 + 0.5 * rng.standard_t(5, size=4000)
+    bias, scale, df = fit.fit_t(r, floor=0.01)
+    assert bias == pytest.approx(0.3, abs=0.05)
+    assert scale == pytest.approx(0.5, rel=0.15)
+    assert df in fit.DF_GRID
+    assert fit.fit_t(np.zeros(50), floor=0.2) == (0.0, 0.2, fit.DF_GRID[-1])
+
+
+def _item(
+    positive: bool,
+    hallucinated: bool | None,
+    correct: bool | None,
+    p: float,
+    lik: dict[Any, float] | None,
+) -> tune.Item:
+    claim = "mild" if positive else "none"
+    return tune.Item(
+        "canal_stenosis", claim, p, lik, False, "supported", positive, hallucinated, correct
+    )
+
+
+def test_threshold_choice_respects_the_constraints() -> None:
+    for_mild = {"none": 0.05, "mild": 0.8, "moderate": 0.1, "severe": 0.05}
+    for_none = {"none": 0.9, "mild": 0.05, "moderate": 0.03, "severe": 0.02}
+    items = [_item(True, False, True, 0.9, for_mild) for _ in range(300)]
+    items += [_item(True, True, False, 0.9, for_none) for _ in range(30)]
+    items += [_item(False, None, True, 0.95, for_none) for _ in range(300)]
+    _, best = tune.choose(items)
+    assert best["hallucinated_after"] <= tune.MAX_HALLUCINATED
+    assert best["false_flag_rate"] <= tune.MAX_FALSE_FLAGS
+    assert best["true_positive_retention"] == pytest.approx(1.0)
