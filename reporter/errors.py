@@ -7,8 +7,10 @@ EXIT_ITEMS_FAILED = 1
 EXIT_USAGE = 64
 EXIT_DATAERR = 65
 EXIT_NOINPUT = 66
+EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
 EXIT_CANTCREAT = 73
+EXIT_NOPERM = 77
 
 
 class ReporterError(Exception):
@@ -33,6 +35,18 @@ class InputMissingError(ReporterError):
 
 class OutputError(ReporterError):
     exit_code = EXIT_CANTCREAT
+
+
+class ServiceUnavailableError(ReporterError):
+    """A DICOMweb server cannot be reached, fails (HTTP 5xx), refuses the request or times out."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class AccessDeniedError(ServiceUnavailableError):
+    """A DICOMweb server refused our credentials (HTTP 401 / 403)."""
+
+    exit_code = EXIT_NOPERM
 
 
 class ModelFileError(ReporterError):

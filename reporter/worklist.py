@@ -384,6 +384,52 @@ def run_batch(
     return [results[row] for row in sorted(results)]
 
 
+def report_items(
+    items: list[WorkItem],
+    out: str | os.PathLike[str],
+    workers: int = 1,
+    timeout_s: float = 600.0,
+    model: str | None = None,
+    adapter: str | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> list[ItemResult]:
+    """Report items a caller built itself (watch mode: studies pulled from a PACS, each with a
+    fixed `item_id`) with the batch's workers, staging, timeouts and isolation; an item whose
+    folder is already complete is skipped. No worklist file and no manifest: the caller records
+    what happened (`on_result` is called as each item finishes)."""
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
+    atomic.remove_leftovers(out_dir)
+    results: dict[int, ItemResult] = {}
+    todo: list[WorkItem] = []
+    for it in items:
+        if (out_dir / it.item_id / DONE_MARKER).exists():
+            results[it.row] = ItemResult(it, "skipped", "already reported by an earlier run")
+            if on_result:
+                on_result(results[it.row])
+        else:
+            results[it.row] = ItemResult(it, "pending")
+            todo.append(it)
+    if todo:
+        _dispatch(
+            todo,
+            results,
+            out_dir,
+            workers,
+            timeout_s,
+            model,
+            adapter,
+            lambda: None,
+            on_result or (lambda result: None),
+        )
+    return [results[it.row] for it in items]
+
+
 def _spawn(ctx: Any, model: str | None, adapter: str | None, out: Path) -> _Worker:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_worker_main, args=(child, model, adapter, str(out)), daemon=True)

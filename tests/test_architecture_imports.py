@@ -20,6 +20,8 @@ RUNTIME = (
     "reporter.render",
     "reporter.pipeline",
     "reporter.worklist",
+    "reporter.dicomweb",
+    "reporter.watch",
 )
 NOT_FROM_RUNTIME = (
     "reporter.training",

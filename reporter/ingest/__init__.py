@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reporter.contracts.study import Study
+from reporter.dicomweb.urls import is_dicomweb_url
 from reporter.errors import InputDataError, InputMissingError, ReporterError
 from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
 from reporter.ingest.dicom import refuse_if_unusable, scan_folder, series_row
@@ -57,7 +58,9 @@ def load_study(
     oblique_tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
     study_uid: str | None = None,
 ) -> Study:
-    """A `Study` from a DICOM folder (searched recursively), one DICOM file, or a NIfTI file.
+    """A `Study` from a DICOM folder (searched recursively), one DICOM file, a NIfTI file, or a
+    DICOMweb study URL (`dicomweb://HOST[:PORT]/PATH/studies/UID`, reporter.dicomweb: its MR
+    series are pulled into a temporary folder, read, and the folder removed).
 
     Raises InputMissingError (exit 66) when `path` does not exist, and InputDataError (exit 65)
     when no MR images remain or no sagittal series is usable, or the folder mixes MR studies
@@ -67,6 +70,10 @@ def load_study(
     """
     from reporter.ingest.image2d import IMAGE2D_SUFFIXES, load_image2d
 
+    if is_dicomweb_url(path):
+        return _load_dicomweb(
+            str(path), keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg
+        )
     p = Path(path).expanduser()
     # A single 2-D image (PNG, JPEG, ...) has no geometry: orientation is detected and the
     # pixel spacing estimated from anatomy (reporter.ingest.image2d), both recorded in the Study.
@@ -90,6 +97,24 @@ def load_study(
         except ReporterError:
             pass
         raise
+
+
+def _load_dicomweb(url: str, **options: object) -> Study:
+    """The study at a DICOMweb URL (reporter.dicomweb.urls), pulled into a temporary folder that
+    is gone again before this returns."""
+    from reporter.dicomweb import fetched_study, parse_study_url
+
+    loc = parse_study_url(url)
+    with fetched_study(loc) as folder:
+        try:
+            study = load_study(folder, study_uid=loc.study_uid, **options)  # type: ignore[arg-type]
+        except ReporterError as exc:
+            # The temporary folder means nothing to the user: name the study's URL instead.
+            error = type(exc)(str(exc).replace(str(folder), loc.url))
+            error.exit_code = exc.exit_code
+            raise error from None
+    study.source = loc.url
+    return study
 
 
 __all__ = [
