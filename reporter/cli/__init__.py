@@ -22,6 +22,7 @@ from reporter.cli import (  # noqa: F401  (imported for their @app.command regis
     cmd_segmenter,
     cmd_synth,
     cmd_vlm,
+    cmd_watch,
 )
 from reporter.cli.app import app, err_console
 from reporter.errors import EXIT_USAGE

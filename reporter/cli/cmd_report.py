@@ -98,7 +98,14 @@ def demo(
 @app.command()
 @guarded
 def report(
-    study_dir: Annotated[Path, typer.Argument(help="DICOM folder (or NIfTI file) of one study.")],
+    study_dir: Annotated[
+        str,
+        typer.Argument(
+            help="DICOM folder (or NIfTI file) of one study, or a DICOMweb study URL "
+            "(dicomweb://HOST[:PORT]/PATH/studies/UID; README: DICOMweb).",
+            metavar="STUDY",
+        ),
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     seg: Annotated[
         Path | None, typer.Option("--seg", help="Label map (NIfTI or DICOM SEG) to use.")
@@ -124,13 +131,22 @@ def report(
             "default: reporter/grounding/evidence_policy.json's default_policy).",
         ),
     ] = None,
+    push: Annotated[
+        bool,
+        typer.Option("--push", help="Store report.sr.dcm and seg.dcm back in the study (STOW-RS)."),
+    ] = False,
 ) -> None:
     """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
+    from reporter.cli.sources import default_out, note_tls, push_report, study_source
     from reporter.pipeline import report_study
 
-    out_dir = out if out is not None else Path("out") / (study_dir.name or "study")
+    source = study_source(study_dir)
+    if push and isinstance(source, Path):
+        raise UsageError("--push needs the study as a DICOMweb URL (it is stored back there)")
+    note_tls()
+    out_dir = out if out is not None else default_out(source)
     rep = report_study(
-        study_dir,
+        str(source),
         out_dir=out_dir,
         seg=seg,
         model=model,
@@ -139,6 +155,8 @@ def report(
         withhold_unverifiable_positive=not assert_unverifiable,
         policy=policy,
     )
+    if push:
+        push_report(source, out_dir)
     _print_summary(rep, f"Report of {study_dir}")
 
 
