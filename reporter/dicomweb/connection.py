@@ -134,27 +134,36 @@ def translated(server: ServerLocation, what: str) -> Iterator[None]:
         said = f"HTTP {status}" + (f" {phrase}" if phrase else "")
         if status in (401, 403):
             raise AccessDeniedError(
-                f"the DICOMweb server {server} refused {what} ({said}); set credentials in "
+                f"the DICOMweb server {server} refused access ({what}: {said}); set credentials in "
                 f"{USER_ENV} / {PASSWORD_ENV}, {TOKEN_ENV} or a netrc file"
             ) from None
         if status == 404:
-            raise InputMissingError(f"{what}: not found on {server} ({said})") from None
-        raise ServiceUnavailableError(f"{what} failed on {server} ({said})") from None
+            raise InputMissingError(
+                f"not found on the DICOMweb server {server} ({what}: {said})"
+            ) from None
+        raise ServiceUnavailableError(
+            f"the DICOMweb server {server} failed ({what}: {said})"
+        ) from None
     except requests.exceptions.SSLError:
         raise ServiceUnavailableError(
-            f"TLS verification failed for {server} ({what}); set {CA_BUNDLE_ENV} to your CA bundle"
+            f"TLS with {server} failed ({what}): a plain-HTTP server needs dicomweb+http://, "
+            f"a private certificate authority {CA_BUNDLE_ENV}"
         ) from None
     except requests.exceptions.Timeout:
-        raise ServiceUnavailableError(f"{what}: {server} did not answer in time") from None
+        raise ServiceUnavailableError(
+            f"the DICOMweb server {server} did not answer in time ({what})"
+        ) from None
     except requests.exceptions.ConnectionError:
         raise ServiceUnavailableError(
             f"cannot reach the DICOMweb server {server} ({what})"
         ) from None
     except requests.exceptions.RequestException as exc:
-        raise ServiceUnavailableError(f"{what} failed on {server} ({type(exc).__name__})") from None
+        raise ServiceUnavailableError(
+            f"the DICOMweb request to {server} failed ({what}: {type(exc).__name__})"
+        ) from None
     except (ValueError, KeyError) as exc:
         # dicomweb-client raises these on a reply it cannot parse (wrong media type, a
         # multipart message without boundary): the server answered, but not in DICOMweb.
         raise ServiceUnavailableError(
-            f"{what}: {server} sent a reply that is not DICOMweb ({type(exc).__name__})"
+            f"the server {server} sent a reply that is not DICOMweb ({what}: {type(exc).__name__})"
         ) from None

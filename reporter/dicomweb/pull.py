@@ -63,7 +63,7 @@ def fetch_study(loc: StudyLocation, dest: str | Path, *, client: Any = None) -> 
     server = loc.server
     client = client or connect(server)
     uid = loc.study_uid
-    with translated(server, f"the series search of study {uid} (QIDO-RS)"):
+    with translated(server, f"QIDO-RS series search, study {uid}"):
         try:
             found = client.search_for_series(
                 uid, search_filters={"Modality": "MR"}, fields=["Modality"]
@@ -76,7 +76,7 @@ def fetch_study(loc: StudyLocation, dest: str | Path, *, client: Any = None) -> 
                 raise
     series = _series_uids(found)
     if not series:
-        with translated(server, f"the study search of {uid} (QIDO-RS)"):
+        with translated(server, f"QIDO-RS study search, study {uid}"):
             studies = client.search_for_studies(search_filters={"StudyInstanceUID": uid})
         if not studies:
             raise InputMissingError(f"the DICOMweb server {server} has no study {uid}")
@@ -86,7 +86,7 @@ def fetch_study(loc: StudyLocation, dest: str | Path, *, client: Any = None) -> 
         # Folder names are hashes: a series UID is fine to show, but short names keep paths short.
         sub = folder / hashlib.sha256(series_uid.encode()).hexdigest()[:12]
         sub.mkdir(exist_ok=True)
-        with translated(server, f"the retrieval of study {uid} (WADO-RS)"):
+        with translated(server, f"WADO-RS retrieval, study {uid}"):
             for k, ds in enumerate(client.iter_series(uid, series_uid, media_types=MEDIA_TYPES)):
                 _write(ds, sub / f"{k:05d}.dcm")
                 n += 1

@@ -49,7 +49,7 @@ def push_outputs(
         )
     target = uids.pop()
     client = client or connect(server)
-    with translated(server, f"storing the report of study {target} (STOW-RS)"):
+    with translated(server, f"STOW-RS store, study {target}"):
         reply = client.store_instances(datasets, study_instance_uid=target)
     failed = list(getattr(reply, "FailedSOPSequence", None) or [])
     if failed:

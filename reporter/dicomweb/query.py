@@ -58,7 +58,7 @@ def search_mr_studies(
     if study_description:
         filters["StudyDescription"] = study_description
     client = client or connect(server)
-    with translated(server, "the study search (QIDO-RS)"):
+    with translated(server, "QIDO-RS study search"):
         found = client.search_for_studies(
             search_filters=filters,
             fields=["NumberOfStudyRelatedInstances", "ModalitiesInStudy"],
