@@ -31,6 +31,7 @@ from reporter.dicomweb import (
     fetch_study,
     parse_server_url,
     parse_study_url,
+    push_outputs,
     search_mr_studies,
 )
 from reporter.errors import EXIT_NOPERM
@@ -155,11 +156,10 @@ def test_report_push_stores_sr_and_seg_in_the_source_study_dciodvfy_clean(
     assert errors == []
     assert all("99SPREP" in w for w in warnings), warnings
 
-    # Pushing again keeps one copy: the SOP Instance UIDs are the same.
-    again = CliRunner().invoke(app, [*args, "--seg", str(phantom[1] / "seg.dcm")])
-    assert again.exit_code == 0, again.output
-    assert len(_instances(server, study_uid, "SR")) == 2  # a new report is a new SR ...
-    assert len(_instances(server, study_uid, "SEG")) == 2  # ... with its own SEG
+    # Pushing the same report again keeps one copy: its SOP Instance UIDs do not change.
+    push_outputs(parse_server_url(server.dicomweb), out, study_uid=study_uid)
+    assert _instances(server, study_uid, "SR") == [local_sr.SOPInstanceUID]
+    assert _instances(server, study_uid, "SEG") == [local_seg.SOPInstanceUID]
 
 
 def test_credentials_from_the_environment_or_a_netrc_file(
