@@ -14,8 +14,8 @@ from reporter.cli.sources import note_tls
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (a service manager stopping us) ends the watch between two steps, as Ctrl-C
-    does: workers are stopped, and what was in progress goes back to waiting."""
+    """SIGTERM (a service manager stopping us) ends the watch with exit 0: workers are stopped,
+    and a study left unfinished goes back to waiting (reporter.watch.Watcher._settle)."""
     from reporter.watch import WatchStopped
 
     def handler(signum: int, frame: FrameType | None) -> None:
