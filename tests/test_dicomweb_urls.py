@@ -153,3 +153,34 @@ def test_push_of_a_local_study_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path), "--push"])
     assert result.exit_code == EXIT_USAGE
     assert "--push needs" in result.output
+
+
+class _PagingClient:
+    """QIDO pages of two studies; `honours_offset=False` repeats the first page forever."""
+
+    def __init__(self, uids: list[str], honours_offset: bool) -> None:
+        self.uids, self.honours_offset, self.calls = uids, honours_offset, 0
+
+    def search_for_studies(self, *, limit: int, offset: int, **kw: object) -> list[dict]:
+        self.calls += 1
+        start = offset if self.honours_offset else 0
+        return [
+            {"0020000D": {"Value": [u]}, "00080061": {"Value": ["MR"]}, "00201208": {"Value": [3]}}
+            for u in self.uids[start : start + limit]
+        ]
+
+
+@pytest.mark.parametrize("honours_offset", [True, False])
+def test_study_search_pages_and_stops_on_a_server_that_ignores_offset(
+    monkeypatch: pytest.MonkeyPatch, honours_offset: bool
+) -> None:
+    from reporter.dicomweb import query
+
+    monkeypatch.setattr(query, "PAGE", 2)
+    client = _PagingClient(["1.1", "1.2", "1.3", "1.4", "1.5"], honours_offset)
+    found = query.search_mr_studies(parse_server_url("dicomweb://pacs/dw"), client=client)
+    if honours_offset:
+        assert [s.study_uid for s in found] == ["1.1", "1.2", "1.3", "1.4", "1.5"]
+        assert client.calls == 3
+    else:
+        assert [s.study_uid for s in found] == ["1.1", "1.2"] and client.calls == 2

@@ -18,7 +18,8 @@ STUDY_UID = "0020000D"
 MODALITIES_IN_STUDY = "00080061"
 N_STUDY_INSTANCES = "00201208"
 STUDY_DATE = "00080020"
-PAGE = 500  # studies per QIDO request; the client follows further pages itself
+PAGE = 500  # studies per QIDO request
+MAX_PAGES = 200  # 100,000 studies: narrow the search with `since` long before this
 _DATE = re.compile(r"^\d{8}$")
 
 
@@ -42,6 +43,19 @@ def check_date(since: str | None) -> str | None:
     return text
 
 
+def _listing(item: dict[str, Any]) -> StudyListing | None:
+    uids = _value(item, STUDY_UID)
+    if not uids:
+        return None
+    modalities = tuple(str(m) for m in _value(item, MODALITIES_IN_STUDY))
+    # A server that ignores the filter (some do for ModalitiesInStudy) is filtered here.
+    if modalities and "MR" not in modalities:
+        return None
+    counts = _value(item, N_STUDY_INSTANCES)
+    n = int(counts[0]) if counts and str(counts[0]).strip() != "" else None
+    return StudyListing(str(uids[0]), n, modalities)
+
+
 def search_mr_studies(
     server: ServerLocation,
     *,
@@ -58,23 +72,25 @@ def search_mr_studies(
     if study_description:
         filters["StudyDescription"] = study_description
     client = client or connect(server)
-    with translated(server, "QIDO-RS study search"):
-        found = client.search_for_studies(
-            search_filters=filters,
-            fields=["NumberOfStudyRelatedInstances", "ModalitiesInStudy"],
-            limit=PAGE,
-            get_remaining=True,
-        )
     out: dict[str, StudyListing] = {}
-    for item in found or []:
-        uids = _value(item, STUDY_UID)
-        if not uids:
-            continue
-        modalities = tuple(str(m) for m in _value(item, MODALITIES_IN_STUDY))
-        # A server that ignores the filter (some do for ModalitiesInStudy) is filtered here.
-        if modalities and "MR" not in modalities:
-            continue
-        counts = _value(item, N_STUDY_INSTANCES)
-        n = int(counts[0]) if counts and str(counts[0]).strip() != "" else None
-        out[str(uids[0])] = StudyListing(str(uids[0]), n, modalities)
+    seen: set[str] = set()
+    # Page by hand: the client's own paging asks until a page comes back empty, which never
+    # happens on a server that ignores `offset`; here a page without new studies ends it too.
+    for page in range(MAX_PAGES):
+        with translated(server, "QIDO-RS study search"):
+            found = client.search_for_studies(
+                search_filters=filters,
+                fields=["NumberOfStudyRelatedInstances", "ModalitiesInStudy"],
+                limit=PAGE,
+                offset=page * PAGE,
+            )
+        found = found or []
+        before = len(seen)
+        for item in found:
+            seen.update(str(u) for u in _value(item, STUDY_UID))
+            listing = _listing(item)
+            if listing is not None:
+                out[listing.study_uid] = listing
+        if len(found) < PAGE or len(seen) == before:
+            break
     return sorted(out.values(), key=lambda s: s.study_uid)
