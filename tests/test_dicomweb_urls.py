@@ -184,3 +184,28 @@ def test_study_search_pages_and_stops_on_a_server_that_ignores_offset(
         assert client.calls == 3
     else:
         assert [s.study_uid for s in found] == ["1.1", "1.2"] and client.calls == 2
+
+
+def test_an_unusable_pulled_study_is_named_by_its_url_not_the_temporary_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import contextlib
+
+    import reporter.dicomweb as dicomweb
+    from reporter.errors import InputDataError
+    from reporter.ingest import load_study
+
+    folder = tmp_path / "spine-report-dicomweb-x"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not DICOM")
+
+    @contextlib.contextmanager
+    def fake_fetched(loc: object, **kw: object):
+        yield folder
+
+    monkeypatch.setattr(dicomweb, "fetched_study", fake_fetched)
+    url = f"dicomweb+http://127.0.0.1:8042/dicom-web/studies/{UID}"
+    with pytest.raises(InputDataError) as err:
+        load_study(url)
+    assert str(folder) not in str(err.value)
+    assert f"http://127.0.0.1:8042/dicom-web/studies/{UID}" in str(err.value)

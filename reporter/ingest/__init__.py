@@ -110,9 +110,8 @@ def _load_dicomweb(url: str, **options: object) -> Study:
             study = load_study(folder, study_uid=loc.study_uid, **options)  # type: ignore[arg-type]
         except ReporterError as exc:
             # The temporary folder means nothing to the user: name the study's URL instead.
-            error = type(exc)(str(exc).replace(str(folder), loc.url))
-            error.exit_code = exc.exit_code
-            raise error from None
+            exc.args = (str(exc).replace(str(folder), loc.url),)
+            raise
     study.source = loc.url
     return study
 
