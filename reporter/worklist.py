@@ -1,7 +1,8 @@
 """Batch reporting of a worklist: resumable, isolated, one report per item exactly once.
 
-Worklist: a CSV or JSONL file (columns / keys: `study` (path), optional `accession`,
-`priority`, `indication`, `seg`), or a folder whose sub-folders are studies. Relative paths are
+Worklist: a CSV or JSONL file (columns / keys: `study` (a path, or a DICOMweb study URL that
+the worker pulls: reporter.dicomweb), optional `accession`, `priority`, `indication`, `seg`),
+or a folder whose sub-folders are studies. Relative paths are
 taken from the worklist's folder. Items run in priority order (a number, smaller first, or
 stat / urgent / routine), then in worklist order.
 
@@ -33,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
 
+from reporter.dicomweb.urls import is_dicomweb_url, parse_study_url
 from reporter.errors import (
     InputMissingError,
     OutputError,
@@ -68,7 +70,7 @@ STUDY_KEYS = ("study", "study_path", "path")
 @dataclass
 class WorkItem:
     row: int  # 1-based position in the worklist
-    study: str  # absolute path
+    study: str  # absolute path, or a DICOMweb study URL (reporter.dicomweb.urls)
     accession: str | None = None
     priority: int = PRIORITY_WORDS["routine"]
     indication: str | None = None
@@ -155,8 +157,16 @@ def _item(rec: dict[str, Any], row: int, base: Path, where: str) -> WorkItem:
     study = next((rec[k] for k in STUDY_KEYS if rec.get(k) not in (None, "")), None)
     if study is None:
         raise UsageError(f"{where}: no study path (expected a column named 'study')")
-    path = Path(str(study).strip()).expanduser()
-    path = path if path.is_absolute() else base / path
+    text = str(study).strip()
+    if is_dicomweb_url(text):
+        try:
+            parse_study_url(text)  # checked now: a bad URL stops the batch before any work
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        source = text
+    else:
+        path = Path(text).expanduser()
+        source = str((path if path.is_absolute() else base / path).resolve())
     seg = rec.get("seg") or None
     if seg:
         seg_path = Path(str(seg).strip()).expanduser()
@@ -168,7 +178,7 @@ def _item(rec: dict[str, Any], row: int, base: Path, where: str) -> WorkItem:
 
     return WorkItem(
         row=row,
-        study=str(path.resolve()),
+        study=source,
         accession=text("accession"),
         priority=_priority(rec.get("priority"), where),
         indication=text("indication"),

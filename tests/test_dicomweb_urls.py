@@ -209,3 +209,17 @@ def test_an_unusable_pulled_study_is_named_by_its_url_not_the_temporary_folder(
         load_study(url)
     assert str(folder) not in str(err.value)
     assert f"http://127.0.0.1:8042/dicom-web/studies/{UID}" in str(err.value)
+
+
+def test_a_worklist_row_may_name_a_study_by_url(tmp_path: Path) -> None:
+    from reporter.worklist import read_worklist
+
+    url = f"dicomweb+http://127.0.0.1:8042/dicom-web/studies/{UID}"
+    wl = tmp_path / "wl.csv"
+    wl.write_text(f"study,accession\n{url},A1\nlocal/study,\n")
+    items = read_worklist(wl)
+    assert items[0].study == url  # kept as written: the worker pulls it
+    assert items[1].study == str((tmp_path / "local" / "study").resolve())
+    wl.write_text("study\ndicomweb://pacs/dicom-web/studies/not-a-uid\n")
+    with pytest.raises(UsageError, match=r"wl\.csv:2"):
+        read_worklist(wl)
