@@ -47,9 +47,13 @@ SEED, SITE = 5, "site-a"  # as `spine-report synth --out S --n 1 --site site-a -
 def _no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in (connection.TOKEN_ENV, connection.USER_ENV, connection.PASSWORD_ENV):
         monkeypatch.delenv(name, raising=False)
-    for name in (connection.NETRC_ENV, "NETRC", connection.INSECURE_ENV):
+    for name in (connection.NETRC_ENV, connection.INSECURE_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # An empty netrc instead of the machine's ~/.netrc (HOME stays: the watch subprocesses
+    # would rebuild their font and model caches in a new one).
+    empty = tmp_path / "empty-netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
 
 
 @pytest.fixture(scope="session")
