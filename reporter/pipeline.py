@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,7 +19,7 @@ from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.findings import StudyFindings
 from reporter.contracts.report import Report
 from reporter.contracts.study import Study
-from reporter.contracts.verdicts import Measurement, Verdict
+from reporter.contracts.verdicts import Evidence, Measurement, Verdict
 from reporter.errors import InputMissingError, UsageError
 from reporter.grounding import policy as report_policy
 from reporter.grounding.check import check as check_findings
@@ -142,13 +143,14 @@ def assemble_report(
     `policy` (reporter.grounding.policy; None: evidence_policy.json's default): "bands" lists an
     abnormal finding the tolerance bands could not verify as an unconfirmed suggestion;
     "contradicted-only" asserts it; "posterior" asserts it when its evidence-weighted posterior
-    reaches the validated threshold. `withhold_unverifiable_positive=False` is
-    "contradicted-only", kept for callers of the older switch."""
+    reaches the validated threshold of its condition and evidence state.
+    `withhold_unverifiable_positive=False` is "contradicted-only", kept for callers of the older
+    switch."""
     name = resolve_policy(policy, withhold_unverifiable_positive)
-    assert_at = None
+    assert_at: Callable[[str, Evidence | None], float | None] | None = None
     if name == "posterior":
         verdicts = report_policy.apply_posterior(raw, verdicts)
-        assert_at = report_policy.thresholds().assert_at
+        assert_at = report_policy.assert_threshold
     statements = build_statements(raw, verdicts, threshold, name == "bands", assert_at=assert_at)
     provenance = build_provenance(study, model_info, anatomy, started)
     provenance.timings_s.update(timings or {})

@@ -42,6 +42,46 @@ def test_policy_file_loads_and_names_a_known_default() -> None:
     assert 0.5 < t.probability_clip < 1
     # Derived under the error models shipped beside it.
     assert t.error_models_sha256 == error_model.sha256()
+    # Every condition has thresholds for both evidence states; the default follows held-out.
+    assert set(t.conditions) == set(policy.CONDITIONS)
+    assert (t.default_policy == "posterior") == t.targets_met_on_heldout
+
+
+def test_conditions_group_sides_and_endplates() -> None:
+    assert policy.condition("foraminal_stenosis_left") == "foraminal_stenosis"
+    assert policy.condition("subarticular_stenosis_right") == "subarticular_stenosis"
+    assert policy.condition("modic_upper") == "modic"
+    assert policy.condition("endplate_defect_lower") == "endplate_defect"
+    assert policy.condition("pfirrmann") == "pfirrmann"
+    assert len(policy.CONDITIONS) == 10
+
+
+def _bad(edit: Any) -> None:
+    raw = _doc("evidence_policy.json")
+    edit(raw)
+    with pytest.raises(ValidationError):
+        policy.PolicyFile.model_validate(raw)
+
+
+def test_policy_loader_rejects_bad_files() -> None:
+    policy.PolicyFile.model_validate(_doc("evidence_policy.json"))  # the shipped one is fine
+    _bad(lambda d: d["conditions"].pop("modic"))  # a condition missing
+    _bad(lambda d: d["conditions"].__setitem__("gout", d["conditions"]["modic"]))  # unknown
+    _bad(lambda d: d["conditions"]["modic"]["measured"].__setitem__("assert_at", 1.5))
+    _bad(lambda d: d["conditions"]["modic"]["measured"].__setitem__("assert_at", "sometimes"))
+    _bad(lambda d: d["conditions"]["modic"]["measured"].__setitem__("contradict_below", -0.1))
+    _bad(lambda d: d["conditions"]["modic"]["measured"].pop("contradict_below"))
+    _bad(lambda d: d["conditions"]["modic"]["unverifiable"].__setitem__("contradict_below", 0.1))
+    _bad(lambda d: d["conditions"]["modic"].pop("unverifiable"))
+    _bad(lambda d: d.__setitem__("assert_at", 0.9))  # the old global threshold
+    _bad(lambda d: d.__setitem__("version", "1"))
+    _bad(lambda d: d["validation"]["heldout"].pop("posterior"))
+
+    def claim_success(d: dict[str, Any]) -> None:
+        d["default_policy"] = "posterior"
+        d["targets_met_on_heldout"] = False
+
+    _bad(claim_success)
 
 
 def test_families_and_roles() -> None:
@@ -161,6 +201,9 @@ def test_posterior_kind_and_assertion() -> None:
     assert not policy.asserted("canal_stenosis", "mild", "supported", _weight(0.5, 0.8), 0.9)
     assert policy.asserted("canal_stenosis", "mild", "supported", _weight(0.5, 0.95), 0.9)
     assert not policy.asserted("canal_stenosis", "mild", "contradicted", _weight(0.5, 0.95), 0.9)
+    # 'never' (None): a positive claim is not asserted whatever its posterior; normal ones are.
+    assert not policy.asserted("canal_stenosis", "mild", "supported", _weight(1.0, 1.0), None)
+    assert policy.asserted("canal_stenosis", "none", "supported", _weight(1.0, 0.0), None)
     with pytest.raises(Exception, match="unknown report policy"):
         policy.check_policy("lenient")
 
@@ -191,10 +234,55 @@ def test_apply_posterior_keeps_the_band_verdict_and_weighs_every_level_statement
     t = policy.thresholds()
     low = _weight(0.0, 0.0)
     out = policy.apply_posterior(raw, [_verdict("supported", low), _verdict("unverifiable", None)])
-    expected = "contradicted" if t.contradict_below > 0 else "supported"
+    expected = "contradicted" if t.contradict_below("canal_stenosis") > 0 else "supported"
     assert out[0].verdict == expected and out[0].band_verdict == "supported"
     assert out[1].verdict == "unverifiable" and out[1].weight is not None
     assert out[1].weight.likelihood_ratio == 1.0 and out[1].weight.measured == []
+
+
+def _with_cell(monkeypatch: pytest.MonkeyPatch, cond: str, state: str, **cell: Any) -> None:
+    raw = _doc("evidence_policy.json")
+    raw["conditions"][cond][state].update(cell)
+    patched = policy.PolicyFile.model_validate(raw)
+    monkeypatch.setattr(policy, "thresholds", lambda: patched)
+
+
+def test_a_claim_whose_threshold_is_never_stays_unconfirmed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = findings(levels={"L4-L5": {"canal_stenosis": {"value": "moderate", "probability": 1.0}}})
+    sure = [_verdict("supported", _weight(1.0, 1.0))]  # measured, as sure as it gets
+
+    def status() -> str:
+        out = build_statements(raw, sure, None, False, assert_at=policy.assert_threshold)
+        s = next(s for s in out if s.level == "L4-L5" and s.field == "canal_stenosis")
+        return s.status
+
+    _with_cell(monkeypatch, "canal_stenosis", "measured", assert_at=0.5)
+    assert status() == "reported"
+    _with_cell(monkeypatch, "canal_stenosis", "measured", assert_at="never")
+    assert status() == "unconfirmed"
+    out = build_statements(raw, sure, None, False, assert_at=policy.assert_threshold)
+    s = next(s for s in out if s.level == "L4-L5" and s.field == "canal_stenosis")
+    assert "never asserted" in s.reason
+    # The state matters: the unverifiable cell's threshold does not apply to a measured claim.
+    _with_cell(monkeypatch, "canal_stenosis", "unverifiable", assert_at="never")
+    assert status() == "reported"
+
+
+def test_thresholds_are_per_condition_and_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_cell(monkeypatch, "subarticular_stenosis", "unverifiable", assert_at="never")
+    t = policy.thresholds()
+    assert t.assert_at("subarticular_stenosis_left", measured=False) is None
+    assert t.assert_at("subarticular_stenosis_right", measured=False) is None
+    _with_cell(monkeypatch, "modic", "measured", assert_at=0.93, contradict_below=0.25)
+    t = policy.thresholds()
+    assert t.assert_at("modic_lower", measured=True) == 0.93
+    assert t.contradict_below("modic_upper") == 0.25
+    assert policy.assert_threshold("modic_upper", _weight(0.9, 0.9)) == 0.93
+    assert policy.assert_threshold("modic_upper", _weight(0.9, 0.9, measured=False)) == (
+        t.assert_at("modic_upper", measured=False)
+    )
 
 
 # --- the scripts that derive the data -------------------------------------------------------------
@@ -228,13 +316,52 @@ def _item(
     )
 
 
-def test_threshold_choice_respects_the_constraints() -> None:
+def _cell_items(field: str, n_true: int, n_false: int, p_true: float, p_false: float) -> list:
+    abnormal = {"subarticular_stenosis_left": "moderate", "pfirrmann": 4}[field]
+    normal = {"subarticular_stenosis_left": "none", "pfirrmann": 2}[field]
+    out = [
+        tune.Item(field, abnormal, p_true, None, False, "unverifiable", True, False, True)
+        for _ in range(n_true)
+    ]
+    out += [
+        tune.Item(field, abnormal, p_false, None, False, "unverifiable", True, True, False)
+        for _ in range(n_false)
+    ]
+    out += [
+        tune.Item(field, normal, 0.95, None, False, "unverifiable", False, None, True)
+        for _ in range(n_true)
+    ]
+    return out
+
+
+def test_per_condition_choice_keeps_inseparable_cells_never() -> None:
+    # Pfirrmann claims separate (true at 0.95, false at 0.6); subarticular ones do not (0.9 both,
+    # 12% false): the budget buys Pfirrmann and leaves subarticular claims unconfirmed.
+    items = _cell_items("pfirrmann", 400, 20, 0.95, 0.6)
+    items += _cell_items("subarticular_stenosis_left", 88, 12, 0.9, 0.9)
+    _, conditions, curve, fitting = tune.choose(items)
+    assert conditions["subarticular_stenosis"]["unverifiable"]["assert_at"] == tune.NEVER
+    a = conditions["pfirrmann"]["unverifiable"]["assert_at"]
+    assert a != tune.NEVER and 0.6 < a < 0.99  # between the false and the true claims
+    assert fitting["hallucinated_after"] <= tune.FIT_HALLUCINATED
+    assert fitting["true_positive_retention"] == pytest.approx(400 / 488)
+    assert curve  # the allocation over the budget
+    for cond in policy.CONDITIONS:
+        assert set(conditions[cond]) == {"measured", "unverifiable"}
+        assert "contradict_below" in conditions[cond]["measured"]
+
+
+def test_contradiction_maximises_flag_recall_within_false_flags() -> None:
+    # Measured canal claims: hallucinated ones have a low posterior of the claim; a threshold
+    # of 0 (never contradict) must not win a tie against flagging them.
     for_mild = {"none": 0.05, "mild": 0.8, "moderate": 0.1, "severe": 0.05}
     for_none = {"none": 0.9, "mild": 0.05, "moderate": 0.03, "severe": 0.02}
     items = [_item(True, False, True, 0.9, for_mild) for _ in range(300)]
     items += [_item(True, True, False, 0.9, for_none) for _ in range(30)]
     items += [_item(False, None, True, 0.95, for_none) for _ in range(300)]
-    _, best = tune.choose(items)
-    assert best["hallucinated_after"] <= tune.MAX_HALLUCINATED
-    assert best["false_flag_rate"] <= tune.MAX_FALSE_FLAGS
+    _, conditions, _, best = tune.choose(items)
+    assert conditions["canal_stenosis"]["measured"]["contradict_below"] > 0
+    assert best["flag_recall"] == pytest.approx(1.0)
+    assert best["false_flag_rate"] <= tune.FIT_FALSE_FLAGS
+    assert best["hallucinated_after"] <= tune.FIT_HALLUCINATED
     assert best["true_positive_retention"] == pytest.approx(1.0)

@@ -30,8 +30,9 @@ def tradeoff_section(metrics: dict[str, Any]) -> list[str]:
     return [
         "## Posterior policy: hallucination vs retention over the assertion threshold",
         "",
-        "The report asserts at the threshold of reporter/grounding/evidence_policy.json (chosen "
-        "on validation phantoms); the other rows show what another threshold would give. "
+        "The report asserts at the per-condition thresholds of "
+        "reporter/grounding/evidence_policy.json (chosen on validation phantoms); these rows "
+        "show what one threshold for every condition would give instead. "
         "Plot: plots/tradeoff.png.",
         "",
         table(points),

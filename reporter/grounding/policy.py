@@ -6,10 +6,15 @@ Policies (what the report asserts of a positive statement):
   withheld; the rest unconfirmed (the band checker's verdicts);
 - "contradicted-only": everything the bands do not contradict is asserted;
 - "posterior": the verdict follows the evidence-weighted posterior (reporter.grounding.evidence):
-  contradicted when a measured statement's posterior is below `contradict_below` (or its level
-  does not exist), supported when measured and not contradicted, unverifiable when nothing was
-  measured; a positive statement is asserted when it is not contradicted and its posterior of an
-  abnormal value is at least `assert_at`; the rest are unconfirmed.
+  contradicted when a measured statement's posterior is below its condition's
+  `contradict_below` (or its level does not exist), supported when measured and not
+  contradicted, unverifiable when nothing was measured; a positive statement is asserted when it
+  is not contradicted and its posterior of an abnormal value is at least the `assert_at` of its
+  condition and evidence state (measured / unverifiable); "never" keeps every such claim
+  unconfirmed. The rest are unconfirmed.
+
+Conditions (`condition(field)`): a field without its side or endplate suffix (the left and right
+foramina share one threshold, as do the upper and lower Modic endplates).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reporter.contracts.findings import StudyFindings, is_abnormal
+from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, is_abnormal
 from reporter.contracts.verdicts import Evidence, Verdict
 from reporter.errors import ModelFileError, UsageError
 from reporter.grounding.evidence import prior_only
@@ -32,6 +37,59 @@ POLICIES: tuple[str, ...] = ("bands", "contradicted-only", "posterior")
 _FILE = "evidence_policy.json"
 
 
+_SUFFIXES = ("_left", "_right", "_upper", "_lower")
+STATES: tuple[str, ...] = ("measured", "unverifiable")
+
+
+def condition(field: str) -> str:
+    """The condition a level field's thresholds belong to: the field without its side or
+    endplate suffix."""
+    for suffix in _SUFFIXES:
+        if field.endswith(suffix):
+            return field[: -len(suffix)]
+    return field
+
+
+CONDITIONS: tuple[str, ...] = tuple(dict.fromkeys(condition(f) for f in LEVEL_FIELDS))
+
+AssertAt = float | Literal["never"]
+
+
+class MeasuredThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    assert_at: AssertAt
+    contradict_below: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> MeasuredThresholds:
+        _check_assert_at(self.assert_at)
+        return self
+
+
+class UnverifiableThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    assert_at: AssertAt
+
+    @model_validator(mode="after")
+    def _in_range(self) -> UnverifiableThresholds:
+        _check_assert_at(self.assert_at)
+        return self
+
+
+def _check_assert_at(value: AssertAt) -> None:
+    if value != "never" and not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"assert_at must be in [0, 1] or 'never', not {value!r}")
+
+
+class ConditionThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measured: MeasuredThresholds
+    unverifiable: UnverifiableThresholds
+
+
 class ValidationNumbers(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -39,25 +97,50 @@ class ValidationNumbers(BaseModel):
     hallucinated_after: float
     true_positive_retention: float
     false_flag_rate: float
+    flag_recall: float
 
 
 class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: str
+    version: Literal["2"]
     note: str
     rule: str
     derived_with: str
-    seeds: str
+    seeds: dict[Literal["fitting", "heldout"], str]
     error_models_sha256: str
-    contradict_below: float = Field(ge=0, le=1)
-    assert_at: float = Field(ge=0, le=1)
     probability_clip: float = Field(gt=0.5, lt=1)
     prior_without_probability: float = Field(gt=0, lt=1)
-    targets_met_on_validation: bool
+    conditions: dict[str, ConditionThresholds]
+    targets_met_on_heldout: bool
     default_policy: Policy
-    validation: ValidationNumbers
-    validation_by_policy: dict[str, dict[str, Any]]
+    # policy name -> its pooled numbers, on the fitting and on the held-out studies
+    validation: dict[Literal["fitting", "heldout"], dict[Policy, ValidationNumbers]]
+    per_condition: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _complete(self) -> PolicyFile:
+        missing = sorted(set(CONDITIONS) - set(self.conditions))
+        unknown = sorted(set(self.conditions) - set(CONDITIONS))
+        if missing or unknown:
+            raise ValueError(f"conditions: missing {missing}, unknown {unknown}")
+        for split in ("fitting", "heldout"):
+            if set(self.validation.get(split, {})) != set(POLICIES):  # type: ignore[call-overload]
+                raise ValueError(f"validation.{split} must give every policy: {POLICIES}")
+        if self.default_policy == "posterior" and not self.targets_met_on_heldout:
+            raise ValueError("default_policy 'posterior' needs targets_met_on_heldout")
+        return self
+
+    def assert_at(self, field: str, measured: bool) -> float | None:
+        """The posterior of an abnormal value from which a positive claim in `field` is asserted
+        (None: never)."""
+        cell = self.conditions[condition(field)]
+        value = cell.measured.assert_at if measured else cell.unverifiable.assert_at
+        return None if value == "never" else float(value)
+
+    def contradict_below(self, field: str) -> float:
+        """The posterior of the claim below which a measured statement is contradicted."""
+        return self.conditions[condition(field)].measured.contradict_below
 
 
 @cache
@@ -98,14 +181,23 @@ def posterior_kind(
     return "contradicted" if weight.posterior < contradict_below else "supported"
 
 
-def asserted(field: str, claim: Any, kind: str, weight: Evidence | None, assert_at: float) -> bool:
+def asserted(
+    field: str, claim: Any, kind: str, weight: Evidence | None, assert_at: float | None
+) -> bool:
     """Whether the posterior policy asserts the statement (normal statements: unless
-    contradicted; positive ones: posterior of an abnormal value >= assert_at)."""
+    contradicted; positive ones: posterior of an abnormal value >= assert_at; never when
+    assert_at is None)."""
     if kind == "contradicted":
         return False
     if not is_abnormal(field, claim):
         return True
-    return weight is not None and weight.posterior_abnormal >= assert_at
+    return assert_at is not None and weight is not None and weight.posterior_abnormal >= assert_at
+
+
+def assert_threshold(field: str, weight: Evidence | None) -> float | None:
+    """The shipped assertion threshold of a positive claim in `field` with this evidence
+    (measured or not); None: the posterior policy never asserts it."""
+    return thresholds().assert_at(field, weight is not None and bool(weight.measured))
 
 
 def _probability(findings: StudyFindings, v: Verdict, default: float) -> float:
@@ -146,13 +238,14 @@ def apply_posterior(findings: StudyFindings, verdicts: list[Verdict]) -> list[Ve
                 posterior=round(post, 6),
                 posterior_abnormal=round(abn, 6),
             )
-        kind = posterior_kind(v, weight, t.contradict_below)
+        below = t.contradict_below(v.field)
+        kind = posterior_kind(v, weight, below)
         reason = v.reason
         if weight.measured:
             reason = (
                 f"posterior {weight.posterior:.2f} from the measurements' error models and the "
-                f"model's probability {weight.prior:.2f} (contradicted below "
-                f"{t.contradict_below:g}); tolerance bands: {v.verdict}, {v.reason}"
+                f"model's probability {weight.prior:.2f} (contradicted below {below:g}); "
+                f"tolerance bands: {v.verdict}, {v.reason}"
             )
         out.append(
             v.model_copy(

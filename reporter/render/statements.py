@@ -15,7 +15,7 @@ indistinguishable in the prose.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from reporter.contracts.findings import (
     is_abnormal,
     split_level,
 )
-from reporter.contracts.verdicts import Measurement, Verdict
+from reporter.contracts.verdicts import Evidence, Measurement, Verdict
 from reporter.render.clinical_weight import weight
 
 Status = Literal["reported", "withheld", "unconfirmed", "indeterminate", "not_assessable"]
@@ -195,6 +195,14 @@ class Statement:
         }
 
 
+def _limit(
+    assert_at: float | Callable[[str, Evidence | None], float | None],
+    field: str,
+    weight: Evidence | None,
+) -> float | None:
+    return assert_at(field, weight) if callable(assert_at) else float(assert_at)
+
+
 def _verdict_index(verdicts: list[Verdict]) -> dict[tuple[str | None, str], Verdict]:
     return {(v.level, v.field): v for v in verdicts}
 
@@ -204,13 +212,15 @@ def build_statements(
     verdicts: list[Verdict],
     indeterminate_below: Mapping[str, float] | float | None,
     withhold_unverifiable_positive: bool = True,
-    assert_at: float | None = None,
+    assert_at: float | Callable[[str, Evidence | None], float | None] | None = None,
 ) -> list[Statement]:
     """Every statement of `findings` (study-level first, then level by level, in schema order).
 
     `assert_at` (the posterior policy, reporter.grounding.policy): a positive statement not
     contradicted is asserted only when its verdict's posterior of an abnormal value is at least
-    this; otherwise it is `unconfirmed`.
+    this; otherwise it is `unconfirmed`. One number for every field, or a function of the field
+    and the verdict's evidence giving the threshold, None for "never asserted"
+    (reporter.grounding.policy.assert_threshold).
 
     `indeterminate_below`: the calibrated abstention threshold, per field (the VLM's calibration)
     or one number for all fields; None marks nothing indeterminate.
@@ -250,19 +260,30 @@ def build_statements(
         status: Status = "reported"
         reason = verdict.reason if verdict else "not checked against the images"
         weight = verdict.weight if verdict is not None else None
+        limit: float | None = None
         if verdict is not None and verdict.verdict == "contradicted":
             status = "withheld"
         elif (
             assert_at is not None
             and abnormal
-            and (weight is None or weight.posterior_abnormal < assert_at)
+            and (
+                weight is None
+                or (limit := _limit(assert_at, name, weight)) is None
+                or weight.posterior_abnormal < limit
+            )
         ):
             # The posterior policy: the evidence and the model together are not sure enough.
             status = "unconfirmed"
-            if weight is not None:
+            if weight is not None and limit is None:
+                state = "measured" if weight.measured else "unmeasured"
+                reason = (
+                    f"{state} claims of this kind are never asserted (on validation their "
+                    f"posterior did not separate true from false findings); {reason}"
+                )
+            elif weight is not None:
                 reason = (
                     f"posterior of a finding {weight.posterior_abnormal:.2f} is below "
-                    f"{assert_at:g}; {reason}"
+                    f"{limit:g}; {reason}"
                 )
         elif (
             withhold_unverifiable_positive
