@@ -241,7 +241,8 @@ def test_apply_posterior_keeps_the_band_verdict_and_weighs_every_level_statement
 
 
 def _with_cell(monkeypatch: pytest.MonkeyPatch, cond: str, state: str, **cell: Any) -> None:
-    raw = _doc("evidence_policy.json")
+    """Patch one cell of the thresholds in force (earlier patches kept)."""
+    raw = policy.thresholds().model_dump(mode="json")
     raw["conditions"][cond][state].update(cell)
     patched = policy.PolicyFile.model_validate(raw)
     monkeypatch.setattr(policy, "thresholds", lambda: patched)
@@ -266,6 +267,7 @@ def test_a_claim_whose_threshold_is_never_stays_unconfirmed(
     s = next(s for s in out if s.level == "L4-L5" and s.field == "canal_stenosis")
     assert "never asserted" in s.reason
     # The state matters: the unverifiable cell's threshold does not apply to a measured claim.
+    _with_cell(monkeypatch, "canal_stenosis", "measured", assert_at=0.5)
     _with_cell(monkeypatch, "canal_stenosis", "unverifiable", assert_at="never")
     assert status() == "reported"
 
@@ -365,3 +367,28 @@ def test_contradiction_maximises_flag_recall_within_false_flags() -> None:
     assert best["false_flag_rate"] <= tune.FIT_FALSE_FLAGS
     assert best["hallucinated_after"] <= tune.FIT_HALLUCINATED
     assert best["true_positive_retention"] == pytest.approx(1.0)
+
+
+def test_the_pipeline_applies_per_condition_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reporter.pipeline import assemble_report
+    from reporter.render.provenance import now_iso
+    from tests.report_factory import make_findings, make_study, make_verdicts
+
+    study, anatomy = make_study()
+    raw = make_findings({"L1-L2": {"canal_stenosis": "severe"}})
+    verdicts = make_verdicts(raw, study, anatomy, set())
+    measurements = [m for v in verdicts for m in v.evidence]
+
+    def canal_status() -> str:
+        _, statements = assemble_report(
+            study, anatomy, raw, verdicts, measurements, {}, None, now_iso(), policy="posterior"
+        )
+        s = next(s for s in statements if s.level == "L1-L2" and s.field == "canal_stenosis")
+        return s.status
+
+    for state in ("measured", "unverifiable"):
+        _with_cell(monkeypatch, "canal_stenosis", state, assert_at=0.0)
+    assert canal_status() == "reported"
+    for state in ("measured", "unverifiable"):
+        _with_cell(monkeypatch, "canal_stenosis", state, assert_at="never")
+    assert canal_status() == "unconfirmed"
