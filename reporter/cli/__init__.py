@@ -29,6 +29,10 @@ from reporter.errors import EXIT_USAGE
 from reporter.quiet import quiet_libraries
 
 PROG = "spine-report"
+# typer >= 0.29 keeps Abort only in typer itself; older releases also raise click's Abort.
+_ABORTS: tuple[type[BaseException], ...] = tuple(
+    {typer.Abort, getattr(click_exc, "Abort", typer.Abort), KeyboardInterrupt}
+)
 
 
 def _usage_line(exc: click_exc.ClickException) -> str:
@@ -38,6 +42,15 @@ def _usage_line(exc: click_exc.ClickException) -> str:
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else PROG
     return f"{PROG}: error: {message} (see '{command} --help')"
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,9 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     except click_exc.ClickException as exc:  # UsageError, BadParameter, NoSuchOption, ...
         err_console.print(_usage_line(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
-    except (click_exc.Abort, typer.Abort):
+    except _ABORTS:
         err_console.print(f"{PROG}: error: interrupted", markup=False, highlight=False)
         sys.exit(130)
+    except BrokenPipeError:
+        # `spine-report ... | head`: the reader left; nothing is wrong with the run. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise a second time.
+        _silence_stdout()
+        sys.exit(0)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
