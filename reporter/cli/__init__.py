@@ -5,6 +5,8 @@ Each area registers its commands in its own module so they stay small and apart.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
@@ -45,12 +47,8 @@ def _usage_line(exc: click_exc.ClickException) -> str:
 
 
 def _silence_stdout() -> None:
-    import os
-
-    try:
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> None:
