@@ -15,6 +15,12 @@ every report exactly once.
 Workers are processes that load the model once and take items from the main process one at a
 time; an item that runs past the per-study timeout has its worker killed (and replaced), which
 is the only way to stop a stuck computation, and is recorded as failed with the reason.
+
+How items reach workers is the one replaceable part (`Dispatch`): `dispatch_local` runs worker
+processes on this machine, `reporter.worklist_ray.RayDispatch` runs them as Ray actors on a
+cluster. Both start workers with `_worker_start`, report an item with `_run_item` and hand every
+answer to the same `record` (manifest, progress), so reading the worklist, resume, staging and
+exactly-once are one code path whatever the backend.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from reporter.dicomweb.urls import is_dicomweb_url, parse_study_url
 from reporter.errors import (
@@ -232,22 +238,39 @@ def read_worklist(path: str | os.PathLike[str]) -> list[WorkItem]:
     return items
 
 
-# --- the worker process ---------------------------------------------------------------------
-def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: str) -> None:
-    """Load the model once, then report the items the main process sends until it sends None."""
-    # Ctrl-C reaches the whole process group; the main process decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# --- the worker (a local process or a Ray actor) ----------------------------------------------
+def _worker_start(model: str | None, adapter: str | None) -> dict[str, Any]:
+    """Set a worker up and load the model once: a "ready" message (pid, code version, model
+    provenance) or a "fatal" one (error, exit code). Every backend starts its workers with it."""
     quiet_libraries()
     try:
         import torch
 
-        torch.set_num_threads(1)  # N workers share the machine; one thread each
+        # N workers share the machine; one thread each (and the same arithmetic in every
+        # backend: a thread count can change the order of floating-point sums).
+        torch.set_num_threads(1)
         from reporter.pipeline import get_model
+        from reporter.version import __version__
 
-        get_model(model, adapter)
-        conn.send({"type": "ready", "pid": os.getpid()})
+        vlm = get_model(model, adapter)
+        info = vlm.provenance() if hasattr(vlm, "provenance") else {}
+        return {
+            "type": "ready",
+            "pid": os.getpid(),
+            "version": __version__,
+            "model": {k: str(v) for k, v in sorted(info.items())},
+        }
     except BaseException as exc:
-        conn.send({"type": "fatal", "error": _describe(exc), "code": _code(exc)})
+        return {"type": "fatal", "error": _describe(exc), "code": _code(exc)}
+
+
+def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: str) -> None:
+    """Load the model once, then report the items the main process sends until it sends None."""
+    # Ctrl-C reaches the whole process group; the main process decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    hello = _worker_start(model, adapter)
+    conn.send(hello)
+    if hello["type"] != "ready":
         return
     while True:
         try:
@@ -327,21 +350,90 @@ class BatchFatalError(ReporterError):
     """The batch cannot run at all (e.g. the model does not load)."""
 
 
+def worker_fatal(msg: dict[str, Any]) -> BatchFatalError:
+    """The error for a worker's "fatal" start message (it carries the exit code)."""
+    err = BatchFatalError(f"a worker could not start: {msg['error']}")
+    err.exit_code = int(msg.get("code", err.exit_code))
+    return err
+
+
+def discard_staging(out: Path, item: WorkItem) -> None:
+    """Remove what a killed worker left half-made of `item` (its staging folders)."""
+    for leftover in out.glob(f"{atomic.STAGING_PREFIX}{item.item_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+# --- the driver: recording answers, and how items reach workers ---------------------------------
+class Record(Protocol):
+    def __call__(
+        self, item: WorkItem, answer: dict[str, Any], worker_pid: int | None = None
+    ) -> None: ...
+
+
+def _recorder(
+    results: dict[int, ItemResult],
+    save_manifest: Callable[[], None],
+    notify: Callable[[ItemResult], Any],
+) -> Record:
+    """The one place an item's outcome is written, whichever backend ran it: `answer` is a
+    worker's result message (or the driver's own verdict: timeout, a dead worker)."""
+    from reporter.render.provenance import now_iso
+
+    def record(item: WorkItem, answer: dict[str, Any], worker_pid: int | None = None) -> None:
+        results[item.row] = ItemResult(
+            item,
+            status=answer["status"],
+            reason=answer.get("reason", ""),
+            seconds=answer.get("seconds", 0.0),
+            withheld=answer.get("withheld"),
+            indeterminate=answer.get("indeterminate"),
+            finished_at=now_iso(),
+            worker_pid=worker_pid,
+        )
+        save_manifest()
+        notify(results[item.row])
+
+    return record
+
+
+class Dispatch(Protocol):
+    """How the items still to do reach workers; the only part a backend replaces.
+
+    It starts workers with `_worker_start` (load the model once), has each item reported by
+    `_run_item` into `out`, calls `record` once per item (in any order), stops a worker whose
+    item runs past `timeout_s` (recording "timeout") and raises `BatchFatalError` (or another
+    ReporterError) when no worker can start. `workers` None: the backend's default."""
+
+    def __call__(
+        self,
+        todo: list[WorkItem],
+        out: Path,
+        workers: int | None,
+        timeout_s: float,
+        model: str | None,
+        adapter: str | None,
+        record: Record,
+    ) -> None: ...
+
+
 # --- the main loop -------------------------------------------------------------------------------
 def run_batch(
     worklist: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    workers: int = 1,
+    workers: int | None = 1,
     timeout_s: float = 600.0,
     model: str | None = None,
     adapter: str | None = None,
     on_event: Callable[[str, ItemResult | None, int, int], None] | None = None,
+    dispatch: Dispatch | None = None,
 ) -> list[ItemResult]:
     """Report every item of `worklist` into `out`; returns one result per worklist row.
 
     `on_event(kind, result, n_finished, n_total)` is called on "start" and after every item
-    (the CLI draws its progress bar from it)."""
-    if workers < 1:
+    (the CLI draws its progress bar from it). `dispatch` says how items reach workers:
+    `dispatch_local` (the default: `workers` processes here, 1 when None) or
+    `reporter.worklist_ray.RayDispatch(address)` (Ray actors; None: one per CPU of the cluster)."""
+    if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     if timeout_s <= 0:
         raise UsageError(f"the per-study timeout must be positive, not {timeout_s}")
@@ -389,7 +481,15 @@ def run_batch(
             on_event("item", result, finished(), n_total)
 
     if todo:
-        _dispatch(todo, results, out_dir, workers, timeout_s, model, adapter, save_manifest, notify)
+        (dispatch or dispatch_local)(
+            todo,
+            out_dir,
+            workers,
+            timeout_s,
+            model,
+            adapter,
+            _recorder(results, save_manifest, notify),
+        )
     save_manifest()
     return [results[row] for row in sorted(results)]
 
@@ -426,17 +526,8 @@ def report_items(
             results[it.row] = ItemResult(it, "pending")
             todo.append(it)
     if todo:
-        _dispatch(
-            todo,
-            results,
-            out_dir,
-            workers,
-            timeout_s,
-            model,
-            adapter,
-            lambda: None,
-            on_result or (lambda result: None),
-        )
+        record = _recorder(results, lambda: None, on_result or (lambda result: None))
+        dispatch_local(todo, out_dir, workers, timeout_s, model, adapter, record)
     return [results[it.row] for it in items]
 
 
@@ -463,30 +554,22 @@ def _stop(w: _Worker, kill: bool = False) -> None:
     w.conn.close()
 
 
-def _dispatch(
+def dispatch_local(
     todo: list[WorkItem],
-    results: dict[int, ItemResult],
     out: Path,
-    n_workers: int,
+    workers: int | None,
     timeout_s: float,
     model: str | None,
     adapter: str | None,
-    save_manifest: Callable[[], None],
-    notify: Callable[[ItemResult], Any],
+    record: Record,
 ) -> None:
-    from reporter.render.provenance import now_iso
-
+    """Worker processes on this machine (`workers`, 1 when None), fed one item at a time."""
     ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads
     queue = list(todo)
     pool: list[_Worker | None] = [
-        _spawn(ctx, model, adapter, out) for _ in range(min(n_workers, len(todo)))
+        _spawn(ctx, model, adapter, out) for _ in range(min(workers or 1, len(todo)))
     ]
     crashes_before_ready = 0
-
-    def record(item: WorkItem, **kw: Any) -> None:
-        results[item.row] = ItemResult(item, finished_at=now_iso(), **kw)
-        save_manifest()
-        notify(results[item.row])
 
     def replace(i: int, status: Status, reason: str | None) -> None:
         """Kill worker i (and its half-made output), start a fresh one, record its item."""
@@ -495,12 +578,11 @@ def _dispatch(
         item = w.item
         _stop(w, kill=True)
         if item is not None:
-            for leftover in out.glob(f"{atomic.STAGING_PREFIX}{item.item_id}-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
+            discard_staging(out, item)
         # A fresh worker only when there is work left for it (spawning reloads the model).
         pool[i] = _spawn(ctx, model, adapter, out) if queue else None
         if item is not None and reason is not None:
-            record(item, status=status, reason=reason)
+            record(item, {"status": status, "reason": reason})
 
     try:
         while queue or any(w is not None and w.item is not None for w in pool):
@@ -523,20 +605,10 @@ def _dispatch(
                     if msg["type"] == "ready":
                         w.ready = True
                     elif msg["type"] == "fatal":
-                        err = BatchFatalError(f"a worker could not start: {msg['error']}")
-                        err.exit_code = int(msg.get("code", err.exit_code))
-                        raise err
+                        raise worker_fatal(msg)
                     elif msg["type"] == "result" and w.item is not None:
                         item, w.item = w.item, None
-                        record(
-                            item,
-                            status=msg["status"],
-                            reason=msg.get("reason", ""),
-                            seconds=msg.get("seconds", 0.0),
-                            withheld=msg.get("withheld"),
-                            indeterminate=msg.get("indeterminate"),
-                            worker_pid=w.proc.pid,
-                        )
+                        record(item, msg, worker_pid=w.proc.pid)
                     elif msg["type"] == "died":
                         if not w.ready:
                             crashes_before_ready += 1

@@ -135,6 +135,14 @@ def report(
         bool,
         typer.Option("--push", help="Store report.sr.dcm and seg.dcm back in the study (STOW-RS)."),
     ] = False,
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            help="De-identified outputs: DICOM PS3.15 Annex E basic profile, Retain UIDs and "
+            "Retain Patient Characteristics options (README: De-identified outputs).",
+        ),
+    ] = False,
 ) -> None:
     """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
     from reporter.cli.sources import default_out, note_tls, push_report, study_source
@@ -154,6 +162,7 @@ def report(
         indication=indication,
         withhold_unverifiable_positive=not assert_unverifiable,
         policy=policy,
+        deidentify=deidentify,
     )
     if push:
         push_report(source, out_dir)
@@ -167,15 +176,50 @@ def batch(
         Path, typer.Argument(help="CSV / JSONL worklist, or a folder of study folders.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (one per item).")] = Path("out"),
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1)] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            help="Workers, each loading the model once (local: default 1; ray: default one per "
+            "CPU of the cluster).",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Per-study timeout in seconds.")
     ] = 600.0,
     model: Annotated[Path | None, typer.Option("--model")] = None,
     adapter: Annotated[Path | None, typer.Option("--adapter")] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="local (worker processes here) | ray (Ray actors; needs the [ray] extra).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="With --backend ray: the cluster (HEAD:6379); default: a private local Ray.",
+        ),
+    ] = None,
 ) -> None:
     """Report every item of a worklist; resumable; exit 1 when any item failed."""
     from reporter.worklist import MANIFEST, exit_code, run_batch
+
+    if backend not in ("local", "ray"):
+        raise UsageError(f"unknown --backend {backend!r}; expected local or ray")
+    if address is not None and backend != "ray":
+        raise UsageError("--address names a Ray cluster: use it with --backend ray")
+    dispatch = None
+    if backend == "ray":
+        from reporter.worklist_ray import RayDispatch
+
+        dispatch = RayDispatch(address=address)  # exit 69 here when Ray is not installed
+    elif workers is None:
+        workers = 1
 
     progress = Progress(
         TextColumn("[bold]reporting"),
@@ -206,6 +250,7 @@ def batch(
             model=None if model is None else str(model),
             adapter=None if adapter is None else str(adapter),
             on_event=on_event,
+            dispatch=dispatch,
         )
 
     table = Table(title=f"batch summary ({out / MANIFEST})")
