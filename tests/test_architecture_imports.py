@@ -20,6 +20,7 @@ RUNTIME = (
     "reporter.render",
     "reporter.pipeline",
     "reporter.worklist",
+    "reporter.worklist_ray",
     "reporter.dicomweb",
     "reporter.watch",
 )
