@@ -28,6 +28,7 @@ from reporter.ingest.assessability import unassessable_fields
 from reporter.ingest.image2d import anatomy_from_discs
 from reporter.render import atomic
 from reporter.render.context import technique
+from reporter.render.deidentify import deidentify_study
 from reporter.render.outputs import write_outputs
 from reporter.render.provenance import build_provenance, now_iso
 from reporter.render.statements import Statement, build_statements, final_findings
@@ -211,6 +212,7 @@ def report_study(
     indeterminate_below: float | None = None,
     withhold_unverifiable_positive: bool = True,
     policy: str | None = None,
+    deidentify: bool = False,
 ) -> Report:
     """Report one study; with `out_dir`, write report.txt / .html, findings.json, report.sr.dcm,
     seg.dcm and provenance.json there (all or none).
@@ -222,6 +224,9 @@ def report_study(
     (the contradicted-only policy); by default they are listed apart, not asserted.
     `policy` names the report policy ("bands", "contradicted-only", "posterior"; None: the
     default of reporter/grounding/evidence_policy.json).
+    `deidentify` writes every output under the PS3.15 Annex E basic profile with the options of
+    reporter.render.deidentify (the returned report is de-identified the same way; the indication,
+    free text, is left out).
     """
     # The output folder is proven writable before any work, and removed again if this call
     # made it and fails (atomic.output_dir); without out_dir nothing is written.
@@ -258,6 +263,11 @@ def report_study(
         grounding = check_findings(raw, study, anatomy)
         t = lap("grounding", t)
 
+        if deidentify:
+            # What every writer reads from here on: clean headers, no descriptions or dates.
+            study = deidentify_study(study)
+            indication = None
+
         report, statements = assemble_report(
             study,
             anatomy,
@@ -272,7 +282,9 @@ def report_study(
             policy=policy,
         )
         if out is not None:
-            write_outputs(report, study, anatomy, statements, out, indication, t0=t0)
+            write_outputs(
+                report, study, anatomy, statements, out, indication, t0=t0, deidentify=deidentify
+            )
         else:
             report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
             report.provenance.finished_at = now_iso()

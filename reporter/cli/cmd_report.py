@@ -135,6 +135,14 @@ def report(
         bool,
         typer.Option("--push", help="Store report.sr.dcm and seg.dcm back in the study (STOW-RS)."),
     ] = False,
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            help="De-identified outputs: DICOM PS3.15 Annex E basic profile, Retain UIDs and "
+            "Retain Patient Characteristics options (README: De-identified outputs).",
+        ),
+    ] = False,
 ) -> None:
     """Report one study: report.txt / .html, findings.json, report.sr.dcm, seg.dcm, provenance."""
     from reporter.cli.sources import default_out, note_tls, push_report, study_source
@@ -154,6 +162,7 @@ def report(
         indication=indication,
         withhold_unverifiable_positive=not assert_unverifiable,
         policy=policy,
+        deidentify=deidentify,
     )
     if push:
         push_report(source, out_dir)

@@ -11,6 +11,7 @@ from reporter.contracts.report import Report
 from reporter.contracts.study import Study
 from reporter.render import atomic
 from reporter.render.context import build_context
+from reporter.render.deidentify import DEIDENTIFIED_NOTE, deidentify_output
 from reporter.render.html import key_images, render_html
 from reporter.render.json_out import render_json
 from reporter.render.provenance import now_iso, render_provenance
@@ -53,17 +54,25 @@ def render_all(
     statements: list[Statement],
     stage: Path,
     indication: str | None = None,
+    deidentify: bool = False,
 ) -> dict[str, Path]:
     """Write the outputs into the folder `stage`; returns kind -> path inside `stage`
-    (provenance.json is written by the caller, last)."""
+    (provenance.json is written by the caller, last). `deidentify`: `study` is already the
+    de-identified view (reporter.render.deidentify); SEG and SR go through the profile too."""
     paths: dict[str, Path] = {}
     why_not = dicom_possible(study, anatomy)
+    if deidentify:
+        report.technique["notes"] = [*report.technique.get("notes", []), DEIDENTIFIED_NOTE]
     if why_not is None:
         with quiet_writers():
             seg = build_seg(study, anatomy)
+            if deidentify:
+                deidentify_output(seg.dataset)
             paths["seg"] = stage / FILES["seg"]
             seg.dataset.save_as(paths["seg"], enforce_file_format=True)
             sr = build_sr(study, statements, report.measurements, seg, report.provenance)
+            if deidentify:
+                deidentify_output(sr)
             paths["sr"] = stage / FILES["sr"]
             sr.save_as(paths["sr"], enforce_file_format=True)
     else:
@@ -88,6 +97,7 @@ def write_outputs(
     out_dir: Path,
     indication: str | None = None,
     t0: float | None = None,
+    deidentify: bool = False,
 ) -> dict[str, Path]:
     """Render into a hidden staging folder in `out_dir`, then move each file in atomically.
 
@@ -95,7 +105,7 @@ def write_outputs(
     out_dir = Path(out_dir)
     t_render = time.perf_counter()
     with atomic.staged_dir(out_dir) as stage:
-        written = render_all(report, study, anatomy, statements, stage, indication)
+        written = render_all(report, study, anatomy, statements, stage, indication, deidentify)
         report.provenance.timings_s["render"] = round(time.perf_counter() - t_render, 3)
         if t0 is not None:
             report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
