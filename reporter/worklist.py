@@ -33,6 +33,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 from reporter.dicomweb.urls import is_dicomweb_url, parse_study_url
 from reporter.errors import (
+    EXIT_CANTCREAT,
     InputMissingError,
     OutputError,
     ReporterError,
@@ -82,10 +84,14 @@ class WorkItem:
     indication: str | None = None
     seg: str | None = None
     item_id: str = ""
+    # De-identified outputs (reporter.render.deidentify). Part of the item id, so that a re-run
+    # with the other setting never takes an earlier run's folder for its own.
+    deidentify: bool = False
 
     def __post_init__(self) -> None:
         if not self.item_id:
-            self.item_id = item_id(self.study, self.accession)
+            suffix = "-deid" if self.deidentify else ""
+            self.item_id = item_id(self.study, self.accession) + suffix
 
 
 @dataclass
@@ -268,6 +274,7 @@ def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: 
     """Load the model once, then report the items the main process sends until it sends None."""
     # Ctrl-C reaches the whole process group; the main process decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     hello = _worker_start(model, adapter)
     conn.send(hello)
     if hello["type"] != "ready":
@@ -280,6 +287,23 @@ def _worker_main(conn: Connection, model: str | None, adapter: str | None, out: 
         if msg is None:
             return
         conn.send(_run_item(WorkItem(**msg), model, adapter, Path(out)))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the batch process dies, however it dies. A
+    worker that outlived a SIGKILLed batch went on reporting and publishing into OUT while a
+    restarted batch began the same items."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(0)  # the batch died before the line above took effect
 
 
 def _describe(exc: BaseException) -> str:
@@ -306,6 +330,7 @@ def _run_item(item: WorkItem, model: str | None, adapter: str | None, out: Path)
             seg=item.seg,
             model=get_model(model, adapter),
             indication=item.indication,
+            deidentify=item.deidentify,
         )
         try:
             atomic.publish_dir(stage, final)
@@ -334,6 +359,7 @@ def _run_item(item: WorkItem, model: str | None, adapter: str | None, out: Path)
             "status": "failed",
             "reason": reason,
             "seconds": time.perf_counter() - t0,
+            "code": _code(exc),
         }
 
 
@@ -392,6 +418,10 @@ def _recorder(
         )
         save_manifest()
         notify(results[item.row])
+        if answer.get("code") == EXIT_CANTCREAT:
+            # The output folder cannot be written (disk full, made read-only): every item after
+            # this one would fail the same way. Stop; the manifest says what was done.
+            raise OutputError(answer.get("reason") or "cannot write the output folder")
 
     return record
 
@@ -426,13 +456,15 @@ def run_batch(
     adapter: str | None = None,
     on_event: Callable[[str, ItemResult | None, int, int], None] | None = None,
     dispatch: Dispatch | None = None,
+    deidentify: bool = False,
 ) -> list[ItemResult]:
     """Report every item of `worklist` into `out`; returns one result per worklist row.
 
     `on_event(kind, result, n_finished, n_total)` is called on "start" and after every item
     (the CLI draws its progress bar from it). `dispatch` says how items reach workers:
     `dispatch_local` (the default: `workers` processes here, 1 when None) or
-    `reporter.worklist_ray.RayDispatch(address)` (Ray actors; None: one per CPU of the cluster)."""
+    `reporter.worklist_ray.RayDispatch(address)` (Ray actors; None: one per CPU of the cluster).
+    `deidentify`: de-identified outputs (reporter.render.deidentify), in folders of their own."""
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     if timeout_s <= 0:
@@ -441,6 +473,8 @@ def run_batch(
         if p is not None and not Path(p).exists():
             raise InputMissingError(f"the {label} path {p} does not exist")
     items = read_worklist(worklist)
+    if deidentify:
+        items = [WorkItem(**{**asdict(it), "deidentify": True, "item_id": ""}) for it in items]
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

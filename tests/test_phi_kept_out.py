@@ -401,3 +401,21 @@ def test_deidentified_sr_and_seg_add_no_dciodvfy_error(
     (_, plain), (_, deid) = identified_report, deidentified_report
     for name in ("report.sr.dcm", "seg.dcm"):
         assert _dciodvfy_errors(deid / name) <= _dciodvfy_errors(plain / name), name
+
+
+@pytest.mark.slow
+def test_batch_deidentify_writes_clean_reports_in_folders_of_their_own(
+    phantom_dir: Path, planted: Path, tmp_path: Path
+) -> None:
+    from reporter.worklist import run_batch
+
+    worklist = tmp_path / "wl.csv"
+    worklist.write_text(f"study,seg\n{planted},{phantom_dir / 'seg.dcm'}\n")
+    (result,) = run_batch(worklist, tmp_path / "out", deidentify=True)
+    assert result.status == "done", result.reason
+    assert result.item.item_id.endswith("-deid")
+    folder = tmp_path / "out" / result.item.item_id
+    for name, text in _text_files(folder).items():
+        _assert_clean(name, text)
+        assert DESCRIPTOR not in text, name
+    assert pydicom.dcmread(folder / "report.sr.dcm").PatientIdentityRemoved == "YES"

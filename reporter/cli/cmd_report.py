@@ -205,6 +205,13 @@ def batch(
             help="With --backend ray: the cluster (HEAD:6379); default: a private local Ray.",
         ),
     ] = None,
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            help="De-identified outputs, as report --deidentify (item folders STUDY-ID-deid).",
+        ),
+    ] = False,
 ) -> None:
     """Report every item of a worklist; resumable; exit 1 when any item failed."""
     from reporter.worklist import MANIFEST, exit_code, run_batch
@@ -251,6 +258,7 @@ def batch(
             adapter=None if adapter is None else str(adapter),
             on_event=on_event,
             dispatch=dispatch,
+            deidentify=deidentify,
         )
 
     table = Table(title=f"batch summary ({out / MANIFEST})")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.report import Report
 from reporter.contracts.study import Study
+from reporter.errors import OutputError
 from reporter.render import atomic
 from reporter.render.context import build_context
 from reporter.render.deidentify import DEIDENTIFIED_NOTE, deidentify_output
@@ -30,6 +33,30 @@ FILES: dict[str, str] = {
     "sr": "report.sr.dcm",
     "provenance": "provenance.json",
 }
+
+
+@contextlib.contextmanager
+def _writing(stage: Path) -> Iterator[None]:
+    """A write that fails (disk full, the folder made read-only) is an OutputError: one line,
+    exit 73, and the staging folder goes; not an internal error (70)."""
+    try:
+        yield
+    except OSError as exc:
+        folder = stage.parent
+        while folder.name.startswith(atomic.STAGING_PREFIX):  # a batch's staging: name OUT
+            folder = folder.parent
+        raise OutputError(f"cannot write the report in {folder}: {_why(exc)}") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """The system's words for a failed write. pydicom re-raises a write error with the tag and
+    the traceback in its message; the original error it chains to has the errno."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def dicom_possible(study: Study, anatomy: Anatomy) -> str | None:
@@ -69,12 +96,14 @@ def render_all(
             if deidentify:
                 deidentify_output(seg.dataset)
             paths["seg"] = stage / FILES["seg"]
-            seg.dataset.save_as(paths["seg"], enforce_file_format=True)
+            with _writing(stage):
+                seg.dataset.save_as(paths["seg"], enforce_file_format=True)
             sr = build_sr(study, statements, report.measurements, seg, report.provenance)
             if deidentify:
                 deidentify_output(sr)
             paths["sr"] = stage / FILES["sr"]
-            sr.save_as(paths["sr"], enforce_file_format=True)
+            with _writing(stage):
+                sr.save_as(paths["sr"], enforce_file_format=True)
     else:
         report.technique["notes"] = [*report.technique.get("notes", []), why_not]
     images = key_images(study, anatomy, statements)
@@ -85,7 +114,8 @@ def render_all(
         ("json", render_json(report, statements)),
     ):
         paths[kind] = stage / FILES[kind]
-        paths[kind].write_text(text, encoding="utf-8")
+        with _writing(stage):
+            paths[kind].write_text(text, encoding="utf-8")
     return paths
 
 
@@ -111,9 +141,10 @@ def write_outputs(
             report.provenance.timings_s["total"] = round(time.perf_counter() - t0, 3)
         report.provenance.finished_at = now_iso()
         written["provenance"] = stage / FILES["provenance"]
-        written["provenance"].write_text(
-            render_provenance(report.provenance, anatomy), encoding="utf-8"
-        )
+        with _writing(stage):
+            written["provenance"].write_text(
+                render_provenance(report.provenance, anatomy), encoding="utf-8"
+            )
         kinds = [k for k in FILES if k in written]  # provenance.json moves in last
         moved = atomic.commit_files(stage, out_dir, [FILES[k] for k in kinds])
     by_kind = {kind: moved[FILES[kind]] for kind in kinds}
