@@ -18,6 +18,7 @@ reached, the batch stops before any work with `RayUnavailableError` (exit 69).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ class RayDispatch:
 
     def __post_init__(self) -> None:
         _import_ray()  # fail before the worklist is read, not after
+        _probe(self.address)
 
     def __call__(
         self,
@@ -124,6 +126,7 @@ class RayDispatch:
         """Join (or start) the cluster; True when this call initialised Ray here."""
         if ray.is_initialized():
             return False
+        _probe(self.address)
         try:
             ray.init(
                 address=self.address,
@@ -140,6 +143,22 @@ class RayDispatch:
                 f"{' '.join(str(exc).split())[:300]}"
             ) from None
         return True
+
+
+def _probe(address: str | None, timeout_s: float = 10.0) -> None:
+    """Fail fast on a cluster address nothing listens on: ray.init retries for many minutes."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT (e.g. HEAD:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayUnavailableError(
+            f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc} "
+            "(is `ray start --head` running there?)"
+        ) from None
 
 
 def _run_on_ray(

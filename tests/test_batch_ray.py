@@ -58,6 +58,20 @@ def test_address_without_backend_ray_is_a_usage_error(
     assert "--backend ray" in capsys.readouterr().err
 
 
+def test_cluster_address_nobody_listens_on_is_exit_69_at_once(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    import socket
+
+    from reporter.worklist_ray import RayDispatch, RayUnavailableError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RayUnavailableError, match="cannot connect") as info:
+        RayDispatch(address=f"127.0.0.1:{port}")
+    assert info.value.exit_code == EXIT_UNAVAILABLE
+
+
 # --- with Ray -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_session() -> Any:
