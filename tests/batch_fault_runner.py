@@ -17,8 +17,8 @@ file FAULT_EVENTS under a lock, so events are numbered across processes. Environ
                         once the first report folder is published: remount the tmpfs at DIR
                         read-only, or fill it up to 8 KiB with a ballast file
   FAULT_STANDIN=1       reporter.pipeline replaced by a stand-in that writes the six outputs
-                        through the same atomic writers in ~0.1 s and loads no model, so that
-                        twenty kills cost seconds, not minutes
+                        through the same atomic writers in ~0.1 s and loads no model (nor
+                        torch), so that twenty kills cost seconds, not minutes
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def _event(point: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, f"{os.getpid()} {point}".ljust(EVENT_WIDTH - 1)[: EVENT_WIDTH - 1].encode())
+        line = f"{os.getpid()} {point} {time.monotonic():.2f}"
+        os.write(fd, line.ljust(EVENT_WIDTH - 1)[: EVENT_WIDTH - 1].encode())
         os.write(fd, b"\n")
         n = os.fstat(fd).st_size // EVENT_WIDTH
         if ":" in os.environ.get("FAULT_KILL_AT", ""):
@@ -128,6 +129,10 @@ def install() -> None:
         return
     if os.environ.get("FAULT_STANDIN") == "1":
         sys.modules["reporter.pipeline"] = _standin_pipeline()
+        if __name__ == "__mp_main__":  # a worker: it asks torch for one thread, nothing else
+            torch = types.ModuleType("torch")
+            torch.set_num_threads = lambda n: None  # type: ignore[attr-defined]
+            sys.modules["torch"] = torch
     elif __name__ == "__mp_main__":  # a worker: the start of each report is an event
         from reporter import pipeline
 

@@ -392,6 +392,27 @@ def test_deidentified_dicom_is_marked_and_still_references_the_source_images(
     assert len(sr.ContentSequence) > 1  # the structured content is kept (clean by making)
 
 
+def test_deidentify_refuses_images_that_declare_burned_in_annotation(
+    phantom, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """Pixels are not cleaned (no Clean Pixel Data option) and report.html shows crops of them."""
+    study = tmp_path / "burned"
+    shutil.copytree(phantom_dir / "dicom", study)
+    for f in sorted(study.rglob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.BurnedInAnnotation = "YES"
+        ds.save_as(f)
+    with pytest.raises(InputDataError, match="burned-in annotation"):
+        reporter.report_study(
+            study,
+            out_dir=tmp_path / "out",
+            seg=phantom_dir / "seg.dcm",
+            findings=phantom.findings,
+            deidentify=True,
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_deidentified_sr_and_seg_add_no_dciodvfy_error(
     identified_report: tuple[subprocess.CompletedProcess, Path],
     deidentified_report: tuple[subprocess.CompletedProcess, Path],
