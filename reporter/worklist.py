@@ -256,14 +256,14 @@ def _worker_start(model: str | None, adapter: str | None) -> dict[str, Any]:
         # backend: a thread count can change the order of floating-point sums).
         torch.set_num_threads(1)
         from reporter.pipeline import get_model
-        from reporter.version import __version__
+        from reporter.render.provenance import code_version
 
         vlm = get_model(model, adapter)
         info = vlm.provenance() if hasattr(vlm, "provenance") else {}
         return {
             "type": "ready",
             "pid": os.getpid(),
-            "version": __version__,
+            "version": code_version(),  # as the reports' provenance states it
             "model": {k: str(v) for k, v in sorted(info.items())},
         }
     except BaseException as exc:

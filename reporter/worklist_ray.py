@@ -18,6 +18,7 @@ reached, the batch stops before any work with `RayUnavailableError` (exit 69).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,8 @@ class RayDispatch:
     ray_init: dict[str, Any] = field(default_factory=dict)  # extra ray.init() arguments
 
     def __post_init__(self) -> None:
+        if self.address is not None:
+            _use_token_if_any()  # before Ray is imported: it reads the mode once
         _import_ray()  # fail before the worklist is read, not after
         _probe(self.address)
 
@@ -161,6 +164,19 @@ def _probe(address: str | None, timeout_s: float = 10.0) -> None:
         ) from None
 
 
+def _use_token_if_any() -> None:
+    """`ray start --head` turns token authentication on when a token exists (~/.ray/auth_token,
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining it by address does not use the
+    token unless RAY_AUTH_MODE=token (Ray 2.5x): the join then fails as "Failed to connect".
+    Token mode also joins a cluster without authentication, so it is set when a token exists
+    and the user has not chosen a mode."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or Path(token_file).is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _run_on_ray(
     ray: Any,
     todo: list[WorkItem],
@@ -171,8 +187,9 @@ def _run_on_ray(
     adapter: str | None,
     record: Record,
 ) -> None:
-    from reporter.version import __version__
+    from reporter.render.provenance import code_version
 
+    here = code_version()
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     if workers < 1:
@@ -203,10 +220,10 @@ def _run_on_ray(
     def check_same_build(msg: dict[str, Any]) -> None:
         """Every node must run this code and these weights, or reports would differ by node."""
         nonlocal model_seen
-        if msg.get("version") != __version__:
+        if msg.get("version") != here:
             raise RayUnavailableError(
-                f"a Ray node runs spine-reporter {msg.get('version')}, this machine "
-                f"{__version__}: install the same version on every node"
+                f"a Ray node runs spine-reporter {msg.get('version')}, this machine {here}: "
+                "install the same version on every node"
             )
         if model_seen is None:
             model_seen = msg.get("model")
