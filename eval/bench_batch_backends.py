@@ -45,7 +45,7 @@ CLI = [sys.executable, "-c", "from reporter.cli import main; main()"]
 
 def make_studies(work: Path, n: int, seed: int) -> list[Path]:
     """`n` phantom study folders (made once; a re-run with the same seeds reuses them)."""
-    folder = work / f"studies-{seed}-{n}"
+    folder = (work / f"studies-{seed}-{n}").resolve()  # the worklist names studies absolutely
     done = folder / ".complete"
     if not done.exists():
         shutil.rmtree(folder, ignore_errors=True)
@@ -56,7 +56,7 @@ def make_studies(work: Path, n: int, seed: int) -> list[Path]:
             sys.exit(f"synth failed ({proc.returncode}): {proc.stderr[-2000:]}")
         (folder / "studies.txt").write_text(proc.stdout)
         done.touch()
-    return [Path(line) for line in (folder / "studies.txt").read_text().split()]
+    return [folder / Path(line).name for line in (folder / "studies.txt").read_text().split()]
 
 
 def write_worklist(work: Path, studies: list[Path], phantom_seg: bool) -> Path:
@@ -142,11 +142,22 @@ def comparable_reports(out: Path) -> dict[str, Any]:
     return found
 
 
+def code_versions(out: Path) -> list[str]:
+    """The code versions the reports state (the git commit is part of them: a commit landing in
+    a shared checkout between the two runs changes every report's provenance line)."""
+    return sorted(
+        {json.loads(f.read_text()).get("code_version", "") for f in out.glob("*/provenance.json")}
+    )
+
+
 def compare(local_out: Path, ray_out: Path, codes: tuple[int, int]) -> dict[str, Any]:
     a, b = comparable_reports(local_out), comparable_reports(ray_out)
     findings = [k for k in a if k.endswith("/findings.json")]
     differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    versions = {"local": code_versions(local_out), "ray": code_versions(ray_out)}
     return {
+        "code_versions": versions,
+        "same_code": versions["local"] == versions["ray"] and len(versions["local"]) == 1,
         "exit_code": codes[0] == codes[1],
         "manifest": comparable_manifest(local_out) == comparable_manifest(ray_out),
         "findings": bool(findings) and not [k for k in differing if k.endswith("findings.json")],
@@ -235,6 +246,8 @@ def main() -> None:
         )
         for k in checks["differing_files"]:
             print(f"  differs: {k}")
+        if not checks["same_code"]:
+            print(f"  note: the runs' code versions differ: {checks['code_versions']}")
     sys.exit(0 if ok else 1)
 
 
