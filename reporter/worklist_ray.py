@@ -141,9 +141,15 @@ class RayDispatch:
             )
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
             where = self.address or "a local Ray"
+            hint = (
+                " (a cluster with token authentication needs its token on this machine: "
+                "~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                if self.address
+                else ""
+            )
             raise RayUnavailableError(
                 f"cannot connect to the Ray cluster at {where}: {type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:300]}"
+                f"{' '.join(str(exc).split())[:300]}{hint}"
             ) from None
         return True
 
