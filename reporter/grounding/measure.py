@@ -70,6 +70,8 @@ from reporter.grounding.measures.frame import (
     mid_slice,
 )
 from reporter.grounding.measures.herniation import HERNIATION_UNITS, herniation_reach
+from reporter.grounding.measures.sagittal2d import is_single_image, keep_largest_parts
+from reporter.grounding.measures.sagittal2d import measure_level as measure_single_image
 
 # --- the study ------------------------------------------------------------------------------------
 # Why a measurement is not taken from a label map that cannot support it (the verdict quotes it).
@@ -94,7 +96,9 @@ def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]
     ref = find_series(study, anatomy.reference_series_uid, anatomy.reference_stack_index)
     if ref is None or tuple(anatomy.labels.shape) != ref.shape:
         return {}
-    grid = Grid(ref, anatomy.labels)
+    single = is_single_image(anatomy.labels)
+    # One image: each structure is its largest part (reporter.grounding.measures.sagittal2d).
+    grid = Grid(ref, keep_largest_parts(anatomy.labels) if single else anatomy.labels)
     has_flavum = bool(np.any(anatomy.labels == L.LIGAMENTUM_FLAVUM))
     native_axial = anatomy.source != "builtin_segmenter"
     t2 = ref if ref.role == "sag_t2" else study.get("sag_t2")
@@ -103,6 +107,11 @@ def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]
         "t1": (t1, grid_for(t1, anatomy, ref)),
         "t2": (t2, grid if t2 is ref else grid_for(t2, anatomy, ref)),
     }
+    if single:
+        grids = {
+            tag: (s, g if g is None or g is grid else Grid(g.series, keep_largest_parts(g.labels)))
+            for tag, (s, g) in grids.items()
+        }
     axials = [grid_for(s, anatomy, ref) for s in study.all("ax_t2")]
     out: dict[str, dict[str, Measurement]] = {}
     frames: dict[str, Frame] = {}
@@ -110,7 +119,7 @@ def measure(study: Study, anatomy: Anatomy) -> dict[str, dict[str, Measurement]]
         frame = level_frame(grid, level)
         if frame is not None:
             frames[level] = frame
-            out[level] = _measure_level(level, frame, grid, grids, axials)
+            out[level] = _measure_level(level, frame, grid, grids, axials, single)
             _set_aside(out[level], has_flavum, native_axial)
     if has_flavum:
         recess_without_axial(out, grid, frames)
@@ -142,6 +151,7 @@ def _measure_level(
     grid: Grid,
     grids: dict[str, tuple[Series | None, Grid | None]],
     axials: list[Grid | None],
+    single: bool = False,
 ) -> dict[str, Measurement]:
     upper, lower = split_level(level)
     k = mid_slice(grid, frame)
@@ -173,6 +183,12 @@ def _measure_level(
             add(f"modic_{tag}_ratio_{side}", modic_ratio(series, g, body, frame, side),
                 "ratio", f"marrow {MODIC_BAND_MM[0]}-{MODIC_BAND_MM[1]} mm from the endplate / "
                 "central marrow", g=g, kk=mid_slice(g, frame))  # fmt: skip
+    if single:
+        images = {t: (s, g) for t, (s, g) in grids.items() if s is not None and g is not None}
+        for name, value, unit, method, tag in measure_single_image(
+            level, frame, grid, images, up, lo
+        ):
+            add(name, value, unit, method, g=images[tag][1] if tag in images else grid, kk=0)
     if up is not None and lo is not None:
         add("slip_percent", slip_of(up, lo), "%",
             "posterior corners along the lower body's AP axis, % of its depth")  # fmt: skip

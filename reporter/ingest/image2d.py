@@ -470,14 +470,7 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
         info = notes.get(series.series_uid, {})
         if not info.get("discs_plausible"):
             continue
-        above = info.get("cranial_discs_px", {})
-        names = [lv for lv in CRANIAL_LEVELS if lv in above][::-1] + list(DISC_LEVELS)
-        pts = np.array(
-            [above[lv][:2] if lv in above else info["discs_px"][lv][:2] for lv in names],
-            dtype=float,
-        )  # (r, c), cranial first
-        lumbar = pts[-len(DISC_LEVELS) :]
-        step = float(np.median(np.linalg.norm(np.diff(lumbar, axis=0), axis=1)))
+        names, pts, step = _chain(info)  # (r, c), cranial first
         rows, cols = series.shape[1:]
         canvas = Image.new("I", (cols, rows), 0)
         draw = ImageDraw.Draw(canvas)
@@ -525,6 +518,7 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
         naming = name_labels(
             label_map, series.affine, "DiscNet disc centres on a 2-D image, L5-S1 the lowest"
         )
+        extra = {} if classes is None else _other_images(study, series, notes)
         return Anatomy(
             reference_series_uid=series.series_uid,
             reference_stack_index=series.stack_index,
@@ -540,8 +534,42 @@ def anatomy_from_discs(study: Study) -> Anatomy | None:
             naming_uncertain=True,
             naming_convention=naming.convention,
             missing=naming.missing,
+            extra_labels=extra,
         )
     return None
+
+
+def _chain(info: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
+    """An image's named disc chain (names and (row, col) centres, cranial first) and its median
+    lumbar disc-to-disc step in pixels, from its input notes."""
+    above = info.get("cranial_discs_px", {})
+    names = [lv for lv in CRANIAL_LEVELS if lv in above][::-1] + list(DISC_LEVELS)
+    pts = np.array(
+        [above[lv][:2] if lv in above else info["discs_px"][lv][:2] for lv in names], dtype=float
+    )
+    lumbar = pts[-len(DISC_LEVELS) :]
+    return names, pts, float(np.median(np.linalg.norm(np.diff(lumbar, axis=0), axis=1)))
+
+
+def _other_images(study: Study, ref: Series, notes: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Label maps of the study's other images on their own pixels (SegNet2D shapes named by
+    each image's own DiscNet chain), keyed as Anatomy.extra_labels: a T1 image of the patient is
+    measured on its own bone and disc edges, not on the reference map carried over by the
+    disc-centre registration (a millimetre off moves an endplate band into the disc)."""
+    from reporter.anatomy.importers import stack_key
+
+    out: dict[str, np.ndarray] = {}
+    for other in study.series:
+        info = notes.get(other.series_uid, {})
+        if other is ref or other.shape[0] != 1 or not info.get("discs_plausible"):
+            continue
+        classes = segment_classes(other.pixels[0])
+        if classes is None:
+            continue
+        names, pts, step = _chain(info)
+        shaped, _ = named_labels(classes, names, pts, step)
+        out[stack_key(other)] = shaped[None]
+    return out
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
