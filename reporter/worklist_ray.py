@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,8 +176,9 @@ def _use_token_if_any() -> None:
     RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining it by address does not use the
     token unless RAY_AUTH_MODE=token (Ray 2.5x): the join then fails as "Failed to connect".
     Token mode also joins a cluster without authentication, so it is set when a token exists
-    and the user has not chosen a mode."""
-    if os.environ.get("RAY_AUTH_MODE") is not None:
+    and the user has not chosen a mode. Only before Ray is imported: Ray reads the mode once, and
+    a mode its own processes see but this one does not breaks a later local ray.init()."""
+    if os.environ.get("RAY_AUTH_MODE") is not None or "ray" in sys.modules:
         return
     token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
     if os.environ.get("RAY_AUTH_TOKEN") or Path(token_file).is_file():
