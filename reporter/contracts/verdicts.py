@@ -11,6 +11,35 @@ Unit = Literal["mm", "mm2", "ratio", "%", "deg", ""]
 # The slices a measurement was read on: rules that depend on it (a recess read beside the line on
 # sagittal slices is looser than one read on an axial block) dispatch on this, not on prose.
 ReadOn = Literal["sagittal", "axial", "coronal", "oblique"]
+# Why a statement could not be verified (Verdict.unverified_because; the sentence is its reason):
+# - level_name_uncertain: the level's name cannot be trusted (volume without the sacrum);
+# - level_not_in_view: the level is outside the segmented field of view;
+# - not_measured: the checker takes no measurement for this kind of statement;
+# - no_image_model: no measurement model validated for this input (a single 2-D image);
+# - structure_not_found: the structures the measurement needs were not segmented at the level;
+# - label_map_lacks_structure: the label map does not delineate what the measurement needs;
+# - implausible_measurement: the measurement is outside what anatomy allows (segmentation failed);
+# - every_value_allowed: within the measurement's error every value of the field is possible;
+# - normal_not_excluded: the numbers allow the claimed abnormality and normal alike;
+# - abnormal_not_excluded: the numbers allow the claimed normal and an abnormality alike;
+# - count_unknown: the number of lumbar-type vertebrae could not be established.
+UnverifiedReason = Literal[
+    "level_name_uncertain",
+    "level_not_in_view",
+    "not_measured",
+    "no_image_model",
+    "structure_not_found",
+    "label_map_lacks_structure",
+    "implausible_measurement",
+    "every_value_allowed",
+    "normal_not_excluded",
+    "abnormal_not_excluded",
+    "count_unknown",
+]
+# The measurement models an Evidence was weighed with: the volume error models (residuals against
+# exact phantom truth, error_models.json) or the single-image models (measurements given the
+# radiologists' grade on real 2-D images, image2d_evidence.json).
+ModelSet = Literal["error_models", "image2d_evidence"]
 
 
 class Measurement(BaseModel):
@@ -51,6 +80,7 @@ class Evidence(BaseModel):
     likelihood_ratio: float  # claimed value against the prior-weighted alternatives
     posterior: float  # P(claimed value | model, measurements)
     posterior_abnormal: float  # P(any abnormal value | model, measurements)
+    models: ModelSet = "error_models"
 
 
 class Verdict(BaseModel):
@@ -68,3 +98,5 @@ class Verdict(BaseModel):
     # Under the posterior policy the verdict follows the posterior; the verdict of the tolerance
     # bands of rules.json is kept here for comparison (None under the band policy).
     band_verdict: VerdictKind | None = None
+    # Set on every unverifiable verdict: why it could not be verified (the reason says it in words).
+    unverified_because: UnverifiedReason | None = None

@@ -9,6 +9,15 @@ Order of judgement for a level statement:
 3. the field's measurements decide, through the grading functions of `rules.json` with their
    tolerances: the claim is supported when its value is among the values the measurements
    allow, contradicted when it is not, unverifiable when a measurement is missing.
+
+On a single 2-D image (a one-slice label map, reporter.ingest.image2d) the level names are always
+uncertain (counted up from the lowest disc), but the model's per-level statements and the
+measurements sit on the same named discs, so step 1 is skipped and the statement's content is
+judged on the disc this anatomy names so (its name stays unverified, and the reason says so).
+Step 3 then uses the single-image grade models of image2d_evidence.json instead of the tolerance
+bands, which were set for volumes; a field without such a model is unverifiable.
+
+Every unverifiable verdict carries its reason code (Verdict.unverified_because).
 """
 
 from __future__ import annotations
@@ -29,9 +38,17 @@ from reporter.contracts.findings import (
     lumbar_levels,
 )
 from reporter.contracts.study import Study
-from reporter.contracts.verdicts import Evidence, Measurement, Verdict
-from reporter.grounding import evidence, grading, policy
-from reporter.grounding.judges import JUDGES, Context, LevelMeasures, Outcome, format_measurement
+from reporter.contracts.verdicts import Evidence, Measurement, UnverifiedReason, Verdict
+from reporter.grounding import evidence, grading, image2d_evidence, policy
+from reporter.grounding.judges import (
+    JUDGES,
+    UNMEASURED,
+    Context,
+    LevelMeasures,
+    Outcome,
+    format_measurement,
+)
+from reporter.grounding.measures.sagittal2d import is_single_image
 from reporter.grounding.result import GroundingResult
 
 # rules.json "verification": a positive claim is supported only when its measurements exclude
@@ -72,7 +89,9 @@ def weighing_for(study: Study | None, anatomy: Anatomy) -> evidence.Weighing:
             continue
         t = s.slice_thickness if s.slice_thickness else s.spacing[-1]
         thickness[s.role] = float(t)
-    return evidence.Weighing(source=anatomy.source, thickness=thickness)
+    return evidence.Weighing(
+        source=anatomy.source, thickness=thickness, single_image=is_single_image(anatomy.labels)
+    )
 
 
 def weigh_statement(
@@ -94,7 +113,8 @@ def check_level(
 ) -> list[Verdict]:
     """Band verdicts for every statement of `lf`, each with its evidence weight when the level
     was measured (`where`: the study's weighing; by default the source alone, no thicknesses)."""
-    where = where or evidence.Weighing(source=anatomy.source, thickness={})
+    single = is_single_image(anatomy.labels)
+    where = where or evidence.Weighing(source=anatomy.source, thickness={}, single_image=single)
     verdicts: list[Verdict] = []
     exists = existing_levels(anatomy)
     in_view = set(anatomy.levels)
@@ -108,23 +128,35 @@ def check_level(
         shown = _describe(field, claim, lf)
 
         def verdict(
-            kind: str, reason: str, field: str = field, shown: Any = shown, **kw: Any
+            kind: str,
+            reason: str,
+            field: str = field,
+            shown: Any = shown,
+            because: UnverifiedReason | None = None,
+            **kw: Any,
         ) -> Verdict:
             return Verdict(
-                level=lf.level, field=field, claimed=shown, verdict=kind, reason=reason, **kw
+                level=lf.level,
+                field=field,
+                claimed=shown,
+                verdict=kind,
+                reason=reason,
+                unverified_because=because if kind == "unverifiable" else None,
+                **kw,
             )
 
-        if anatomy.naming_uncertain:
+        if anatomy.naming_uncertain and not single:
             verdicts.append(
                 verdict(
                     "unverifiable",
                     "level names are uncertain (the sacrum is not in view), so no level-specific "
                     "claim can be checked",
+                    because="level_name_uncertain",
                     rule="level_exists",
                 )
             )
             continue
-        if exists is not None and lf.level not in exists:
+        if exists is not None and lf.level not in exists and not anatomy.naming_uncertain:
             verdicts.append(
                 verdict(
                     "contradicted",
@@ -140,8 +172,14 @@ def check_level(
                 verdict(
                     "unverifiable",
                     f"level {lf.level} is not in the segmented field of view",
+                    because="level_not_in_view",
                     rule="level_exists",
                 )
+            )
+            continue
+        if single:
+            verdicts.append(
+                _single_image_verdict(field, claim, shown, lf, measures[lf.level], where)
             )
             continue
         out = JUDGES[field](claim, lf, _debiased(measures[lf.level], bias), ctx)
@@ -152,6 +190,7 @@ def check_level(
                 verdict(
                     "unverifiable",
                     out.why_missing,
+                    because=out.missing_code,
                     rule=out.rule or None,
                     evidence=out.evidence,
                     weight=weight,
@@ -159,12 +198,13 @@ def check_level(
             )
             continue
         ok = claim in out.allowed
-        uninformative = _uninformative(field, claim, ok, out)
+        uninformative, code = _uninformative(field, claim, ok, out)
         if uninformative:
             verdicts.append(
                 verdict(
                     "unverifiable",
                     uninformative,
+                    because=code,
                     rule=out.rule,
                     supported_values=list(out.allowed),
                     evidence=out.evidence,
@@ -193,14 +233,18 @@ def check_level(
     return verdicts
 
 
-def _uninformative(field: str, claim: Any, ok: bool, out: Outcome) -> str:
-    """Why numbers that allow the claim still do not verify it ("" when they do)."""
+def _uninformative(field: str, claim: Any, ok: bool, out: Outcome) -> tuple[str, UnverifiedReason]:
+    """Why numbers that allow the claim still do not verify it ("" when they do), and its
+    code."""
     allowed = set(out.allowed or ())
     numbers = _numbers(out.evidence)
     if set(field_values(field)) <= allowed:
         # Every value is allowed: within this label map's measurement noise the numbers
         # carry no information about the claim.
-        return f"{numbers} allow every value within this label map's measurement noise"
+        return (
+            f"{numbers} allow every value within this label map's measurement noise",
+            "every_value_allowed",
+        )
     # An abnormality is verified only when the numbers rule out normal: a grade within
     # tolerance of normal is as consistent with "no finding", and asserting it is how a
     # model's invented finding would slip through.
@@ -210,8 +254,87 @@ def _uninformative(field: str, claim: Any, ok: bool, out: Outcome) -> str:
         and is_abnormal(field, claim)
         and NORMAL_VALUES[field] & allowed
     ):
-        return f"{numbers} allow {_fmt_values(out.allowed)}: they do not rule out normal"
-    return ""
+        return (
+            f"{numbers} allow {_fmt_values(out.allowed)}: they do not rule out normal",
+            "normal_not_excluded",
+        )
+    return "", "normal_not_excluded"
+
+
+def _single_image_verdict(
+    field: str,
+    claim: Any,
+    shown: Any,
+    lf: LevelFindings,
+    measures: LevelMeasures,
+    where: evidence.Weighing,
+) -> Verdict:
+    """The verdict of a statement on a single 2-D image, from the grade models of
+    image2d_evidence.json (reporter.grounding.image2d_evidence)."""
+    found = image2d_evidence.model_of(field)
+    name_note = f"judged on the disc this image's levels name {lf.level}; the name is not verified"
+
+    def verdict(
+        kind: str, reason: str, because: UnverifiedReason | None = None, **kw: Any
+    ) -> Verdict:
+        return Verdict(
+            level=lf.level,
+            field=field,
+            claimed=shown,
+            verdict=kind,  # type: ignore[arg-type]
+            reason=reason,
+            unverified_because=because if kind == "unverifiable" else None,
+            **kw,
+        )
+
+    if found is None:
+        if field in UNMEASURED:
+            return verdict(
+                "unverifiable",
+                f"{UNMEASURED[field]} is not measured by the checker",
+                "not_measured",
+            )
+        return verdict(
+            "unverifiable",
+            "no measurement model of this finding is validated on single 2-D images",
+            "no_image_model",
+        )
+    cname, cond = found
+    got = image2d_evidence.likelihood(field, measures)
+    if got is None:
+        wanted = ", ".join(t.format(side="...") for t in cond.measurements)
+        return verdict(
+            "unverifiable",
+            f"no {wanted} at this level (the structures it needs were not segmented)",
+            "structure_not_found",
+            rule=f"image2d:{cname}",
+        )
+    lik, weighed = got
+    used = [measures[w.name] for w in weighed]
+    weight = weigh_statement(field, claim, lf, measures, where)
+    kind, allowed, code = image2d_evidence.judge(field, claim, lik)
+    said = f"{_numbers(used)}: {_likelihood_words(claim, lik)}"
+    if kind == "contradicted":
+        reason = f"{said}; the grade models allow only {_fmt_values(allowed)}, not {shown}"
+    elif kind == "supported":
+        reason = f"{said}; the grade models allow {_fmt_values(allowed)}"
+    else:
+        other = "normal" if code == "normal_not_excluded" else "an abnormality"
+        how = (
+            "not ruled out"
+            if cond.bands.exclude_ratio > 0
+            else "never ruled out on a single image (no threshold met the validation budget)"
+        )
+        reason = f"{said}; the grade models allow {_fmt_values(allowed)}: {other} {how}"
+    return verdict(
+        kind,
+        f"{reason} ({name_note})",
+        code or None,  # type: ignore[arg-type]
+        rule=f"image2d:{cname}",
+        supported_values=allowed,
+        evidence=used,
+        weight=weight,
+    )
 
 
 def _debiased(m: LevelMeasures, bias: dict[str, float]) -> LevelMeasures:
@@ -231,6 +354,19 @@ def _debiased(m: LevelMeasures, bias: dict[str, float]) -> LevelMeasures:
                 }
             )
     return out
+
+
+def _likelihood_words(claim: Any, lik: dict[Any, float]) -> str:
+    """The claim's likelihood against the most likely other value, in words."""
+    others = {v: x for v, x in lik.items() if v != claim}
+    if not others:
+        return f"{claim} is the only value"
+    rival = max(others, key=lambda v: others[v])
+    if lik[claim] >= others[rival]:
+        return (
+            f"{claim} the most likely value ({rival} {others[rival] / lik[claim]:.2g} x as likely)"
+        )
+    return f"{claim} {lik[claim] / others[rival]:.2g} x as likely as {rival}"
 
 
 def _numbers(evidence: list[Measurement]) -> str:
@@ -256,6 +392,7 @@ def check_study_items(findings: StudyFindings, anatomy: Anatomy) -> list[Verdict
                     verdict="unverifiable",
                     reason="the number of lumbar-type vertebrae could not be established",
                     rule="level_exists",
+                    unverified_because="count_unknown",
                 )
             )
         else:
@@ -299,6 +436,7 @@ def check_study_items(findings: StudyFindings, anatomy: Anatomy) -> list[Verdict
                 ),
                 rule="level_exists",
                 supported_values=allowed,
+                unverified_because=None if known else "count_unknown",
             )
         )
     if s.alignment.assessed:
@@ -309,6 +447,7 @@ def check_study_items(findings: StudyFindings, anatomy: Anatomy) -> list[Verdict
                 claimed=s.alignment.value,
                 verdict="unverifiable",
                 reason="global alignment is not measured by the checker",
+                unverified_because="not_measured",
             )
         )
     return out

@@ -18,6 +18,10 @@ evenly (the least informative completion, as the evaluation's scoring does). The
 and posterior_abnormal = sum of posterior(g) over the abnormal values. p is clipped to
 [1 - clip, clip] (evidence_policy.json: a probability of exactly 1 would make any measurement
 powerless).
+
+On a single 2-D image there is no exact truth to fit residuals against: L(g) comes from the
+grade models of image2d_evidence.json (reporter.grounding.image2d_evidence, the measurements'
+distributions among real discs of each grade) and is combined the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 
 from reporter.contracts.findings import field_values, is_abnormal
 from reporter.contracts.verdicts import Evidence, Measurement, WeighedValue
-from reporter.grounding import error_model, grading
+from reporter.grounding import error_model, grading, image2d_evidence
 from reporter.grounding.error_model import Residual
 
 N_DRAWS = 512
@@ -42,10 +46,12 @@ SECTORS = ("cranial", "caudal", "anterior", "posterior")
 @dataclass(frozen=True)
 class Weighing:
     """Where the measurements were read: the label map's source and the slice thickness (mm) of
-    each series role (sag_t1, sag_t2, ax_t2)."""
+    each series role (sag_t1, sag_t2, ax_t2); `single_image`: read on one 2-D image (the
+    single-image grade models apply)."""
 
     source: str
     thickness: Mapping[str, float]
+    single_image: bool = False
 
 
 Likelihood = dict[Any, float]
@@ -315,14 +321,20 @@ def weigh(
     rules: dict[str, Any] | None = None,
 ) -> Evidence | None:
     """The evidence for one statement (None: no usable measurement)."""
-    got = likelihood(field, lf, measures, where, rules)
+    if where.single_image:
+        got = image2d_evidence.likelihood(field, measures)
+        sha = image2d_evidence.sha256()
+    else:
+        got = likelihood(field, lf, measures, where, rules)
+        sha = error_model.sha256()
     if got is None:
         return None
     lik, used = got
     lr, posterior, abnormal = combine(field, claim, lik, probability, clip)
     return Evidence(
         measured=used,
-        error_models_sha256=error_model.sha256(),
+        error_models_sha256=sha,
+        models="image2d_evidence" if where.single_image else "error_models",
         likelihood={str(v): round(x, 6) for v, x in lik.items()},
         prior=round(float(probability), 6),
         likelihood_ratio=round(lr, 6),

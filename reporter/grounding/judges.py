@@ -10,7 +10,7 @@ from typing import Any
 
 from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.findings import LEVEL_FIELDS, LevelFindings
-from reporter.contracts.verdicts import Measurement
+from reporter.contracts.verdicts import Measurement, UnverifiedReason
 from reporter.grounding import grading
 
 LevelMeasures = dict[str, Measurement]
@@ -26,6 +26,8 @@ class Outcome:
     rule: str
     why_missing: str = ""
     note: str = ""
+    # Why `allowed` is None (Verdict.unverified_because).
+    missing_code: UnverifiedReason = "structure_not_found"
 
 
 @dataclass
@@ -52,8 +54,9 @@ def _missing(rule: str, names: str, m: LevelMeasures | None = None, *keys: str) 
     support it), it is kept with no value and the reason in its method: the verdict says why."""
     kept = [(m or {}).get(k) for k in keys]
     why = next((x.method for x in kept if x is not None and x.value is None and x.method), "")
+    code: UnverifiedReason = "label_map_lacks_structure" if why else "structure_not_found"
     why = f"no {names} measurement at this level" + (f" ({why})" if why else "")
-    return Outcome(None, [], rule, why_missing=why)
+    return Outcome(None, [], rule, why_missing=why, missing_code=code)
 
 
 def _implausible(rule: str, what: str, ev: list[Measurement]) -> Outcome:
@@ -61,7 +64,11 @@ def _implausible(rule: str, what: str, ev: list[Measurement]) -> Outcome:
     the claim cannot be judged (never contradicted on a broken measurement)."""
     shown = ", ".join(format_measurement(e) for e in ev)
     return Outcome(
-        None, ev, rule, why_missing=f"{shown} is implausible ({what}); segmentation unreliable"
+        None,
+        ev,
+        rule,
+        why_missing=f"{shown} is implausible ({what}); segmentation unreliable",
+        missing_code="implausible_measurement",
     )
 
 
@@ -257,11 +264,22 @@ def _slip(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outc
 
 def _unmeasured(what: str) -> Judge:
     def judge(claim: Any, lf: LevelFindings, m: LevelMeasures, ctx: Context) -> Outcome:
-        return Outcome(None, [], "", why_missing=f"{what} is not measured by the checker")
+        return Outcome(
+            None,
+            [],
+            "",
+            why_missing=f"{what} is not measured by the checker",
+            missing_code="not_measured",
+        )
 
     return judge
 
 
+# Fields the checker takes no measurement for, and what they describe.
+UNMEASURED: dict[str, str] = {
+    "endplate_defect_upper": "endplate irregularity",
+    "endplate_defect_lower": "endplate irregularity",
+}
 JUDGES: dict[str, Judge] = {
     "pfirrmann": _pfirrmann,
     "disc_narrowing": _narrowing,
@@ -274,8 +292,7 @@ JUDGES: dict[str, Judge] = {
     "subarticular_stenosis_right": _subarticular("right"),
     "modic_upper": _modic("upper"),
     "modic_lower": _modic("lower"),
-    "endplate_defect_upper": _unmeasured("endplate irregularity"),
-    "endplate_defect_lower": _unmeasured("endplate irregularity"),
+    **{f: _unmeasured(what) for f, what in UNMEASURED.items()},
     "spondylolisthesis": _slip,
 }
 if set(JUDGES) != set(LEVEL_FIELDS):  # a schema field added without a judge is a bug here

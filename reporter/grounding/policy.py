@@ -15,6 +15,10 @@ Policies (what the report asserts of a positive statement):
 
 Conditions (`condition(field)`): a field without its side or endplate suffix (the left and right
 foramina share one threshold, as do the upper and lower Modic endplates).
+
+A statement weighed with the single-image grade models (Evidence.models "image2d_evidence", a
+2-D image) takes its condition's posterior thresholds from image2d_evidence.json, chosen on real
+validation patients; every other one those of this file.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reporter.contracts.findings import LEVEL_FIELDS, StudyFindings, is_abnormal
 from reporter.contracts.verdicts import Evidence, Verdict
 from reporter.errors import ModelFileError, UsageError
+from reporter.grounding import image2d_evidence
 from reporter.grounding.evidence import prior_only
 
 Policy = Literal["bands", "contradicted-only", "posterior"]
@@ -194,10 +199,30 @@ def asserted(
     return assert_at is not None and weight is not None and weight.posterior_abnormal >= assert_at
 
 
+def _single_image_cell(
+    field: str, weight: Evidence | None
+) -> image2d_evidence.PosteriorCell | None:
+    """The single-image posterior thresholds of `field` when `weight` was weighed with the
+    single-image grade models, else None."""
+    if weight is None or weight.models != "image2d_evidence" or not weight.measured:
+        return None
+    found = image2d_evidence.model_of(field)
+    return found[1].posterior if found is not None else None
+
+
 def assert_threshold(field: str, weight: Evidence | None) -> float | None:
     """The shipped assertion threshold of a positive claim in `field` with this evidence
     (measured or not); None: the posterior policy never asserts it."""
+    cell = _single_image_cell(field, weight)
+    if cell is not None:
+        return None if cell.assert_at == "never" else float(cell.assert_at)
     return thresholds().assert_at(field, weight is not None and bool(weight.measured))
+
+
+def contradict_threshold(field: str, weight: Evidence | None) -> float:
+    """The posterior of the claim below which a measured statement is contradicted."""
+    cell = _single_image_cell(field, weight)
+    return cell.contradict_below if cell is not None else thresholds().contradict_below(field)
 
 
 def _probability(findings: StudyFindings, v: Verdict, default: float) -> float:
@@ -238,7 +263,7 @@ def apply_posterior(findings: StudyFindings, verdicts: list[Verdict]) -> list[Ve
                 posterior=round(post, 6),
                 posterior_abnormal=round(abn, 6),
             )
-        below = t.contradict_below(v.field)
+        below = contradict_threshold(v.field, weight)
         kind = posterior_kind(v, weight, below)
         reason = v.reason
         if weight.measured:
@@ -254,6 +279,7 @@ def apply_posterior(findings: StudyFindings, verdicts: list[Verdict]) -> list[Ve
                     "band_verdict": v.verdict,
                     "weight": weight,
                     "reason": reason,
+                    "unverified_because": v.unverified_because if kind == "unverifiable" else None,
                 }
             )
         )

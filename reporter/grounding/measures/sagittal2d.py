@@ -35,6 +35,7 @@ from reporter.contracts.study import Series
 from reporter.contracts.verdicts import Unit
 from reporter.grounding.measures.alignment import slip_of
 from reporter.grounding.measures.disc import Body, disc_height
+from reporter.grounding.measures.endplate import depth_inside
 from reporter.grounding.measures.frame import Frame, Grid
 
 BAND_DEPTH_MM = 6.0
@@ -113,7 +114,7 @@ def endplate_band(series: Series, grid: Grid, body: str, frame: Frame, side: str
     m = grid.labels[0] == L.vertebra_label(body)
     if m.sum() < 50:
         return None
-    dist = ndimage.distance_transform_edt(m, sampling=(sp[1], sp[2]))[m]
+    dist = depth_inside(m, (sp[1], sp[2]))[m]
     c = grid.slice_coords(0, m, frame)
     a0, a1 = np.percentile(c[:, 1], [2, 98])
     central = np.abs(c[:, 1] - (a0 + a1) / 2) <= 0.5 * BAND_AP_FRACTION * (a1 - a0)
