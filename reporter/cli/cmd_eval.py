@@ -82,6 +82,7 @@ def eval_command(
 ) -> None:
     """Evaluate the pipeline; writes metrics.json, studies.jsonl, summary.md and plots/ to OUT."""
     from reporter.errors import UsageError
+    from reporter.evaluation import checker_block
     from reporter.evaluation.harness import DATA_FORMATS, EvalConfig, run_benchmark, run_dataset
     from reporter.evaluation.summary import (
         results_table,
@@ -138,6 +139,8 @@ def eval_command(
     out_console.print(target_note(result.metrics), markup=False, highlight=False)
     for line in tradeoff_section(result.metrics):
         out_console.print(line, markup=False, highlight=False)
+    for line in checker_block.table(result.metrics):
+        out_console.print(line, markup=False, highlight=False, soft_wrap=True)
     out_console.print(
         f"wrote {result.out_dir / 'metrics.json'} ({result.metrics['n_studies']} studies, "
         f"{result.wall_s:.0f} s)",

@@ -27,7 +27,9 @@ from reporter.contracts.findings import (
     is_abnormal,
 )
 from reporter.contracts.verdicts import Verdict
+from reporter.evaluation import checker_block
 from reporter.evaluation import metrics as M
+from reporter.grounding.policy import condition as policy_condition
 
 # metrics.json condition name -> the schema fields pooled into it (left/right, upper/lower).
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -45,6 +47,14 @@ EXTRA_CONDITIONS: dict[str, tuple[str, ...]] = {
     "bulging": ("disc_bulging",),
 }
 ALL_CONDITIONS = {**CONDITIONS, **EXTRA_CONDITIONS}
+
+
+def condition_of(fld: str) -> str:
+    """The metrics.json condition a schema field is pooled into (a field outside every
+    condition, such as an endplate defect, by its name without the endplate suffix)."""
+    return next((c for c, fields in ALL_CONDITIONS.items() if fld in fields), policy_condition(fld))
+
+
 UNASSESSED = "unassessed"  # stands in for the prediction of a truth value left unassessed
 
 # The RSNA 2024 cells: their five levels and the schema field -> competition condition group.
@@ -138,6 +148,9 @@ class StudyRecord:
     # "level field=value" of each correct statement the checker flagged (false flags), so a
     # run says which rules over-flag
     false_flags: list[str] = field(default_factory=list)
+    # one row per raw statement the truth grades, for metrics.json "checker_by_condition"
+    # (reporter.evaluation.checker_block)
+    checked_statements: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return M.nan_to_none(asdict(self))
@@ -208,6 +221,7 @@ def compare_findings(
     vindex = _verdict_index(verdicts)
     low_conf = set(indeterminate)
     dists = distributions or {}
+    band_index, posterior_index = checker_block.statement_verdicts(raw, verdicts)
 
     # Conditions, calibration, AUC and true statements: over the raw output, level by level.
     for lf in raw.levels:
@@ -228,6 +242,17 @@ def compare_findings(
             if gt_value is None:
                 continue  # truth cannot judge it (outside the FOV in the ground truth)
             correct = pred.value == gt_value
+            key = (lf.level, fld)
+            record.checked_statements.append(
+                checker_block.row(
+                    condition_of(fld),
+                    fld,
+                    pred.value,
+                    gt_value,
+                    band_index.get(key),
+                    posterior_index.get(key),
+                )
+            )
             if positive:
                 hallucinated = not is_abnormal(fld, gt_value)
                 record.raw_positives.append([hallucinated, _flagged(vindex, lf.level, fld)])
@@ -509,6 +534,7 @@ def compute_metrics(records: Sequence[StudyRecord], peak_rss_mb: float | None) -
         "localisation": localisation_block(records),
         "coverage": coverage_block(records),
         "hallucination": hallucination_block(ok),
+        "checker_by_condition": checker_block.block([s for r in ok for s in r.checked_statements]),
         "injected": {
             "flag_recall": M.flag_recall([f for r in ok for f in r.injected_planted]),
             "false_flag_rate": M.false_flag_rate([f for r in ok for f in r.injected_true]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from reporter.evaluation import checker_block
 from reporter.evaluation.scoring import CONDITIONS, StudyRecord
 
 TARGET_AFTER_GROUNDING = 0.005  # at most 0.5% of positive statements (issue 7)
@@ -179,6 +180,7 @@ def render(metrics: dict[str, Any], run: dict[str, Any], records: Sequence[Study
         target_note(metrics),
         "",
         *tradeoff_section(metrics),
+        *checker_block.table(metrics),
         "## By site",
         "",
         subgroup_table(metrics, "by_site"),
