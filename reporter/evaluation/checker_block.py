@@ -62,7 +62,7 @@ def row(
     posterior: Verdict | None,
 ) -> list[Any]:
     """One checked statement (module doc); a statement without a verdict counts as
-    unverifiable."""
+    unverifiable ("no_verdict")."""
     positive = is_abnormal(field, claim)
     b = band.verdict if band is not None else "unverifiable"
     p = posterior.verdict if posterior is not None else "unverifiable"
@@ -76,7 +76,9 @@ def row(
         and weight.posterior_abnormal >= limit
     )
     because = None
-    if band is not None and b == "unverifiable":
+    if band is None:
+        because = "no_verdict"
+    elif b == "unverifiable":
         because = band.unverified_because or "unknown"
     return [
         condition,

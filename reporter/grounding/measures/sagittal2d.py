@@ -94,7 +94,8 @@ def slip_mm(up: Body, lo: Body) -> float:
 
 def wall_line_extension(grid: Grid, level: str, frame: Frame, k: int, up: Body, lo: Body) -> float:
     """The disc's largest reach beyond the line through the two posterior corners (mm,
-    posterior positive), less half a pixel (a nearest-neighbour edge lies half a pixel out)."""
+    posterior positive): pixel centre against pixel centres, so the edges' half pixels cancel;
+    the 99.5th percentile, so one stray pixel does not make a herniation."""
     cu, cl = posterior_corner(up), posterior_corner(lo)
     t = cl - cu
     t = t / (np.linalg.norm(t) + 1e-9)
@@ -104,7 +105,7 @@ def wall_line_extension(grid: Grid, level: str, frame: Frame, k: int, up: Body, 
     mask = grid.labels[k] == L.disc_label(level)
     c = grid.slice_coords(k, mask, frame)[:, 1:]
     d = (c - cu) @ n
-    return float(np.percentile(d, 99.5)) - 0.5 * float(grid.series.spacing[1])
+    return float(np.percentile(d, 99.5))
 
 
 def endplate_band(series: Series, grid: Grid, body: str, frame: Frame, side: str) -> float | None:
