@@ -193,3 +193,16 @@ def test_the_band_verdict_follows_the_likelihood_ratios() -> None:
     assert False in allowed
     kind, _, why = image2d_evidence.judge("disc_bulging", False, {False: 0.5, True: 0.5})
     assert kind == "unverifiable" and why == "abnormal_not_excluded"
+
+
+def test_findings_json_statements_carry_why_they_could_not_be_verified() -> None:
+    from reporter.render.statements import build_statements
+
+    study, anatomy = _image()
+    claims = findings()
+    result = check(claims, study, anatomy)
+    rows = [s.as_dict() for s in build_statements(claims, result.verdicts, None)]
+    canal = next(r for r in rows if r["level"] == "L3-L4" and r["field"] == "canal_stenosis")
+    assert canal["verdict"] == "unverifiable"
+    assert canal["unverified_because"] == "no_image_model"
+    assert all("unverified_because" not in r for r in rows if r["verdict"] == "supported")

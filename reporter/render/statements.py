@@ -167,6 +167,8 @@ class Statement:
     # when the verdict carries a weight, reporter.grounding.evidence).
     evidence_line: str = ""
     posterior: float | None = None
+    # Why the checker could not verify it (Verdict.unverified_because), when it could not.
+    unverified_because: str | None = None
 
     @property
     def key(self) -> str:
@@ -192,6 +194,7 @@ class Statement:
             "significance": self.significance,
             **({"evidence_line": self.evidence_line} if self.evidence_line else {}),
             **({"posterior": self.posterior} if self.posterior is not None else {}),
+            **({"unverified_because": self.unverified_because} if self.unverified_because else {}),
         }
 
 
@@ -320,6 +323,7 @@ def build_statements(
             evidence=list(verdict.evidence) if verdict else [],
             evidence_line=_evidence_line(name, value, level, extra, verdict),
             posterior=weight.posterior if weight is not None else None,
+            unverified_because=verdict.unverified_because if verdict else None,
         )
 
     if findings.study.lumbar_vertebrae is not None:
