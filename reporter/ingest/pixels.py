@@ -23,6 +23,7 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from reporter.ingest import fastread as fast
+from reporter.quiet import native_stderr_quiet
 
 MAX_MATRIX = 4096
 MAX_VOXELS = 1 << 27  # 128 Mi voxels (512 MiB as float32) per object
@@ -166,7 +167,8 @@ def _read_with_pydicom(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
             # stderr on a damaged stream before raising, which a user would read as a crash.
             arr = pixel_array(full, decoding_plugin="pydicom")
         else:
-            arr = full.pixel_array
+            with native_stderr_quiet():  # GDCM and OpenJPEG print on damaged streams
+                arr = full.pixel_array
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:
