@@ -13,10 +13,13 @@ import gc
 import hashlib
 import os
 import re
+import stat
 import warnings
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -27,6 +30,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from reporter.contracts.study import Series, SetAside, Study
 from reporter.errors import InputDataError
+from reporter.ingest import fastread as fast
 from reporter.ingest.classify import (
     OBLIQUE_TOLERANCE_DEG,
     classify_weighting,
@@ -36,15 +40,21 @@ from reporter.ingest.classify import (
 from reporter.ingest.frames import Frame, complete, frames_of
 from reporter.ingest.inventory import Inventory, SeriesRow
 from reporter.ingest.nifti import is_nifti
-from reporter.ingest.pixels import PIXEL_DATA_TAG, PixelDataError
+from reporter.ingest.pixels import MAX_VOXELS, PIXEL_DATA_TAG, PixelDataError
 from reporter.ingest.roles import assign_roles
 from reporter.ingest.stacks import Stack, StackProblem, build_stacks
 from reporter.ingest.volumes import decode_stacks
 
 READ_BUFFER = 1 << 16
+# A deflated dataset is inflated whole by pydicom; one that would inflate beyond this (no MR
+# header with its pixels comes near it: MAX_VOXELS float32) is a deflate bomb and is skipped.
+MAX_INFLATED_BYTES = 4 * MAX_VOXELS + (64 << 20)
 PIXEL_DATA_TAG_BIG_ENDIAN = b"\x7f\xe0\x00\x10"
 # A localizer without the LOCALIZER image type: a few images in several planes.
 LOCALIZER_MAX_IMAGES = 9
+DEFLATED_UID = str(DeflatedExplicitVRLittleEndian).encode()
+INFLATE_STEP = 1 << 22  # bytes inflated per step while counting
+FRAME_OF_REFERENCE_UID = 0x00200052
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -79,15 +89,23 @@ class _Reader:
         self.n_corrupt = 0
         self.n_no_image = 0
         self.n_unreadable = 0  # permissions, vanished files
+        self.n_special = 0  # pipes, devices, sockets: opening a pipe would wait for a writer
+        self.n_bombs = 0
 
     def read(self, path: Path) -> tuple[Dataset, int] | None:
         """The header (without pixel data) and where the Pixel Data element starts (-1 when
         the position is unknown, as in a deflated file); None for anything not an image."""
         self.n_files += 1
         try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                self.n_special += 1
+                return None
             # pydicom reads element by element (~100 small reads per header); a 64 KiB buffer
             # instead of the default 8 KiB halves the time a header takes.
             with path.open("rb", buffering=READ_BUFFER) as fh:
+                if _inflates_beyond_limit(fh):
+                    self.n_bombs += 1
+                    return None
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
                 offset = fh.tell()  # pydicom rewinds to the start of the Pixel Data element
                 tag = fh.read(4)
@@ -108,6 +126,46 @@ class _Reader:
             return ds, -1
         self.n_no_image += 1  # SR, KO, PR, DICOMDIR ...: no image
         return None
+
+
+def _inflates_beyond_limit(fh: BinaryIO) -> bool:
+    """Whether `fh` is a deflated DICOM file whose dataset inflates beyond MAX_INFLATED_BYTES
+    (pydicom inflates all of it into memory before reading a single element). Inflated in
+    chunks and counted, never held; `fh` is left at its start."""
+    try:
+        head = fh.read(144)
+        if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+            return False
+        meta_end = 144 + int.from_bytes(head[140:144], "little")
+        meta = head + fh.read(meta_end - 144)
+        if DEFLATED_UID not in meta:
+            return False
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        while chunk := fh.read(READ_BUFFER):
+            data = inflater.decompress(chunk, INFLATE_STEP)
+            total += len(data)
+            while inflater.unconsumed_tail and total <= MAX_INFLATED_BYTES:
+                data = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+                total += len(data)
+            if total > MAX_INFLATED_BYTES:
+                return True
+            if inflater.eof:
+                break
+        return False
+    except (OSError, zlib.error):
+        return False  # pydicom's own reading decides what a damaged file is
+    finally:
+        fh.seek(0)
+
+
+def is_deflate_bomb(path: Path) -> bool:
+    """Whether `path` is a deflated DICOM file that would inflate beyond MAX_INFLATED_BYTES."""
+    try:
+        with path.open("rb", buffering=READ_BUFFER) as fh:
+            return _inflates_beyond_limit(fh)
+    except OSError:
+        return False
 
 
 def scan_folder(
@@ -147,6 +205,15 @@ def scan_folder(
             )
         if reader.n_unreadable:
             inv.warnings.append(f"{reader.n_unreadable} file(s) could not be opened")
+        if reader.n_special:
+            inv.warnings.append(
+                f"{reader.n_special} special file(s) (pipes, devices, sockets) skipped"
+            )
+        if reader.n_bombs:
+            inv.warnings.append(
+                f"{reader.n_bombs} deflated DICOM file(s) skipped: they would inflate beyond "
+                f"{MAX_INFLATED_BYTES >> 20} MiB"
+            )
         if reader.n_no_image:
             inv.warnings.append(f"{reader.n_no_image} DICOM object(s) without images ignored")
         if study_uid is not None:  # everything else is left out, as if in another folder
@@ -289,6 +356,11 @@ def _series_from_frames(
         return [], "localizer", None, None
     if not keep_derived and is_derived(first.image_type):
         return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None, None
+    references = {fast.text(f.ds, FRAME_OF_REFERENCE_UID) for f in frames}
+    if len(references) > 1:
+        # One series, several patient coordinate systems: its geometry (and the SEG written on
+        # it, which names one) would mix positions that cannot be compared.
+        return [], f"images in {len(references)} frames of reference", None, None
     step = _nominal_step(ds, first)
     try:
         stacks = build_stacks(frames, step)

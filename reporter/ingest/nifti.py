@@ -22,6 +22,7 @@ from reporter.contracts.study import Series, Study, Weighting
 from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
 from reporter.ingest.classify import classify_plane, weighting_hint
+from reporter.ingest.stacks import implausible_voxel
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -89,6 +90,9 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputDataError(f"{path.name} has {data.ndim} dimensions; a 3-D volume is needed")
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputDataError(f"{path.name} has no usable affine")
+    why = implausible_voxel(np.linalg.norm(affine[:3, :3], axis=0).tolist())
+    if why is not None:
+        raise InputDataError(f"{path.name}: {why}")
     return data, nifti_to_lps_affine(affine)
 
 

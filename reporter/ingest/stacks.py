@@ -25,6 +25,19 @@ STEP_TOLERANCE_MM = 0.1
 STEP_TOLERANCE_REL = 0.1
 # Frames of separate parallel blocks must be at least this many per block.
 MIN_BLOCK_SLICES = 2
+# Voxel edges (pixel spacing, slice step) an MR image can have, mm. Beyond them the header is
+# damaged: a spacing of 1e30 mm passes every finite, positive check and overflows the
+# segmenter's resampling downstream.
+VOXEL_MM_RANGE = (0.01, 50.0)
+
+
+def implausible_voxel(sizes: Sequence[float]) -> str | None:
+    """Why voxel edges of these lengths (mm) cannot be an MR image's; None when they can."""
+    lo, hi = VOXEL_MM_RANGE
+    if all(np.isfinite(v) and lo <= v <= hi for v in sizes):
+        return None
+    shown = " x ".join(f"{v:.3g}" for v in sizes)
+    return f"voxel size {shown} mm is outside {lo:g}..{hi:g} mm (a damaged header?)"
 
 
 class StackProblem(ValueError):
@@ -128,6 +141,9 @@ def build_stacks(
         runs = _split_runs(ordered, positions[order])
         for run in runs:
             affine = stack_affine(run, slice_step_mm)
+            why = implausible_voxel(np.linalg.norm(affine[:3, :3], axis=0).tolist())
+            if why is not None:
+                raise StackProblem(why)
             _check_line(run, affine)
             stacks.append(Stack(run, affine, classify_plane(run[0].iop)))  # type: ignore[arg-type]
     if len(stacks) > 1 and len({s.frames[0].pixel_spacing for s in stacks}) > 1:
