@@ -2,7 +2,9 @@
 
 ingest -> anatomy -> VLM -> grounding -> (withhold contradicted, do not assert unverifiable
 positive findings, mark low confidence) -> render. Each stage is a direct call: jump to its
-definition to follow a study through the code.
+definition to follow a study through the code. The modules that import torch (the VLM, the 2-D
+networks) are imported by the call that first needs them, after ingest: an input that cannot be
+used is refused in a fraction of a second, not after seconds of imports and ~1 GB.
 """
 
 from __future__ import annotations
@@ -25,14 +27,12 @@ from reporter.grounding import policy as report_policy
 from reporter.grounding.check import check as check_findings
 from reporter.ingest import load_study
 from reporter.ingest.assessability import unassessable_fields
-from reporter.ingest.image2d import anatomy_from_discs
 from reporter.render import atomic
 from reporter.render.context import technique
 from reporter.render.deidentify import deidentify_study
 from reporter.render.outputs import write_outputs
 from reporter.render.provenance import build_provenance, now_iso
 from reporter.render.statements import Statement, build_statements, final_findings
-from reporter.vlm.inference import load_model
 
 
 @runtime_checkable
@@ -71,6 +71,8 @@ def get_model(
     key = (_key(model), _key(adapter))
     with _MODELS_LOCK:
         if key not in _MODELS:
+            from reporter.vlm.inference import load_model  # torch: imported when first needed
+
             _MODELS[key] = load_model(path=model, adapter=adapter)  # type: ignore[arg-type]
         return _MODELS[key]
 
@@ -193,6 +195,8 @@ def study_anatomy(study: Study, seg: str | os.PathLike[str] | None = None) -> An
     levels of the disc detector of reporter.ingest.image2d, because the segmenter works on
     volumes (named from the lowest disc, marked uncertain); else the built-in segmenter."""
     if seg is None and getattr(study, "input_notes", None):
+        from reporter.ingest.image2d import anatomy_from_discs  # torch, as the 2-D ingest did
+
         anatomy = anatomy_from_discs(study)
         if anatomy is not None:
             return anatomy

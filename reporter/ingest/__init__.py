@@ -18,6 +18,7 @@ from reporter.dicomweb.urls import is_dicomweb_url
 from reporter.errors import InputDataError, InputMissingError, ReporterError
 from reporter.ingest.classify import OBLIQUE_TOLERANCE_DEG
 from reporter.ingest.dicom import refuse_if_unusable, scan_folder, series_row
+from reporter.ingest.image2d_read import IMAGE2D_SUFFIXES, read_image2d
 from reporter.ingest.inventory import Inventory, SeriesRow
 from reporter.ingest.nifti import is_nifti, labels_on_series_grid, load_nifti
 
@@ -68,8 +69,6 @@ def load_study(
     `oblique_tolerance_deg` is the angle within which a slice still counts as sagittal /
     coronal / axial.
     """
-    from reporter.ingest.image2d import IMAGE2D_SUFFIXES, load_image2d
-
     if is_dicomweb_url(path):
         return _load_dicomweb(
             str(path), keep_derived=keep_derived, oblique_tolerance_deg=oblique_tolerance_deg
@@ -78,7 +77,7 @@ def load_study(
     # A single 2-D image (PNG, JPEG, ...) has no geometry: orientation is detected and the
     # pixel spacing estimated from anatomy (reporter.ingest.image2d), both recorded in the Study.
     if p.is_file() and p.suffix.lower() in IMAGE2D_SUFFIXES:
-        return load_image2d(p)
+        return _load_2d(p)
     inventory = scan(
         path,
         keep_derived=keep_derived,
@@ -93,10 +92,22 @@ def load_study(
         if not p.is_file():
             raise
         try:
-            return load_image2d(p)
+            return _load_2d(p)
         except ReporterError:
             pass
         raise
+
+
+def _load_2d(p: Path) -> Study:
+    """reporter.ingest.image2d.load_image2d, with the file read and checked before the module
+    (and torch, for its networks) is imported: a file that is no usable image is refused in a
+    fraction of a second, not after seconds of imports."""
+    image = read_image2d(p)
+    from reporter.ingest.image2d import study_from_image
+
+    return study_from_image(
+        image.pixels, source=str(p), digest=image.digest, kind=image.kind, header=image.header
+    )
 
 
 def _load_dicomweb(url: str, **options: object) -> Study:

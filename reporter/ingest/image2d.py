@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import torch
 
 from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.study import Series, Study
-from reporter.errors import InputDataError, InputMissingError, ModelFileError
+from reporter.errors import InputDataError, ModelFileError
 from reporter.ingest.image2d_nets import (
     DISC_LEVELS,
     DISC_SIZE,
@@ -52,12 +51,12 @@ from reporter.ingest.image2d_nets import (
     normalize,
     undo_orientation,
 )
+from reporter.ingest.image2d_read import IMAGE2D_SUFFIXES, read_image2d
 from reporter.ingest.image2d_shapes import named_labels, segment_classes
 from reporter.resources import weights_dir
 
 # Discs above L1-L2 that the 2-D path names, nearest first (counted up from L5-S1).
 CRANIAL_LEVELS: tuple[str, ...] = ("T12-L1", "T11-T12", "T10-T11", "T9-T10")
-IMAGE2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Median centre-to-centre distance of neighbouring lumbar discs (L1-L2 .. L5-S1), mm, measured
 # on SPIDER training patients with the scanner's pixel spacing (scripts/baselines_spider.py).
 DISC_STEP_MM = 37.3
@@ -66,8 +65,6 @@ FALLBACK_FOV_MM = 300.0
 NOMINAL_THICKNESS_MM = 4.0
 # Below these, a detection is reported but not used to set the spacing.
 MIN_DISC_SCORE = 0.3
-# No MR image (nor a screenshot of one) is larger than this a side; a bigger one is refused.
-MAX_IMAGE_SIDE = 8192
 MAX_STEP_RATIO = 1.6
 
 
@@ -99,93 +96,6 @@ def weights_sha256() -> dict[str, str]:
     return {
         n: hashlib.sha256(_weights(n).read_bytes()).hexdigest() for n in ("orient_net", "disc_net")
     }
-
-
-# ----------------------------------------------------------------------------- reading
-def _check_size(name: str, rows: int, cols: int) -> None:
-    """Refuse an image larger than any MR image before a byte of it is decoded (a 20000 x 20000
-    PNG is a few hundred kB on disk and 1.6 GB as float32)."""
-    if rows <= 0 or cols <= 0:
-        raise InputDataError(f"{name}: image size {cols} x {rows} pixels is empty")
-    if max(rows, cols) > MAX_IMAGE_SIDE:
-        raise InputDataError(
-            f"{name}: {cols} x {rows} pixels is larger than any MR image "
-            f"(at most {MAX_IMAGE_SIDE} pixels a side)"
-        )
-
-
-def _read_raster(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb guard warns below its error limit; ours refuses first.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-        with im:
-            _check_size(path.name, im.height, im.width)
-            if getattr(im, "n_frames", 1) > 1:
-                raise InputDataError(f"{path.name}: has {im.n_frames} frames; expected one image")
-            if im.mode in ("I;16", "I;16B", "I", "F"):
-                arr = np.asarray(im, dtype=np.float32)
-            else:
-                arr = np.asarray(im.convert("L"), dtype=np.float32)
-    except Image.DecompressionBombError:
-        raise InputDataError(f"{path.name}: too many pixels for an MR image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # Pillow raises SyntaxError / ValueError for some malformed headers.
-        raise InputDataError(f"{path.name}: not a readable image ({type(exc).__name__})") from None
-    return arr
-
-
-def _read_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError) as exc:
-        raise InputDataError(f"{path.name}: not a readable DICOM file ({exc})") from None
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        raise InputDataError(
-            f"{path.name}: a multi-frame DICOM object is a volume, not a single 2-D image"
-        )
-    _check_size(path.name, int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
-    try:
-        arr = ds.pixel_array.astype(np.float32)
-    except Exception as exc:  # pydicom raises several types for missing decoders / bad data
-        raise InputDataError(f"{path.name}: pixel data cannot be decoded ({exc})") from None
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].mean(-1)
-    if arr.ndim != 2:
-        raise InputDataError(f"{path.name}: expected one 2-D image, got shape {arr.shape}")
-    arr = arr * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
-        getattr(ds, "RescaleIntercept", 0) or 0
-    )
-    if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
-        arr = arr.max() - arr
-    info: dict[str, Any] = {
-        "study_uid": str(getattr(ds, "StudyInstanceUID", "") or ""),
-        "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or ""),
-        "sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "") or ""),
-        "description": str(getattr(ds, "SeriesDescription", "") or ""),
-        "vendor": str(getattr(ds, "Manufacturer", "") or ""),
-        "modality": str(getattr(ds, "Modality", "") or ""),
-    }
-    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
-    if spacing is not None and len(spacing) == 2 and float(spacing[0]) > 0:
-        info["pixel_spacing_mm"] = (float(spacing[0]), float(spacing[1]))
-    if info["modality"] and info["modality"] != "MR":
-        raise InputDataError(f"{path.name}: modality {info['modality']}, not MR")
-    return arr, info
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    with path.open("rb") as fh:
-        head = fh.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -287,29 +197,15 @@ def load_image2d(
     reporter.ingest.image2d_nets, 0 = standard display) override what would otherwise be
     detected; whatever was detected or assumed is recorded in ``study.input_notes``.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputMissingError(f"no such image file: {p}")
     if weighting is not None and weighting not in WEIGHTINGS:
         raise ValueError(f"Argument 'weighting' must be one of {WEIGHTINGS}, not {weighting!r}.")
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    info: dict[str, Any] = {}
-    if _is_dicom(p):
-        img, info = _read_dicom(p)
-        kind = "single-frame DICOM"
-    elif p.suffix.lower() in IMAGE2D_SUFFIXES:
-        img = _read_raster(p)
-        kind = f"{p.suffix.lower().lstrip('.').upper()} image"
-    else:
-        raise InputDataError(f"{p.name}: not a 2-D image this tool reads ({IMAGE2D_SUFFIXES})")
-    if min(img.shape) < 32 or not np.isfinite(img).all() or float(img.max() - img.min()) <= 0:
-        raise InputDataError(f"{p.name}: the image is too small, blank or not finite")
+    image = read_image2d(path)
     return study_from_image(
-        img,
-        source=str(p),
-        digest=digest,
-        kind=kind,
-        header=info,
+        image.pixels,
+        source=str(Path(path).expanduser()),
+        digest=image.digest,
+        kind=image.kind,
+        header=image.header,
         weighting=weighting,
         pixel_spacing_mm=pixel_spacing_mm,
         orientation=orientation,
