@@ -1169,8 +1169,14 @@ def empty_input(rng: random.Random, bases: Bases, dest: Path) -> Case:
             "folder_of_empty",
             "nifti_suffix_junk",
             "png_suffix_dicom",
+            "odd_name",
         )
     )
+    if what == "odd_name":  # a path that names the study with control characters
+        name = rng.choice(("new\nline", "esc\x1b[2Jclear", "cr\rreturn", "sep\u2028x", "bell\x07"))
+        (dest / name).mkdir()
+        (dest / name / "a.dcm").write_bytes(b"junk")
+        return Case(dest / name, "dicom", f"{what} {name!r}")
     if what == "empty_folder":
         (dest / "study").mkdir()
         return Case(dest / "study", "dicom", what)

@@ -219,6 +219,23 @@ def test_series_in_two_frames_of_reference_is_set_aside_mixed_studies_3111(
     assert any("frames of reference" in x for x in inv.study.limitations)
 
 
+# --- empty_input (odd_name), special_files: control characters in a path --------------------
+@pytest.mark.parametrize("name", ["line\nbreak", "esc\x1b[2Jclear", "sep\u2028x"])
+def test_a_newline_or_escape_in_a_folder_name_stays_inside_one_error_line_empty_input(
+    tmp_path: Path, name: str
+) -> None:
+    """The refusal quoted the path raw: a newline split the error over two lines (and an escape
+    sequence reached the terminal)."""
+    study = tmp_path / name
+    study.mkdir()
+    (study / "a.dcm").write_bytes(b"junk")
+    for command in (["inspect", str(study)], ["report", str(study), "--out", str(tmp_path / "o")]):
+        code, err, _ = _measured(*command)
+        assert code == 65
+        assert len(err) == 1 and err[0].startswith("spine-report: error: no MR images found")
+        assert "\x1b" not in err[0] and "\u2028" not in err[0]
+
+
 # --- every rejecting kind: refused before torch is imported --------------------------------
 @pytest.mark.parametrize("what", ["junk_folder", "truncated_png", "damaged_single_dicom"])
 def test_report_refuses_an_unusable_input_before_importing_torch_empty_input(

@@ -29,11 +29,33 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# C0 and C1 controls, DEL and the Unicode line separators, written as escapes in stderr lines.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters written as escapes: a folder name or header value with a
+    newline must not split an error line in two (nor a terminal escape reach the terminal)."""
+    return text.translate(_CONTROLS)
+
+
 def fail(message: str, code: int) -> typer.Exit:
     err_console.print(
-        f"spine-report: error: {message}", markup=False, highlight=False, soft_wrap=True
+        f"spine-report: error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True
     )
     return typer.Exit(code=code)
+
+
+def warn(message: str) -> None:
+    err_console.print(
+        f"spine-report: warning: {one_line(message)}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def guarded(fn: F) -> F:

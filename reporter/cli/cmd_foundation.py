@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from reporter import __version__
-from reporter.cli.app import app, err_console, guarded, out_console
+from reporter.cli.app import app, err_console, guarded, out_console, warn
 from reporter.errors import InputDataError
 
 
@@ -99,9 +99,7 @@ def inspect(
             f"{inv.n_files} file(s) read, {inv.n_files_skipped} not DICOM", highlight=False
         )
     for w in inv.warnings:
-        err_console.print(
-            f"spine-report: warning: {w}", markup=False, highlight=False, soft_wrap=True
-        )
+        warn(w)
     if inv.refusal is not None:
         raise InputDataError(inv.refusal)
 
