@@ -337,7 +337,9 @@ def _raw(tag: int, vr: str, value: bytes) -> RawDataElement:
 
 def _element_headers(path: Path) -> dict[int, tuple[int, bytes]]:
     """Offset of each top-level element's header in an explicit VR little-endian file, and its
-    VR code (read back from pydicom's value offsets)."""
+    VR code (read back from pydicom's value offsets). The site-b phantom writes implicit VR:
+    there the "VR" bytes are the first two of the 4-byte length, so wrong_vr and wrong_length
+    damage lengths instead (still hostile; kept so that seeds keep their cases)."""
     ds = pydicom.dcmread(path, defer_size=None)
     data = path.read_bytes()
     out = {}

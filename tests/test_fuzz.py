@@ -219,6 +219,54 @@ def test_series_in_two_frames_of_reference_is_set_aside_mixed_studies_3111(
     assert any("frames of reference" in x for x in inv.study.limitations)
 
 
+# --- wrong_vr, seeds 5005 / 5032 / 5045: header values written with another VR ------------
+def _relabel_vr(path: Path, keyword: str, vr: bytes) -> None:
+    """Overwrite the VR code of one element, the file first written as explicit VR little endian
+    (the phantom's site writes implicit VR under an explicit transfer syntax, as some do)."""
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.save_as(path, implicit_vr=False, little_endian=True)
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    start, _ = fuzz_cases._element_headers(path)[tag]
+    data = bytearray(path.read_bytes())
+    data[start + 4 : start + 6] = vr
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("series", "which", "keyword", "vr", "stated"),
+    [
+        ("sag_t2", "all", "SOPClassUID", b"DA", "could not be used"),  # 5005: KeyError in SEG
+        ("ax_t2", "all", "PixelSpacing", b"FL", "could not be used"),  # 5045: in SR / SEG
+        ("sag_t2", "one", "PixelSpacing", b"FL", "1 damaged image(s) left out"),
+    ],
+)
+def test_images_whose_headers_have_wrong_vrs_are_left_out_and_the_report_written_wrong_vr_5005(
+    phantom,
+    phantom_dir: Path,
+    tmp_path: Path,
+    series: str,
+    which: str,
+    keyword: str,
+    vr: bytes,
+    stated: str,
+) -> None:
+    """A value written under another VR (SOPClassUID as DA reads as '') reached the SEG and SR
+    writers: exit 70 (KeyError, TypeError, BytesLengthException from highdicom / pydicom)."""
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    slices = sorted(study.glob(f"*{series}*/*.dcm"))
+    for path in slices if which == "all" else slices[-1:]:
+        _relabel_vr(path, keyword, vr)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert any(stated in x and "wrong VR" in x for x in report.limitations), report.limitations
+    assert (tmp_path / "out" / "report.sr.dcm").is_file()
+
+
 # --- empty_input (odd_name), special_files: control characters in a path --------------------
 @pytest.mark.parametrize("name", ["line\nbreak", "esc\x1b[2Jclear", "sep\u2028x"])
 def test_a_newline_or_escape_in_a_folder_name_stays_inside_one_error_line_empty_input(

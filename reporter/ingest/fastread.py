@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -88,3 +89,22 @@ def ushort(ds: Dataset, tag: int) -> int | None:
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
     return None if value is None else int(value)
+
+
+def wrong_vrs(ds: Dataset) -> list[str]:
+    """Keywords of top-level public attributes whose VR as written disagrees with the data
+    dictionary (SOPClassUID written as DA, Rows as DS). pydicom converts such a value into
+    something else ('' for a UID read as a date) that the SEG and SR writers cannot use. UN and
+    implicit VR (None) are no disagreement; private and unknown tags are not checked."""
+    out = []
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset would convert every element)
+        vr = ds.get_item(tag).VR
+        if vr is None or vr == "UN" or tag.is_private:
+            continue
+        try:
+            expected = dictionary_VR(tag)
+        except KeyError:
+            continue
+        if vr not in expected.split(" or "):
+            out.append(keyword_for_tag(tag) or str(tag))
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reporter.ingest import fastread as fast
 from reporter.ingest.pixels import PixelDataError, read_pixels
 from reporter.ingest.stacks import Stack, stack_affine
 
@@ -40,6 +41,7 @@ def decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], s
     multi-frame object is decoded once and kept until all its stacks are filled."""
     staging: dict[tuple[str, int], np.ndarray] = {}
     multiframe: dict[int, np.ndarray] = {}
+    header_damage: dict[int, list[str]] = {}
     volumes = []
     kept: list[Stack] = []
     damage: list[str] = []
@@ -51,6 +53,11 @@ def decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], s
         first_problem = ""
         for k, f in enumerate(stack.frames):
             try:
+                # An image whose header has values of the wrong VR is damaged like one whose
+                # pixels are: the writers copy those values (exit 70 in the SEG / SR).
+                wrong = header_damage.setdefault(id(f.ds), fast.wrong_vrs(f.ds))
+                if wrong:
+                    raise PixelDataError(f"header values of the wrong VR ({', '.join(wrong[:3])})")
                 if f.frame is None:
                     images = read_pixels(f.ds, f.path, f.pixel_offset, staging)
                     if images.shape[0] != 1:
