@@ -160,21 +160,22 @@ def _measures(**values: float) -> dict[str, Measurement]:
 
 def test_grade_likelihoods_cover_every_value_and_favour_the_fitted_class() -> None:
     _, cond = image2d_evidence.model_of("disc_narrowing")
-    refs = cond.level_reference["disc_body_height_ratio"]
-    ref = refs.get("L4-L5", refs["default"])
-    none_loc = cond.classes[0].densities["disc_body_height_ratio"].loc
-    narrowed_loc = cond.classes[1].densities["disc_body_height_ratio"].loc
+    name = cond.measurements[0]
+    refs = cond.level_reference.get(name, {})
+    ref = refs.get("L4-L5", refs.get("default", 1.0))
+    none_loc = cond.classes[0].densities[name].loc
+    narrowed_loc = cond.classes[1].densities[name].loc
     lik_normal, used = image2d_evidence.likelihood(
-        "disc_narrowing", _measures(disc_body_height_ratio=none_loc * ref)
+        "disc_narrowing", _measures(**{name: none_loc * ref})
     )
     lik_thin, _ = image2d_evidence.likelihood(
-        "disc_narrowing", _measures(disc_body_height_ratio=narrowed_loc * ref)
+        "disc_narrowing", _measures(**{name: narrowed_loc * ref})
     )
     assert set(lik_normal) == set(field_values("disc_narrowing"))
     assert sum(lik_normal.values()) == pytest.approx(1.0)
     assert lik_normal["none"] > lik_normal["moderate"]
     assert lik_thin["moderate"] > lik_thin["none"]
-    assert used[0].name == "disc_body_height_ratio"
+    assert used[0].name == name
 
 
 def test_a_level_without_the_measurement_has_no_single_image_likelihood() -> None:
