@@ -267,6 +267,46 @@ def test_images_whose_headers_have_wrong_vrs_are_left_out_and_the_report_written
     assert (tmp_path / "out" / "report.sr.dcm").is_file()
 
 
+# --- missing_type1, seed 6107: an image without a UID the SEG or SR must reference -----------
+@pytest.mark.parametrize(
+    ("series", "keyword"),
+    [
+        ("ax_t2", "SOPClassUID"),  # 6107: AttributeError in the SR writer
+        ("sag_t2", "FrameOfReferenceUID"),  # ValueError from highdicom's SEG
+        ("sag_t2", "SeriesInstanceUID"),  # AttributeError
+    ],
+)
+def test_images_without_a_reference_uid_are_left_out_and_the_report_written_missing_type1_6107(
+    phantom, phantom_dir: Path, tmp_path: Path, series: str, keyword: str
+) -> None:
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    for path in sorted(study.glob(f"*{series}*/*.dcm")):
+        ds = pydicom.dcmread(path)
+        delattr(ds, keyword)
+        ds.save_as(path)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert any(f"no {keyword}" in x for x in report.limitations), report.limitations
+    assert (tmp_path / "out" / "seg.dcm").is_file()
+
+
+# --- nifti_hostile, seed 6094: a gzipped NIfTI of 1 GiB of zeros ----------------------------
+def test_nifti_bomb_is_refused_from_its_header_nifti_hostile_6094(tmp_path: Path) -> None:
+    """The volume was read whole (1 GiB) and converted to float32: exit 70 (MemoryError) and
+    1.7 GB of RSS under the fuzz's address-space limit."""
+    path = tmp_path / "volume.nii.gz"
+    path.write_bytes(fuzz_cases._nifti_bomb())
+    with pytest.raises(InputDataError, match="beyond the size limit"):
+        load_study(path)
+    code, err, rss_mb = _measured("inspect", str(path))
+    assert code == 65 and len(err) == 1
+    assert rss_mb < 500, f"inspect peaked at {rss_mb:.0f} MB"
+
+
 # --- empty_input (odd_name), special_files: control characters in a path --------------------
 @pytest.mark.parametrize("name", ["line\nbreak", "esc\x1b[2Jclear", "sep\u2028x"])
 def test_a_newline_or_escape_in_a_folder_name_stays_inside_one_error_line_empty_input(

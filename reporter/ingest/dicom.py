@@ -54,7 +54,6 @@ PIXEL_DATA_TAG_BIG_ENDIAN = b"\x7f\xe0\x00\x10"
 LOCALIZER_MAX_IMAGES = 9
 DEFLATED_UID = str(DeflatedExplicitVRLittleEndian).encode()
 INFLATE_STEP = 1 << 22  # bytes inflated per step while counting
-FRAME_OF_REFERENCE_UID = 0x00200052
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -356,7 +355,7 @@ def _series_from_frames(
         return [], "localizer", None, None
     if not keep_derived and is_derived(first.image_type):
         return [], f"derived images (ImageType {'/'.join(first.image_type[:3])})", None, None
-    references = {fast.text(f.ds, FRAME_OF_REFERENCE_UID) for f in frames}
+    references = {fast.text(f.ds, fast.FRAME_OF_REFERENCE_UID) for f in frames}
     if len(references) > 1:
         # One series, several patient coordinate systems: its geometry (and the SEG written on
         # it, which names one) would mix positions that cannot be compared.

@@ -34,6 +34,16 @@ BITS_ALLOCATED = 0x00280100
 BITS_STORED = 0x00280101
 HIGH_BIT = 0x00280102
 PIXEL_REPRESENTATION = 0x00280103
+FRAME_OF_REFERENCE_UID = 0x00200052
+# The UIDs a SEG or SR needs to reference an image (Type 1 in the MR IODs); highdicom raises on
+# an image without one.
+REFERENCE_UIDS = {
+    SOP_CLASS_UID: "SOPClassUID",
+    SOP_INSTANCE_UID: "SOPInstanceUID",
+    STUDY_INSTANCE_UID: "StudyInstanceUID",
+    SERIES_INSTANCE_UID: "SeriesInstanceUID",
+    FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID",
+}
 
 
 def _element(ds: Dataset, tag: int) -> Any:
@@ -108,3 +118,16 @@ def wrong_vrs(ds: Dataset) -> list[str]:
         if vr not in expected.split(" or "):
             out.append(keyword_for_tag(tag) or str(tag))
     return out
+
+
+def header_damage(ds: Dataset) -> str | None:
+    """What makes an image's header unusable for the SEG and SR written on it (a missing
+    reference UID, values of the wrong VR); None when nothing does."""
+    parts = []
+    missing = [name for tag, name in REFERENCE_UIDS.items() if not text(ds, tag)]
+    if missing:
+        parts.append(f"no {', '.join(missing)}")
+    wrong = wrong_vrs(ds)
+    if wrong:
+        parts.append(f"header values of the wrong VR ({', '.join(wrong[:3])})")
+    return "; ".join(parts) or None

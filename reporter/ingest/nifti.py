@@ -11,6 +11,7 @@ so the affine stays exact; a label map gets the identical permutation and flips.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from reporter.contracts.study import Series, Study, Weighting
 from reporter.errors import InputDataError, InputMissingError
 from reporter.geometry import nifti_to_lps_affine
 from reporter.ingest.classify import classify_plane, weighting_hint
+from reporter.ingest.pixels import MAX_VOXELS
 from reporter.ingest.stacks import implausible_voxel
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -80,8 +82,18 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputMissingError(f"no such file: {path}")
     try:
         img = nib.load(str(path))
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        if math.prod(shape) > MAX_VOXELS:
+            # Checked on the header, before a byte is read: a gzipped NIfTI of zeros is a few
+            # MB on disk and gigabytes in memory (four times that as float32).
+            raise InputDataError(
+                f"{path.name}: {' x '.join(map(str, shape))} voxels is beyond the size limit "
+                f"({MAX_VOXELS} voxels)"
+            )
         data = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=float)
+    except InputDataError:
+        raise
     except Exception as exc:
         raise InputDataError(f"{path.name} is not a readable NIfTI file ({exc})") from None
     if data.ndim == 4 and data.shape[3] == 1:

@@ -41,7 +41,7 @@ def decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], s
     multi-frame object is decoded once and kept until all its stacks are filled."""
     staging: dict[tuple[str, int], np.ndarray] = {}
     multiframe: dict[int, np.ndarray] = {}
-    header_damage: dict[int, list[str]] = {}
+    header_damage: dict[int, str | None] = {}
     volumes = []
     kept: list[Stack] = []
     damage: list[str] = []
@@ -53,11 +53,12 @@ def decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], s
         first_problem = ""
         for k, f in enumerate(stack.frames):
             try:
-                # An image whose header has values of the wrong VR is damaged like one whose
-                # pixels are: the writers copy those values (exit 70 in the SEG / SR).
-                wrong = header_damage.setdefault(id(f.ds), fast.wrong_vrs(f.ds))
-                if wrong:
-                    raise PixelDataError(f"header values of the wrong VR ({', '.join(wrong[:3])})")
+                # An image whose header lacks a reference UID or has values of the wrong VR is
+                # damaged like one whose pixels are: the SEG / SR writers need those values.
+                if id(f.ds) not in header_damage:
+                    header_damage[id(f.ds)] = fast.header_damage(f.ds)
+                if header_damage[id(f.ds)]:
+                    raise PixelDataError(str(header_damage[id(f.ds)]))
                 if f.frame is None:
                     images = read_pixels(f.ds, f.path, f.pixel_offset, staging)
                     if images.shape[0] != 1:
