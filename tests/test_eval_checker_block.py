@@ -27,6 +27,7 @@ def test_the_block_counts_flags_verifiability_and_assertion_per_condition() -> N
     # L4-L5 moderate (true, supported) and L5-S1 severe (truth none, contradicted).
     assert canal["n_statements"] == 2 and canal["n_hallucinated"] == 1
     assert canal["verifiable_share"] == 1.0
+    assert canal["measured_share"] == 0.0  # the hand-made verdicts weigh nothing
     bands = canal["policies"]["bands"]
     assert bands["false_flag_rate"] == 0.0 and bands["flag_recall"] == 1.0
     assert bands["n_asserted_positive"] == 1 and bands["retention"] == 1.0
@@ -88,7 +89,8 @@ def test_the_table_names_every_condition_and_the_reasons() -> None:
 
 def test_rates_without_a_denominator_are_nan() -> None:
     numbers = checker_block.condition_numbers(
-        [["x", True, False, False, "supported", "supported", False, False, False, None]]
+        [["x", True, False, False, "supported", "supported", False, False, False, None, True]]
     )
     assert math.isnan(numbers["policies"]["bands"]["flag_recall"])
+    assert numbers["measured_share"] == 1.0 and numbers["verifiable_share"] == 1.0
     assert numbers["policies"]["bands"]["false_flag_rate"] == pytest.approx(0.0)

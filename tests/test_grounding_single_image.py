@@ -207,3 +207,28 @@ def test_findings_json_statements_carry_why_they_could_not_be_verified() -> None
     assert canal["verdict"] == "unverifiable"
     assert canal["unverified_because"] == "no_image_model"
     assert all("unverified_because" not in r for r in rows if r["verdict"] == "supported")
+
+
+def test_single_image_statements_take_the_single_image_posterior_thresholds() -> None:
+    from reporter.contracts.verdicts import Evidence
+    from reporter.grounding import policy
+
+    _, cond = image2d_evidence.model_of("disc_narrowing")
+    cell = cond.posterior
+    unmeasured = Evidence(
+        prior=0.9,
+        likelihood_ratio=1.0,
+        posterior=0.9,
+        posterior_abnormal=0.95,
+        models="image2d_evidence",
+    )
+    want = None if cell.assert_at_unmeasured == "never" else float(cell.assert_at_unmeasured)
+    assert policy.assert_threshold("disc_narrowing", unmeasured) == want
+    # A field single images have no model for keeps the volume file's threshold.
+    volume = unmeasured.model_copy(update={"models": "error_models"})
+    assert policy.assert_threshold("canal_stenosis", unmeasured) == policy.assert_threshold(
+        "canal_stenosis", volume
+    )
+    study, anatomy = _image()
+    v = check(findings(), study, anatomy).verdict_for("L3-L4", "canal_stenosis")
+    assert v.weight is not None and v.weight.models == "image2d_evidence" and not v.weight.measured

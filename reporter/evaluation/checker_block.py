@@ -4,13 +4,16 @@
 Every raw statement the truth can judge (its level graded, the field graded there) is one row
 (StudyRecord.checked_statements): [condition, correct, positive, hallucinated, band verdict,
 posterior verdict, asserted under bands, under contradicted-only, under posterior, why
-unverifiable]. Definitions, as reporter.evaluation.scoring's headline numbers:
+unverifiable, measured]. Definitions, as reporter.evaluation.scoring's headline numbers:
 - correct: the statement's value equals the truth's; hallucinated: a positive statement whose
   truth is normal;
 - false_flag_rate: correct statements contradicted / correct statements;
 - flag_recall: hallucinated positive statements contradicted / hallucinated positive statements
   (flag_recall_false: false statements of any kind contradicted / false statements);
-- verifiable_share: statements whose verdict is not unverifiable / statements;
+- verifiable_share: statements whose band verdict is supported or contradicted / statements;
+  measured_share: statements the checker had a usable measurement for (weighed with an error
+  or grade model, whatever the verdict) / statements: a measured statement stays unverifiable
+  when the numbers decide neither way;
 - asserted: a positive statement the policy states as a finding (bands: supported;
   contradicted-only: not contradicted; posterior: not contradicted and its posterior of an
   abnormal value at least its condition's threshold); hallucinated_asserted: the hallucinated
@@ -91,6 +94,7 @@ def row(
         positive and b != "contradicted",
         bool(asserted_post),
         because,
+        bool(weight is not None and weight.measured),
     ]
 
 
@@ -123,6 +127,7 @@ def condition_numbers(rows: list[list[Any]]) -> dict[str, Any]:
         "n_positive": sum(bool(r[2]) for r in rows),
         "n_hallucinated": sum(bool(r[3]) for r in rows),
         "verifiable_share": _share(sum(r[4] != "unverifiable" for r in rows), len(rows)),
+        "measured_share": _share(sum(bool(r[10]) for r in rows if len(r) > 10), len(rows)),
         "verifiable_share_posterior": _share(sum(r[5] != "unverifiable" for r in rows), len(rows)),
         "unverified_because": dict(Counter(r[9] for r in rows if r[9] is not None)),
         "policies": {
@@ -159,13 +164,14 @@ def table(metrics: dict[str, Any]) -> list[str]:
     lines = [
         "## Checker per condition (against the truth)",
         "",
-        "False flags: correct statements contradicted; recall: hallucinated positives "
-        "contradicted; verifiable: statements not unverifiable; asserted positives' "
-        "hallucinated share / true-positive retention per policy.",
+        "Measured: statements with a usable measurement; verifiable: supported or "
+        "contradicted by the bands; false flags: correct statements contradicted; recall: "
+        "hallucinated positives contradicted; per policy: asserted positives' hallucinated "
+        "share / true-positive retention.",
         "",
-        "| condition | statements | verifiable | false flags | flag recall | bands | "
+        "| condition | statements | measured | verifiable | false flags | flag recall | bands | "
         "contradicted-only | posterior (false flags, recall) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cond, c in b.items():
         pol = c["policies"]
@@ -175,7 +181,8 @@ def table(metrics: dict[str, Any]) -> list[str]:
 
         post = pol["posterior"]
         lines.append(
-            f"| {cond} | {c['n_statements']} | {_pct(c['verifiable_share'])} | "
+            f"| {cond} | {c['n_statements']} | {_pct(c['measured_share'])} | "
+            f"{_pct(c['verifiable_share'])} | "
             f"{_pct(pol['bands']['false_flag_rate'])} | {_pct(pol['bands']['flag_recall'])} | "
             f"{tr(pol['bands'])} | {tr(pol['contradicted-only'])} | {tr(post)} "
             f"({_pct(post['false_flag_rate'])}, {_pct(post['flag_recall'])}) |"

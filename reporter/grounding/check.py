@@ -174,6 +174,7 @@ def check_level(
                     f"level {lf.level} is not in the segmented field of view",
                     because="level_not_in_view",
                     rule="level_exists",
+                    weight=_unmeasured_weight(field, claim, lf) if single else None,
                 )
             )
             continue
@@ -273,6 +274,7 @@ def _single_image_verdict(
     image2d_evidence.json (reporter.grounding.image2d_evidence)."""
     found = image2d_evidence.model_of(field)
     name_note = f"judged on the disc this image's levels name {lf.level}; the name is not verified"
+    unmeasured = _unmeasured_weight(field, claim, lf)
 
     def verdict(
         kind: str, reason: str, because: UnverifiedReason | None = None, **kw: Any
@@ -293,11 +295,13 @@ def _single_image_verdict(
                 "unverifiable",
                 f"{UNMEASURED[field]} is not measured by the checker",
                 "not_measured",
+                weight=unmeasured,
             )
         return verdict(
             "unverifiable",
             "no measurement model of this finding is validated on single 2-D images",
             "no_image_model",
+            weight=unmeasured,
         )
     cname, cond = found
     got = image2d_evidence.likelihood(field, measures)
@@ -308,6 +312,7 @@ def _single_image_verdict(
             f"no {wanted} at this level (the structures it needs were not segmented)",
             "structure_not_found",
             rule=f"image2d:{cname}",
+            weight=unmeasured,
         )
     lik, weighed = got
     used = [measures[w.name] for w in weighed]
@@ -354,6 +359,22 @@ def _debiased(m: LevelMeasures, bias: dict[str, float]) -> LevelMeasures:
                 }
             )
     return out
+
+
+def _unmeasured_weight(field: str, claim: Any, lf: LevelFindings) -> Evidence:
+    """The model's probability alone, marked as a single image's (Evidence.models): the
+    posterior policy then asserts it by the single-image thresholds (reporter.grounding.policy)."""
+    t = policy.thresholds()
+    p = getattr(lf, field).probability
+    prior = t.prior_without_probability if p is None else float(p)
+    post, abn = evidence.prior_only(field, claim, prior, t.probability_clip)
+    return Evidence(
+        prior=round(prior, 6),
+        likelihood_ratio=1.0,
+        posterior=round(post, 6),
+        posterior_abnormal=round(abn, 6),
+        models="image2d_evidence",
+    )
 
 
 def _likelihood_words(claim: Any, lik: dict[Any, float]) -> str:

@@ -18,7 +18,8 @@ Band verdicts (the `bands` of each condition, chosen on validation patients): th
 contradicted when L(c) < contradict_ratio x max_v L(v); an abnormal claim is supported when every
 normal value has L(v) < exclude_ratio x max_v L(v) (normal is ruled out), a normal claim when
 every abnormal value does; otherwise it is unverifiable. The posterior policy combines L with the
-model's probability as for volumes (evidence.combine) and uses this file's `posterior` thresholds.
+model's probability as for volumes (evidence.combine) and uses this file's `posterior` thresholds,
+also for the condition's statements a single image could not measure (`assert_at_unmeasured`).
 
 The file is data, re-derived by `python -m reporter.training.image2d_evidence`; it is validated
 when first read (a missing or unknown key is an error naming it).
@@ -81,6 +82,9 @@ class Bands(_Strict):
 class PosteriorCell(_Strict):
     assert_at: float | Literal["never"]
     contradict_below: float = Field(ge=0, le=1)
+    # A statement on a single image without its measurement (the structures not found): asserted
+    # on the model's probability alone from this posterior of an abnormal value.
+    assert_at_unmeasured: float | Literal["never"]
 
 
 class ConditionModel(_Strict):

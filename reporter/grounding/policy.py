@@ -202,9 +202,9 @@ def asserted(
 def _single_image_cell(
     field: str, weight: Evidence | None
 ) -> image2d_evidence.PosteriorCell | None:
-    """The single-image posterior thresholds of `field` when `weight` was weighed with the
-    single-image grade models, else None."""
-    if weight is None or weight.models != "image2d_evidence" or not weight.measured:
+    """The single-image posterior thresholds of `field` when `weight` belongs to a single
+    image (Evidence.models), else None; a field without a single-image model keeps this file's."""
+    if weight is None or weight.models != "image2d_evidence":
         return None
     found = image2d_evidence.model_of(field)
     return found[1].posterior if found is not None else None
@@ -213,10 +213,12 @@ def _single_image_cell(
 def assert_threshold(field: str, weight: Evidence | None) -> float | None:
     """The shipped assertion threshold of a positive claim in `field` with this evidence
     (measured or not); None: the posterior policy never asserts it."""
+    measured = weight is not None and bool(weight.measured)
     cell = _single_image_cell(field, weight)
     if cell is not None:
-        return None if cell.assert_at == "never" else float(cell.assert_at)
-    return thresholds().assert_at(field, weight is not None and bool(weight.measured))
+        value = cell.assert_at if measured else cell.assert_at_unmeasured
+        return None if value == "never" else float(value)
+    return thresholds().assert_at(field, measured)
 
 
 def contradict_threshold(field: str, weight: Evidence | None) -> float:

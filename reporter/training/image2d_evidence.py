@@ -34,7 +34,9 @@ statements and the measurements. Test patients are refused: they are for the fin
    - posterior.contradict_below: the largest of POSTERIOR_GRID whose false-flag rate is <=
      FALSE_FLAG_BUDGET; posterior.assert_at: the smallest of ASSERT_GRID whose asserted
      positives (not contradicted, posterior of an abnormal value >= it) hold a hallucinated
-     share <= HALLUCINATION_BUDGET counted the same way, "never" when none does.
+     share <= HALLUCINATION_BUDGET counted the same way, "never" when none does;
+     posterior.assert_at_unmeasured: the same over the condition's statements the image could not
+     measure, on the model's probability alone.
    HALLUCINATION_BUDGET is 5 %, not the phantoms' 0.5 %: validated on a few hundred real discs
    per condition, 0.5 % with the added statement would need 200 asserted positives without one
    hallucination, and no single-image measurement separates grades that well (AUCs of 0.6-0.8
@@ -57,7 +59,7 @@ import numpy as np
 from reporter.contracts.findings import LEVEL_FIELDS, NORMAL_VALUES, field_values, is_abnormal
 from reporter.contracts.verdicts import Measurement
 from reporter.evaluation.metrics import roc_auc
-from reporter.grounding.evidence import combine
+from reporter.grounding.evidence import combine, prior_only
 from reporter.grounding.image2d_evidence import Image2dEvidenceFile, class_likelihoods
 from reporter.training.error_models import DF_GRID, fit_t
 
@@ -253,7 +255,11 @@ def fit_condition(rows: list[dict[str, Any]], name: str, spec: dict[str, Any]) -
         "classes": classes,
         "pooled": pooled,
         "bands": {"contradict_ratio": 0.0, "exclude_ratio": 0.0},
-        "posterior": {"assert_at": "never", "contradict_below": 0.0},
+        "posterior": {
+            "assert_at": "never",
+            "contradict_below": 0.0,
+            "assert_at_unmeasured": "never",
+        },
         "_selection": selection,
     }
 
@@ -275,6 +281,10 @@ def statements(doc: Image2dEvidenceFile, rows: list[dict[str, Any]]) -> dict[str
                     "positive": is_abnormal(f, claim),
                     "hallucinated": is_abnormal(f, claim) and not is_abnormal(f, truth),
                     "measured": False,
+                    # the model's probability alone (a statement the image could not measure)
+                    "posterior_abnormal": prior_only(
+                        f, claim, 0.5 if p is None else p, PROBABILITY_CLIP
+                    )[1],
                 }
                 got = class_likelihoods(cond, f, r["m"])
                 if got is not None:
@@ -375,9 +385,22 @@ def choose(sts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
         if rates["hallucinated_asserted_plus_one"] <= HALLUCINATION_BUDGET:
             assert_at = t
             break
+    unmeasured = [s for s in sts if not s["measured"]]
+    assert_unmeasured: float | str = "never"
+    for t in ASSERT_GRID:
+        asserted = [s for s in unmeasured if s["positive"] and s["posterior_abnormal"] >= t]
+        if (sum(s["hallucinated"] for s in asserted) + 1) / (len(asserted) + 1) <= (
+            HALLUCINATION_BUDGET
+        ):
+            assert_unmeasured = t
+            break
     chosen = {
         "bands": {"contradict_ratio": contradict_ratio, "exclude_ratio": exclude_ratio},
-        "posterior": {"assert_at": assert_at, "contradict_below": contradict_below},
+        "posterior": {
+            "assert_at": assert_at,
+            "contradict_below": contradict_below,
+            "assert_at_unmeasured": assert_unmeasured,
+        },
     }
     numbers = {
         "bands": _rates(
