@@ -29,6 +29,11 @@ same definitions, reporter/synth/groundtruth.py; thresholds in rules.json):
   root cross-section over the study's median root (expected);
 - lateral_recess_depth_mm_{side}: free AP run (no bone, ligament or disc) behind the disc at
   2 mm inside the bony canal's lateral wall, on the axial slice.
+
+On a single 2-D image (a one-slice label map) every structure is first reduced to its largest
+part, and the single-image measurements of reporter.grounding.measures.sagittal2d are added
+(disc_body_height_ratio, slip_mm, wall_line_extension_mm, endplate_band_{t1,t2}_{side}, each
+image on its own label map).
 """
 
 from __future__ import annotations
