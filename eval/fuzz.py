@@ -164,6 +164,10 @@ class Runner:
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(err, 2)
+            # The worker's sys.stdout / sys.stderr may not be fds 1 and 2 (pytest swaps them for
+            # its capture): the command must write where a user's terminal would be.
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             from reporter.cli import main
 
