@@ -105,6 +105,7 @@ class Runner:
         self.spawn = spawn
         self.mem_mb = mem_mb
         self.base_vm = 0
+        self.fork_base_mb = 0.0
 
     def warm(self) -> None:
         """Import what every command needs once, in the worker (fork mode)."""
@@ -120,14 +121,18 @@ class Runner:
 
         reporter.pipeline.get_model()
         self.base_vm = _vm_bytes()
+        pid = os.fork()
+        if pid == 0:  # a child that does nothing: the peak RSS every forked command starts from
+            os._exit(0)
+        self.fork_base_mb = os.wait4(pid, 0)[2].ru_maxrss / 1024
 
     def run(self, command: str, argv: list[str], limit_s: float, scratch: Path) -> Run:
         err_path = scratch / f".{command}.stderr"
         mem = self.mem_mb[command] << 20
         # batch starts worker processes of its own, which a daemonic pool worker may not have.
         fork = self.spawn == "fork" and command != "batch"
-        # A forked child starts with the worker's resident pages: count what it adds.
-        base_mb = _rss_now_mb() if fork else 0.0
+        # A forked child starts with much of the worker's resident memory: count what it adds.
+        base_mb = self.fork_base_mb if fork else 0.0
         started = time.monotonic()
         with open(err_path, "wb") as err, open(os.devnull, "wb") as null:
             if fork:
@@ -215,10 +220,6 @@ def _status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def _rss_now_mb() -> float:
-    return _status_kb("VmRSS") / 1024
 
 
 def _vm_bytes() -> int:
