@@ -294,6 +294,29 @@ def test_images_without_a_reference_uid_are_left_out_and_the_report_written_miss
     assert (tmp_path / "out" / "seg.dcm").is_file()
 
 
+# --- absurd_geometry, seeds 7065 / 7089: a slice thickness that is not a number -------------
+@pytest.mark.parametrize(("seed", "value"), [(7065, b"abc "), (7089, b"nan ")])
+def test_slice_thickness_that_is_no_number_is_a_damaged_header_absurd_geometry_7065(
+    phantom, phantom_dir: Path, tmp_path: Path, seed: int, value: bytes
+) -> None:
+    """highdicom's SEG copies SliceThickness from its source images: exit 70 (ValueError)."""
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    for path in sorted(study.glob("*sag_t2*/*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds[0x00180050] = pydicom.dataelem.RawDataElement(
+            pydicom.tag.Tag(0x00180050), "DS", len(value), value, 0, False, True
+        )
+        ds.save_as(path)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert any("SliceThickness not a number" in x for x in report.limitations), seed
+    assert (tmp_path / "out" / "seg.dcm").is_file()
+
+
 # --- nifti_hostile, seed 6094: a gzipped NIfTI of 1 GiB of zeros ----------------------------
 def test_nifti_bomb_is_refused_from_its_header_nifti_hostile_6094(tmp_path: Path) -> None:
     """The volume was read whole (1 GiB) and converted to float32: exit 70 (MemoryError) and

@@ -9,6 +9,7 @@ of the header to pydicom's lazy conversion. Anything unexpected falls back to py
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -34,6 +35,8 @@ BITS_ALLOCATED = 0x00280100
 BITS_STORED = 0x00280101
 HIGH_BIT = 0x00280102
 PIXEL_REPRESENTATION = 0x00280103
+SLICE_THICKNESS = 0x00180050
+SPACING_BETWEEN_SLICES = 0x00180088
 FRAME_OF_REFERENCE_UID = 0x00200052
 # The UIDs a SEG or SR needs to reference an image (Type 1 in the MR IODs); highdicom raises on
 # an image without one.
@@ -122,12 +125,28 @@ def wrong_vrs(ds: Dataset) -> list[str]:
 
 def header_damage(ds: Dataset) -> str | None:
     """What makes an image's header unusable for the SEG and SR written on it (a missing
-    reference UID, values of the wrong VR); None when nothing does."""
+    reference UID, a slice thickness or spacing that is not a number, values of the wrong VR);
+    None when nothing does."""
     parts = []
     missing = [name for tag, name in REFERENCE_UIDS.items() if not text(ds, tag)]
     if missing:
         parts.append(f"no {', '.join(missing)}")
+    # Decimal strings the SEG copies from its source images: present, they must be numbers.
+    bad = [
+        name
+        for tag, name in (
+            (SLICE_THICKNESS, "SliceThickness"),
+            (SPACING_BETWEEN_SLICES, "SpacingBetweenSlices"),
+        )
+        if text(ds, tag) and not _finite(numbers(ds, tag))
+    ]
+    if bad:
+        parts.append(f"{', '.join(bad)} not a number")
     wrong = wrong_vrs(ds)
     if wrong:
         parts.append(f"header values of the wrong VR ({', '.join(wrong[:3])})")
     return "; ".join(parts) or None
+
+
+def _finite(values: list[float] | None) -> bool:
+    return bool(values) and all(math.isfinite(v) for v in values)  # type: ignore[union-attr]
