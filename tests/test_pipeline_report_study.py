@@ -101,7 +101,10 @@ def test_model_cache_loads_each_model_once(monkeypatch, tmp_path: Path) -> None:
         calls.append((path, adapter))
         return Loaded()
 
-    monkeypatch.setattr(pipeline, "load_model", load_model)
+    # The pipeline imports the loader (and torch) when it first needs a model.
+    import reporter.vlm.inference as inference
+
+    monkeypatch.setattr(inference, "load_model", load_model)
     pipeline.clear_model_cache()
     (tmp_path / "m").mkdir()
     a = pipeline.get_model(tmp_path / "m")

@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 
 from reporter.contracts.findings import LEVEL_FIELDS, NORMAL_VALUES, field_values, is_abnormal
 from reporter.contracts.verdicts import Measurement
-from reporter.evaluation.metrics import roc_auc
 from reporter.grounding.evidence import combine, prior_only
 from reporter.grounding.image2d_evidence import Image2dEvidenceFile, class_likelihoods
 from reporter.training.error_models import DF_GRID, fit_t
@@ -178,6 +178,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 # --- fit -------------------------------------------------------------------------------------
+def _auc(y_true: list[bool], scores: list[float]) -> float:
+    """Area under the ROC curve as the Mann-Whitney U over n_pos * n_neg (ties count 1/2), the
+    same figure as reporter.evaluation.metrics.roc_auc: training may not import evaluation, which
+    imports training's shard reader."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    if y.all() or not y.any():
+        return math.nan
+    return float(mannwhitneyu(s[y], s[~y]).statistic / (y.sum() * (~y).sum()))
+
+
 def _side(field: str) -> str:
     return next((s for s in ("upper", "lower") if field.endswith(s)), "")
 
@@ -227,7 +238,7 @@ def fit_condition(rows: list[dict[str, Any]], name: str, spec: dict[str, Any]) -
         sign = -1.0 if spec.get("abnormal_when") == "low" else 1.0
         for cand in candidates:
             y = [is_abnormal(field, truth) for truth, _ in values_of(cand)]
-            selection[cand] = round(roc_auc(y, [sign * x for _, x in values_of(cand)]), 4)
+            selection[cand] = round(_auc(y, [sign * x for _, x in values_of(cand)]), 4)
         measurements = [max(candidates, key=lambda c: selection[c])]
     level_reference = {t: r for t, r in level_reference.items() if t in measurements}
 
