@@ -274,6 +274,44 @@ def test_images_whose_headers_have_wrong_vrs_are_left_out_and_the_report_written
     assert (tmp_path / "out" / "report.sr.dcm").is_file()
 
 
+@pytest.mark.parametrize(
+    ("keyword", "vr"),
+    [("PatientName", b"LO"), ("EchoTime", b"LO"), ("SeriesDescription", b"SH")],
+)
+def test_other_attributes_of_the_wrong_vr_are_dropped_not_the_images_wrong_vr(
+    phantom, phantom_dir: Path, tmp_path: Path, keyword: str, vr: bytes
+) -> None:
+    """Only the attributes the stack, its geometry and the SEG / SR references are built from
+    make an image unusable; one written by older software under a neighbouring VR (PatientName as
+    LO) is left out of the header, and the series is reported whole."""
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    for path in sorted(study.glob("*sag_t2*/*.dcm")):
+        _relabel_vr(path, keyword, vr)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert not any("wrong VR" in x or "left out" in x for x in report.limitations)
+    assert not any("could not be used" in x for x in report.limitations), report.limitations
+    assert (tmp_path / "out" / "report.sr.dcm").is_file()
+
+
+def test_header_damage_names_only_essential_attributes_of_the_wrong_vr() -> None:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+
+    from reporter.ingest import fastread
+
+    ds = Dataset()
+    ds.add(DataElement(0x00080016, "DA", "20200101"))  # SOPClassUID
+    ds.add(DataElement(0x00181020, "US", 5))  # SoftwareVersions (LO)
+    assert fastread.wrong_vrs(ds) == ["SOPClassUID"]
+    assert fastread.drop_wrong_vrs(ds) == 1
+    assert 0x00181020 not in ds and 0x00080016 in ds
+
+
 # --- missing_type1, seed 6107: an image without a UID the SEG or SR must reference -----------
 @pytest.mark.parametrize(
     ("series", "keyword"),

@@ -35,6 +35,7 @@ BITS_ALLOCATED = 0x00280100
 BITS_STORED = 0x00280101
 HIGH_BIT = 0x00280102
 PIXEL_REPRESENTATION = 0x00280103
+PHOTOMETRIC_INTERPRETATION = 0x00280004
 SLICE_THICKNESS = 0x00180050
 SPACING_BETWEEN_SLICES = 0x00180088
 FRAME_OF_REFERENCE_UID = 0x00200052
@@ -104,11 +105,38 @@ def ushort(ds: Dataset, tag: int) -> int | None:
     return None if value is None else int(value)
 
 
-def wrong_vrs(ds: Dataset) -> list[str]:
-    """Keywords of top-level public attributes whose VR as written disagrees with the data
-    dictionary (SOPClassUID written as DA, Rows as DS). pydicom converts such a value into
-    something else ('' for a UID read as a date) that the SEG and SR writers cannot use. UN and
-    implicit VR (None) are no disagreement; private and unknown tags are not checked."""
+# What the stack, its geometry and the SEG / SR references are built from: a value of the wrong
+# VR here makes the image unusable. Any other attribute of the wrong VR is only left out of the
+# header (drop_wrong_vrs): a scanner that writes, say, its software version under another VR
+# still gets its images reported.
+ESSENTIAL_TAGS = frozenset(
+    {
+        *REFERENCE_UIDS,
+        IMAGE_POSITION,
+        IMAGE_ORIENTATION,
+        ROWS,
+        COLUMNS,
+        PIXEL_SPACING,
+        RESCALE_INTERCEPT,
+        RESCALE_SLOPE,
+        SAMPLES_PER_PIXEL,
+        NUMBER_OF_FRAMES,
+        BITS_ALLOCATED,
+        BITS_STORED,
+        HIGH_BIT,
+        PIXEL_REPRESENTATION,
+        PHOTOMETRIC_INTERPRETATION,
+        SLICE_THICKNESS,
+        SPACING_BETWEEN_SLICES,
+    }
+)
+
+
+def _wrong_vr_tags(ds: Dataset) -> list[Any]:
+    """Top-level public tags whose VR as written disagrees with the data dictionary (SOPClassUID
+    written as DA, Rows as DS). pydicom converts such a value into something else ('' for a UID
+    read as a date). UN and implicit VR (None) are no disagreement; private and unknown tags are
+    not checked."""
     out = []
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset would convert every element)
         vr = ds.get_item(tag).VR
@@ -119,8 +147,24 @@ def wrong_vrs(ds: Dataset) -> list[str]:
         except KeyError:
             continue
         if vr not in expected.split(" or "):
-            out.append(keyword_for_tag(tag) or str(tag))
+            out.append(tag)
     return out
+
+
+def wrong_vrs(ds: Dataset) -> list[str]:
+    """Keywords of the essential attributes (ESSENTIAL_TAGS) written under the wrong VR."""
+    return [keyword_for_tag(t) or str(t) for t in _wrong_vr_tags(ds) if int(t) in ESSENTIAL_TAGS]
+
+
+def drop_wrong_vrs(ds: Dataset) -> int:
+    """Delete the non-essential top-level attributes written under the wrong VR from `ds` (in
+    memory; the file is untouched), so that nothing downstream (series naming, the report's
+    technique line, the SEG / SR writers) reads a value pydicom had to convert into something
+    else. Returns how many were dropped."""
+    dropped = [t for t in _wrong_vr_tags(ds) if int(t) not in ESSENTIAL_TAGS]
+    for tag in dropped:
+        del ds[tag]
+    return len(dropped)
 
 
 def header_damage(ds: Dataset) -> str | None:
