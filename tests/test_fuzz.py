@@ -312,6 +312,23 @@ def test_header_damage_names_only_essential_attributes_of_the_wrong_vr() -> None
     assert 0x00181020 not in ds and 0x00080016 in ds
 
 
+def test_a_multi_valued_study_uid_is_a_damaged_header_duplicate_uids_100480(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    """StudyInstanceUID '1.2.3\\4.5' in every image: highdicom's SEG hashed the value list
+    (exit 70, TypeError). The series are set aside with the reason: one line, exit 65."""
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    for path in sorted(study.glob("*/*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ["1.2.3", "4.5"]
+        ds.save_as(path)
+    code, err, _ = _measured("report", str(study), "--out", str(tmp_path / "out"))
+    assert code == 65 and len(err) == 1, err
+    assert "several values in StudyInstanceUID" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 # --- missing_type1, seed 6107: an image without a UID the SEG or SR must reference -----------
 @pytest.mark.parametrize(
     ("series", "keyword"),

@@ -168,13 +168,18 @@ def drop_wrong_vrs(ds: Dataset) -> int:
 
 
 def header_damage(ds: Dataset) -> str | None:
-    """What makes an image's header unusable for the SEG and SR written on it (a missing
-    reference UID, a slice thickness or spacing that is not a number, values of the wrong VR);
-    None when nothing does."""
+    """What makes an image's header unusable for the SEG and SR written on it (a missing or
+    multi-valued reference UID, a slice thickness or spacing that is not a number, essential
+    values of the wrong VR); None when nothing does."""
     parts = []
     missing = [name for tag, name in REFERENCE_UIDS.items() if not text(ds, tag)]
     if missing:
         parts.append(f"no {', '.join(missing)}")
+    # A UID holds one value: several ('1.2.3\\4.5') cannot key or reference anything (highdicom's
+    # SEG hashed the list: TypeError). Other malformed UID text is written back as it came.
+    several = [name for tag, name in REFERENCE_UIDS.items() if "\\" in text(ds, tag)]
+    if several:
+        parts.append(f"several values in {', '.join(several)}")
     # Decimal strings the SEG copies from its source images: present, they must be numbers.
     bad = [
         name
