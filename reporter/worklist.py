@@ -157,7 +157,7 @@ def _priority(value: Any, where: str) -> int:
         return PRIORITY_WORDS[text]
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'urgent!', 'nan'; '1e999' is infinite
         raise UsageError(
             f"{where}: priority {value!r} is neither a number nor one of "
             f"{', '.join(PRIORITY_WORDS)}"
@@ -223,6 +223,8 @@ def read_worklist(path: str | os.PathLike[str]) -> list[WorkItem]:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise UsageError(f"{src}:{n}: not valid JSON ({exc.msg})") from None
+                except RecursionError:  # '[[[[...' thousands deep: the decoder recurses
+                    raise UsageError(f"{src}:{n}: JSON nested too deeply") from None
                 if not isinstance(rec, dict):
                     raise UsageError(f"{src}:{n}: each line must be a JSON object")
                 items.append(_item(rec, len(items) + 1, base, f"{src}:{n}"))

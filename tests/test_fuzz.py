@@ -329,6 +329,30 @@ def test_a_multi_valued_study_uid_is_a_damaged_header_duplicate_uids_100480(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        # 100736: int(float('1e999')) raised OverflowError (exit 70)
+        ("wl.csv", "study,priority\nx,1e999\n", "priority '1e999' is neither"),
+        # 100674: a JSON line nested thousands deep made the decoder recurse (RecursionError)
+        ("wl.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "JSON nested too deeply"),
+    ],
+    ids=["infinite-priority", "deep-json"],  # a 200 kB test id in the environment: E2BIG
+)
+def test_worklist_with_an_infinite_priority_or_deep_json_is_one_usage_line_worklist_100736(
+    tmp_path: Path, name: str, content: str, said: str
+) -> None:
+    from reporter.errors import UsageError
+    from reporter.worklist import read_worklist
+
+    wl = tmp_path / name
+    wl.write_text(content)
+    with pytest.raises(UsageError, match=said):
+        read_worklist(wl)
+    code, err, _ = _measured("batch", str(wl), "--out", str(tmp_path / "out"))
+    assert code == 64 and len(err) == 1 and said in err[0], err
+
+
 # --- missing_type1, seed 6107: an image without a UID the SEG or SR must reference -----------
 @pytest.mark.parametrize(
     ("series", "keyword"),

@@ -243,12 +243,15 @@ def batch(
     def on_event(kind: str, result: Any, done: int, total: int) -> None:
         nonlocal task
         if kind == "start":
+            # Started only once the worklist is read: a refused worklist leaves stderr to its
+            # one error line (a live display stopped unused printed an empty line first).
+            progress.start()
             task = progress.add_task("batch", total=total, completed=done, last="")
         elif task is not None and result is not None:
             last = f"{result.item.item_id}: {result.status}"
             progress.update(task, completed=done, last=last)
 
-    with progress:
+    try:
         results = run_batch(
             worklist,
             out,
@@ -260,6 +263,9 @@ def batch(
             dispatch=dispatch,
             deidentify=deidentify,
         )
+    finally:
+        if task is not None:
+            progress.stop()
 
     table = Table(title=f"batch summary ({out / MANIFEST})")
     for col in ("row", "item", "status", "seconds", "withheld", "reason"):
