@@ -170,6 +170,8 @@ def _item(rec: dict[str, Any], row: int, base: Path, where: str) -> WorkItem:
     if study is None:
         raise UsageError(f"{where}: no study path (expected a column named 'study')")
     text = str(study).strip()
+    if "\x00" in text:  # no file system takes it (Path.resolve raised ValueError)
+        raise UsageError(f"{where}: the study path holds a NUL character")
     if is_dicomweb_url(text):
         try:
             parse_study_url(text)  # checked now: a bad URL stops the batch before any work

@@ -336,8 +336,11 @@ def test_a_multi_valued_study_uid_is_a_damaged_header_duplicate_uids_100480(
         ("wl.csv", "study,priority\nx,1e999\n", "priority '1e999' is neither"),
         # 100674: a JSON line nested thousands deep made the decoder recurse (RecursionError)
         ("wl.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "JSON nested too deeply"),
+        # 102003: Path.resolve raised ValueError (embedded null byte)
+        ("wl.csv", "study\na\x00b\n", "holds a NUL character"),
     ],
-    ids=["infinite-priority", "deep-json"],  # a 200 kB test id in the environment: E2BIG
+    # (short ids: a 200 kB test id in the environment made exec fail with E2BIG)
+    ids=["infinite-priority", "deep-json", "nul-in-path"],
 )
 def test_worklist_with_an_infinite_priority_or_deep_json_is_one_usage_line_worklist_100736(
     tmp_path: Path, name: str, content: str, said: str
@@ -378,6 +381,26 @@ def test_images_without_a_reference_uid_are_left_out_and_the_report_written_miss
     )
     assert any(f"no {keyword}" in x for x in report.limitations), report.limitations
     assert (tmp_path / "out" / "seg.dcm").is_file()
+
+
+def test_an_image_without_modality_is_left_out_not_passed_to_the_sr_missing_type1_102977(
+    phantom, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """Modality and PhotometricInterpretation removed from some images of an MR series: the SR's
+    image library read ds.Modality (exit 70, AttributeError in highdicom)."""
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    path = sorted(study.glob("*sag_t1*/*.dcm"))[-1]
+    ds = pydicom.dcmread(path)
+    del ds.Modality, ds.PhotometricInterpretation
+    ds.save_as(path)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert any("no Modality" in x for x in report.limitations), report.limitations
+    assert (tmp_path / "out" / "report.sr.dcm").is_file()
 
 
 # --- absurd_geometry, seeds 7065 / 7089: a slice thickness that is not a number -------------

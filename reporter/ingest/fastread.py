@@ -172,7 +172,13 @@ def header_damage(ds: Dataset) -> str | None:
     multi-valued reference UID, a slice thickness or spacing that is not a number, essential
     values of the wrong VR); None when nothing does."""
     parts = []
-    missing = [name for tag, name in REFERENCE_UIDS.items() if not text(ds, tag)]
+    # Type 1 attributes the SR's image library copies from each referenced image as well.
+    required = {
+        **REFERENCE_UIDS,
+        MODALITY: "Modality",
+        PHOTOMETRIC_INTERPRETATION: "PhotometricInterpretation",
+    }
+    missing = [name for tag, name in required.items() if not text(ds, tag)]
     if missing:
         parts.append(f"no {', '.join(missing)}")
     # A UID holds one value: several ('1.2.3\\4.5') cannot key or reference anything (highdicom's
