@@ -77,6 +77,16 @@ def get_model(
         return _MODELS[key]
 
 
+def preload(model: ModelArg = None, adapter: str | os.PathLike[str] | None = None) -> None:
+    """Import the stages and load the VLM (`model`, `adapter`) and the built-in segmenter into
+    this process's caches, so the first report does not wait for them (the demo overlaps this
+    with making its phantom)."""
+    get_model(model, adapter)
+    from reporter.anatomy.segmenter import preload_segmenter  # torch, as segment() imports it
+
+    preload_segmenter()
+
+
 def clear_model_cache() -> None:
     with _MODELS_LOCK:
         _MODELS.clear()

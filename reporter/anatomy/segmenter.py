@@ -37,6 +37,7 @@ __all__ = [
     "SegmenterConfig",
     "anatomy_from_generic",
     "load_segmenter",
+    "preload_segmenter",
     "segment_study",
 ]
 
@@ -235,6 +236,11 @@ def _cached(weights: Path | str | Segmenter | None) -> Segmenter:
     if key not in _CACHE:
         _CACHE[key] = load_segmenter(weights)
     return _CACHE[key]
+
+
+def preload_segmenter(weights: Path | str | None = None) -> Segmenter:
+    """The segmenter `segment_study` will use for `weights` (None: embedded), loaded now."""
+    return _cached(weights)
 
 
 def segmentation_series(study: Study) -> Series:

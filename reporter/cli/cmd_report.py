@@ -69,6 +69,32 @@ def _print_summary(report: Any, title: str) -> None:
         out_console.print(f"  {kind:<11} {path}", highlight=False, soft_wrap=True)
 
 
+def _make_demo_phantom(study_dir: str) -> str:
+    from reporter.synth import generate_study, write_study
+
+    return str(write_study(generate_study(DEMO_SEED, site=DEMO_SITE), study_dir))
+
+
+def _make_demo_phantom_while_loading(study_dir: Path) -> Path:
+    """The demo phantom, made in a forked child while this process imports the pipeline and
+    loads the models (a cold demo spends seconds on each; on two cores they overlap). The same
+    code with the same seed makes the same study. Where fork is not available: one after the
+    other."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return Path(_make_demo_phantom(str(study_dir)))
+    # Forked before torch is imported here (nothing of it to inherit); the child only draws
+    # and writes the phantom.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        made = pool.submit(_make_demo_phantom, str(study_dir))
+        from reporter.pipeline import preload
+
+        preload()
+        return Path(made.result())
+
+
 @app.command()
 @guarded
 def demo(
@@ -77,9 +103,6 @@ def demo(
     ] = Path("spine-report-demo"),
 ) -> None:
     """Make one phantom study (fixed seed), report it, and print where everything went."""
-    from reporter.pipeline import report_study
-    from reporter.synth import generate_study, write_study
-
     study_dir = out / "study"
     if study_dir.exists():
         # Only ever delete what an earlier demo made (a phantom folder has meta.json).
@@ -87,8 +110,9 @@ def demo(
             raise UsageError(f"{study_dir} exists and is not a demo phantom; choose another --out")
         shutil.rmtree(study_dir)
     err_console.print(f"making phantom study (seed {DEMO_SEED}, {DEMO_SITE}) ...")
-    phantom = generate_study(DEMO_SEED, site=DEMO_SITE)
-    written = write_study(phantom, study_dir)
+    written = _make_demo_phantom_while_loading(study_dir)
+    from reporter.pipeline import report_study
+
     err_console.print("reporting it ...")
     dicom = written / "dicom"  # the phantom folder also holds its truth; report the images
     report = report_study(dicom if dicom.is_dir() else written, out_dir=out / "report")
