@@ -47,18 +47,27 @@ def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float
     if not mask.any():
         return []
     core = mask
+    # Erosion and the nearest-component search only matter inside the mask's bounding box
+    # (grown by a voxel): run there, the same voxels and the same nearest components as on the
+    # whole volume (every component lies inside the box; outside it the mask is empty).
+    box = _bounding_box(mask, (1,) * mask.ndim)
+    assert box is not None  # the mask is not empty
     if cls == sd.VERTEBRA:
         spacing = float(np.linalg.norm(affine[:3, 1]))
         steps = max(1, round(ERODE_MM / max(spacing, 1e-3)))
-        core = ndimage.binary_erosion(mask, structure=_IN_PLANE, iterations=steps)
+        core = np.zeros_like(mask)
+        core[box] = ndimage.binary_erosion(mask[box], structure=_IN_PLANE, iterations=steps)
     comp, n = ndimage.label(core)
     if n == 0:
         comp, n = ndimage.label(mask)
     elif core is not mask:
-        _, (kk, jj, ii) = ndimage.distance_transform_edt(comp == 0, return_indices=True)
-        comp = np.where(mask, comp[kk, jj, ii], 0)
+        inner = comp[box]
+        _, (kk, jj, ii) = ndimage.distance_transform_edt(inner == 0, return_indices=True)
+        nearest = np.zeros_like(comp)
+        nearest[box] = np.where(mask[box], inner[kk, jj, ii], 0)
+        comp = nearest
     counts = np.bincount(comp.ravel())
-    centres = ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
+    centres = _centres(comp, n)
     # A vertebral body is 20-40 ml and a disc 5+ ml; anything under 0.3 ml is a fragment.
     min_voxels = max(4, int(0.3 / voxel_ml))
     found = [
@@ -67,6 +76,27 @@ def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float
         if counts[i] >= min_voxels
     ]
     return [m for m in _merge_fragments(found) if m.voxels * voxel_ml >= MIN_ML[kind]]
+
+
+def _centres(comp: np.ndarray, n: int) -> list[tuple[float, ...]]:
+    """Index-space centroids of components 1..n of `comp`: the numbers
+    `ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))` gives, bit for bit (the
+    same per-label sums in the same order: np.bincount over the raveled array), taken on the
+    bounding box of the labelled voxels only (voxels outside it are background, label 0)."""
+    if n == 0:
+        return []
+    box = _bounding_box(comp > 0, (0,) * comp.ndim)
+    if box is None:  # no voxel labelled: what center_of_mass gives (0 / 0)
+        return ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
+    labels = comp[box].ravel()
+    counts = np.bincount(labels, minlength=n + 1)[1 : n + 1].astype(float)
+    coords = np.ogrid[tuple(slice(b.start, b.stop) for b in box)]
+    shape = comp[box].shape
+    sums = [
+        np.bincount(labels, np.broadcast_to(c.astype(float), shape).ravel(), n + 1)[1 : n + 1]
+        for c in coords
+    ]
+    return [tuple(v) for v in (np.array(sums) / counts).T]
 
 
 def _merge_fragments(items: list[Instance], gap_mm: float = 12.0) -> list[Instance]:
@@ -146,8 +176,26 @@ def split_by_discs(
 
 def _touches(mask: np.ndarray, other: np.ndarray, reach: int = 3) -> int:
     """Voxels of `other` within `reach` in-plane pixels of `mask` (slice by slice)."""
-    grown = ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3), bool), iterations=reach)
-    return int((grown & other).sum())
+    # Only the mask's bounding box grown by `reach` can be reached: dilate that box alone (the
+    # same voxels as dilating the whole volume, in a fraction of the time).
+    box = _bounding_box(mask, (0, reach + 1, reach + 1))
+    if box is None:
+        return 0
+    grown = ndimage.binary_dilation(mask[box], structure=np.ones((1, 3, 3), bool), iterations=reach)
+    return int((grown & other[box]).sum())
+
+
+def _bounding_box(mask: np.ndarray, margin: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """The slices of `mask`'s bounding box grown by `margin` per axis (clipped to the array);
+    None when the mask is empty."""
+    box = []
+    for axis, m in enumerate(margin):
+        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other_axes))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(int(hit[0]) - m, 0), min(int(hit[-1]) + m + 1, mask.shape[axis])))
+    return tuple(box)
 
 
 def drop_sacral_discs(
