@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,10 +46,28 @@ class Grid:
 
     series: Series
     labels: np.ndarray
+    # Voxel indices per label value and the thecal sac's points, found once per grid: every
+    # level asks for them again (the labels are not changed once a grid is made).
+    _voxels: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _thecal: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def affine(self) -> np.ndarray:
         return self.series.affine
+
+    def voxels(self, value: int) -> np.ndarray:
+        """(n, 3) indices of the voxels labelled `value` (np.argwhere order)."""
+        idx = self._voxels.get(value)
+        if idx is None:
+            idx = self._voxels[value] = np.argwhere(self.labels == value)
+        return idx
+
+    def thecal_points(self) -> np.ndarray:
+        """(n, 3) LPS of the thecal sac's voxels (canal and cord)."""
+        if self._thecal is None:
+            idx = np.argwhere(np.isin(self.labels, THECAL))
+            self._thecal = idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return self._thecal
 
     @property
     def pixel_area(self) -> float:
@@ -124,7 +142,7 @@ def level_frame(grid: Grid, level: str) -> Frame | None:
     for name in (upper, lower):
         if name == "S1":
             continue
-        idx = np.argwhere(grid.labels == L.vertebra_label(name))
+        idx = grid.voxels(L.vertebra_label(name))
         if len(idx) >= 200:
             axes.append(_minor_axis(idx @ to_lps + grid.affine[:3, 3], normal))
     if not axes:
@@ -149,7 +167,7 @@ def level_frame(grid: Grid, level: str) -> Frame | None:
 
 
 def _centroid(grid: Grid, value: int) -> np.ndarray | None:
-    idx = np.argwhere(grid.labels == value)
+    idx = grid.voxels(value)
     if len(idx) < 10:
         return None
     return idx.mean(0) @ grid.affine[:3, :3].T + grid.affine[:3, 3]
@@ -162,9 +180,8 @@ def _slice_at(grid: Grid, lps: np.ndarray) -> int:
 
 def mid_slice(grid: Grid, frame: Frame) -> int:
     """Sagittal slice through the thecal sac's centre near the level (else the disc centre)."""
-    idx = np.argwhere(np.isin(grid.labels, THECAL))
-    if len(idx):
-        pts = idx @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+    pts = grid.thecal_points()
+    if len(pts):
         near = np.abs((pts - frame.origin) @ frame.u) < 15.0
         if near.sum() > 10:
             return _slice_at(grid, pts[near].mean(0))
