@@ -18,7 +18,8 @@ with whichever `reporter` is first on sys.path (it prints which) through
 - report.html identical after the "started ... finished ..." line (times) is masked;
 - provenance.json identical apart from started_at, finished_at, timings_s and code_version;
 - seg.dcm and report.sr.dcm identical element by element (pixel data included), where a time
-  (TM, DT; ContentDate, InstanceCreationDate, SeriesDate) may differ and a UID may differ only
+  (TM, DT; ContentDate, InstanceCreationDate, SeriesDate) and the file meta group length (it
+  follows from the new UIDs' lengths) may differ, and a UID may differ only
   as a consistent renaming: a UID made for this report (SOP instance, series, tracking UIDs...)
   must map one-to-one between the two versions in both files of a folder, so every reference
   between SR and SEG still points at the same object.
@@ -38,6 +39,8 @@ from typing import Any
 
 V1_SITES = ("site-a", "site-b", "site-c", "random")
 _MASKED_DATES = {"ContentDate", "InstanceCreationDate", "SeriesDate"}
+# Follows from the length of the new SOP Instance UID (generate_uid's length varies).
+_MASKED_LENGTHS = {"FileMetaInformationGroupLength"}
 _PROVENANCE_VOLATILE = ("started_at", "finished_at", "timings_s", "code_version")
 _HTML_TIMES = re.compile(r"started [^<]* &middot; finished [^<]*</p>")
 # The code version names the git commit in a checkout (0.1.0+g<sha>), not in an exported tree.
@@ -134,7 +137,7 @@ def _compare_ds(a: Any, b: Any, uids: _UidMap, path: str, out: list[str]) -> Non
                 continue
             for i, (ia, ib) in enumerate(zip(ea.value, eb.value, strict=True)):
                 _compare_ds(ia, ib, uids, f"{where}[{i}]/", out)
-        elif ea.VR in ("TM", "DT") or ea.keyword in _MASKED_DATES:
+        elif ea.VR in ("TM", "DT") or ea.keyword in _MASKED_DATES | _MASKED_LENGTHS:
             continue
         elif ea.VR == "UI":
             va = list(ea.value) if ea.VM > 1 else [ea.value]
