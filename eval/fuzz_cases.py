@@ -317,7 +317,9 @@ def _write_raw(buffer: io.BytesIO, ds: Dataset) -> None:
     for tag in sorted(ds.keys()):
         elem = ds.get_item(tag)
         if isinstance(elem, RawDataElement):
-            vr = elem.VR.encode()
+            # A raw element read from an implicit-VR file has no VR of its own (seeds 103117,
+            # 106386): the dictionary's first one, UN for an unknown tag.
+            vr = (elem.VR or _dictionary_vr(tag)).encode()
             value = elem.value or b""
             head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr
             if vr in LONG_VRS:
@@ -329,6 +331,15 @@ def _write_raw(buffer: io.BytesIO, ds: Dataset) -> None:
         out.is_little_endian, out.is_implicit_VR = True, False
         write_data_element(out, elem)
         buffer.write(out.getvalue())
+
+
+def _dictionary_vr(tag: int) -> str:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
 
 
 def _raw(tag: int, vr: str, value: bytes) -> RawDataElement:

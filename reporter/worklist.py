@@ -172,6 +172,10 @@ def _item(rec: dict[str, Any], row: int, base: Path, where: str) -> WorkItem:
     text = str(study).strip()
     if "\x00" in text:  # no file system takes it (Path.resolve raised ValueError)
         raise UsageError(f"{where}: the study path holds a NUL character")
+    try:  # a lone surrogate from a JSON '\\ud800' cannot be encoded as a file name
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        raise UsageError(f"{where}: the study path is not a valid file name") from None
     if is_dicomweb_url(text):
         try:
             parse_study_url(text)  # checked now: a bad URL stops the batch before any work

@@ -338,9 +338,11 @@ def test_a_multi_valued_study_uid_is_a_damaged_header_duplicate_uids_100480(
         ("wl.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "JSON nested too deeply"),
         # 102003: Path.resolve raised ValueError (embedded null byte)
         ("wl.csv", "study\na\x00b\n", "holds a NUL character"),
+        # 109817: a JSON '\ud800' (a lone surrogate) cannot be encoded as a file name
+        ("wl.jsonl", '{"study": "\\ud800"}\n', "not a valid file name"),
     ],
     # (short ids: a 200 kB test id in the environment made exec fail with E2BIG)
-    ids=["infinite-priority", "deep-json", "nul-in-path"],
+    ids=["infinite-priority", "deep-json", "nul-in-path", "lone-surrogate"],
 )
 def test_worklist_with_an_infinite_priority_or_deep_json_is_one_usage_line_worklist_100736(
     tmp_path: Path, name: str, content: str, said: str
