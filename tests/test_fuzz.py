@@ -246,6 +246,8 @@ def _relabel_vr(path: Path, keyword: str, vr: bytes) -> None:
         ("sag_t2", "all", "SOPClassUID", b"DA", "could not be used"),  # 5005: KeyError in SEG
         ("ax_t2", "all", "PixelSpacing", b"FL", "could not be used"),  # 5045: in SR / SEG
         ("sag_t2", "one", "PixelSpacing", b"FL", "1 damaged image(s) left out"),
+        # 110308: Modality as SS was dropped from the header; the SR's library read it
+        ("ax_t2", "all", "Modality", b"SS", "could not be used"),
     ],
 )
 def test_images_whose_headers_have_wrong_vrs_are_left_out_and_the_report_written_wrong_vr_5005(

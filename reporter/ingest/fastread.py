@@ -112,6 +112,7 @@ def ushort(ds: Dataset, tag: int) -> int | None:
 ESSENTIAL_TAGS = frozenset(
     {
         *REFERENCE_UIDS,
+        MODALITY,  # the SR's image library copies it (dropped: AttributeError, seed 110308)
         IMAGE_POSITION,
         IMAGE_ORIENTATION,
         ROWS,
