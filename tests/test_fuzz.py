@@ -306,12 +306,23 @@ def test_header_damage_names_only_essential_attributes_of_the_wrong_vr() -> None
 
     from reporter.ingest import fastread
 
-    ds = Dataset()
-    ds.add(DataElement(0x00080016, "DA", "20200101"))  # SOPClassUID
-    ds.add(DataElement(0x00181020, "US", 5))  # SoftwareVersions (LO)
-    assert fastread.wrong_vrs(ds) == ["SOPClassUID"]
-    assert fastread.drop_wrong_vrs(ds) == 1
-    assert 0x00181020 not in ds and 0x00080016 in ds
+    def header(sop_class_vr: str) -> Dataset:
+        ds = Dataset()
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            setattr(ds, keyword, "1.2.3")
+        ds.FrameOfReferenceUID = "1.2.3"
+        ds.Modality, ds.PhotometricInterpretation = "MR", "MONOCHROME2"
+        ds.add(DataElement(0x00080016, sop_class_vr, "1.2.840.10008.5.1.4.1.1.4"))
+        ds.add(DataElement(0x00181020, "US", 5))  # SoftwareVersions (LO)
+        return ds
+
+    damaged = header("DA")  # SOPClassUID as DA
+    assert fastread.wrong_vrs(damaged) == ["SOPClassUID"]
+    assert "SOPClassUID" in (fastread.vet_header(damaged) or "")
+    assert 0x00181020 in damaged  # a damaged image is left out whole: nothing dropped
+    usable = header("UI")
+    assert fastread.vet_header(usable) is None
+    assert 0x00181020 not in usable and 0x00080016 in usable
 
 
 def test_a_multi_valued_study_uid_is_a_damaged_header_duplicate_uids_100480(

@@ -86,8 +86,7 @@ def _centres(comp: np.ndarray, n: int) -> list[tuple[float, ...]]:
     if n == 0:
         return []
     box = _bounding_box(comp > 0, (0,) * comp.ndim)
-    if box is None:  # no voxel labelled: what center_of_mass gives (0 / 0)
-        return ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1))
+    assert box is not None  # n > 0 components: some voxel is labelled
     labels = comp[box].ravel()
     counts = np.bincount(labels, minlength=n + 1)[1 : n + 1].astype(float)
     coords = np.ogrid[tuple(slice(b.start, b.stop) for b in box)]

@@ -107,7 +107,7 @@ def ushort(ds: Dataset, tag: int) -> int | None:
 
 # What the stack, its geometry and the SEG / SR references are built from: a value of the wrong
 # VR here makes the image unusable. Any other attribute of the wrong VR is only left out of the
-# header (drop_wrong_vrs): a scanner that writes, say, its software version under another VR
+# header (vet_header): a scanner that writes, say, its software version under another VR
 # still gets its images reported.
 ESSENTIAL_TAGS = frozenset(
     {
@@ -152,23 +152,27 @@ def _wrong_vr_tags(ds: Dataset) -> list[Any]:
     return out
 
 
-def wrong_vrs(ds: Dataset) -> list[str]:
-    """Keywords of the essential attributes (ESSENTIAL_TAGS) written under the wrong VR."""
-    return [keyword_for_tag(t) or str(t) for t in _wrong_vr_tags(ds) if int(t) in ESSENTIAL_TAGS]
+def wrong_vrs(ds: Dataset, tags: list[Any] | None = None) -> list[str]:
+    """Keywords of the essential attributes (ESSENTIAL_TAGS) written under the wrong VR (among
+    `tags` when the caller has read them with _wrong_vr_tags already)."""
+    found = _wrong_vr_tags(ds) if tags is None else tags
+    return [keyword_for_tag(t) or str(t) for t in found if int(t) in ESSENTIAL_TAGS]
 
 
-def drop_wrong_vrs(ds: Dataset) -> int:
-    """Delete the non-essential top-level attributes written under the wrong VR from `ds` (in
-    memory; the file is untouched), so that nothing downstream (series naming, the report's
-    technique line, the SEG / SR writers) reads a value pydicom had to convert into something
-    else. Returns how many were dropped."""
-    dropped = [t for t in _wrong_vr_tags(ds) if int(t) not in ESSENTIAL_TAGS]
-    for tag in dropped:
-        del ds[tag]
-    return len(dropped)
+def vet_header(ds: Dataset) -> str | None:
+    """header_damage(ds); when there is none, the non-essential top-level attributes written
+    under the wrong VR are deleted from `ds` (in memory; the file is untouched), so that nothing
+    downstream (series naming, the technique line, the SEG / SR writers) reads a value pydicom
+    had to convert into something else. The header's VRs are read once for both."""
+    wrong = _wrong_vr_tags(ds)
+    damage = header_damage(ds, wrong)
+    if damage is None:
+        for tag in wrong:
+            del ds[tag]  # essential ones would have been damage
+    return damage
 
 
-def header_damage(ds: Dataset) -> str | None:
+def header_damage(ds: Dataset, wrong_tags: list[Any] | None = None) -> str | None:
     """What makes an image's header unusable for the SEG and SR written on it (a missing or
     multi-valued reference UID, a slice thickness or spacing that is not a number, essential
     values of the wrong VR); None when nothing does."""
@@ -198,7 +202,7 @@ def header_damage(ds: Dataset) -> str | None:
     ]
     if bad:
         parts.append(f"{', '.join(bad)} not a number")
-    wrong = wrong_vrs(ds)
+    wrong = wrong_vrs(ds, wrong_tags)
     if wrong:
         parts.append(f"header values of the wrong VR ({', '.join(wrong[:3])})")
     return "; ".join(parts) or None

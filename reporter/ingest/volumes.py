@@ -57,9 +57,7 @@ def decode_stacks(stacks: list[Stack]) -> tuple[list[Stack], list[np.ndarray], s
                 # wrong VR is damaged like one whose pixels are: the SEG / SR writers need those
                 # values. Other attributes of the wrong VR are dropped from the header.
                 if id(f.ds) not in header_damage:
-                    header_damage[id(f.ds)] = fast.header_damage(f.ds)
-                    if not header_damage[id(f.ds)]:
-                        fast.drop_wrong_vrs(f.ds)
+                    header_damage[id(f.ds)] = fast.vet_header(f.ds)
                 if header_damage[id(f.ds)]:
                     raise PixelDataError(str(header_damage[id(f.ds)]))
                 if f.frame is None:
