@@ -7,11 +7,14 @@ label maps full of ties. Behaviour only: nothing here measures time.
 
 from __future__ import annotations
 
+import base64
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
@@ -19,6 +22,7 @@ from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy import spine_parts as sp
 from reporter.contracts import labels as L
 from reporter.grounding.measures.frame import THECAL, Grid
+from reporter.render.keyimages import _outline, _thicken
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
 import check_outputs_equal as coe
@@ -171,4 +175,47 @@ def test_output_check_reads_a_report_folder(tmp_path: Path) -> None:
     (tmp_path / "b" / "findings.json").write_text('{"x": 2}')
     assert coe.compare_folder(tmp_path / "a", tmp_path / "b") == [
         "findings.json: not byte-identical"
+    ]
+
+
+def test_key_image_outlines_are_scipys_erosion_and_dilation() -> None:
+    rng = np.random.default_rng(23)
+    masks = [np.zeros((5, 5), bool), np.ones((5, 5), bool), np.ones((1, 1), bool)]
+    masks += [np.ones((1, 9), bool), np.ones((9, 1), bool)]
+    for _ in range(150):
+        m = rng.random((int(rng.integers(1, 40)), int(rng.integers(1, 40)))) > rng.random()
+        masks.append(ndimage.binary_opening(m) if rng.random() < 0.7 else m)
+    for mask in masks:
+        want = mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)
+        assert np.array_equal(_outline(mask), want)
+        assert np.array_equal(_thicken(want), ndimage.binary_dilation(want))
+
+
+def _png_uri(pixels: np.ndarray, level: int) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_output_check_reads_key_images_as_pixels(tmp_path: Path) -> None:
+    """A key image saved at another zlib level is the same image; one changed pixel is not."""
+    pixels = np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    changed = pixels.copy()
+    changed[5, 5] ^= 1
+    pages = {
+        "a": _png_uri(pixels, 6),
+        "b": _png_uri(pixels, 1),
+        "c": _png_uri(changed, 1),
+    }
+    for name, uri in pages.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "findings.json").write_text("{}")
+        (folder / "report.txt").write_text("r\n")
+        (folder / "provenance.json").write_text("{}")
+        (folder / "report.html").write_text(f'<p>x</p><img src="{uri}">')
+    assert pages["a"] != pages["b"]
+    assert coe.compare_folder(tmp_path / "a", tmp_path / "b") == []
+    assert coe.compare_folder(tmp_path / "a", tmp_path / "c") == [
+        "report.html: differs (times masked, key images as pixels)"
     ]

@@ -128,7 +128,7 @@ def _norm(img: np.ndarray) -> np.ndarray:
 def _outline(mask: np.ndarray) -> np.ndarray:
     """The mask's pixels with a 4-neighbour outside it (or on the image border): what
     `mask & ~ndimage.binary_erosion(mask, border_value=0)` gives, by array slicing, which is
-    ~35x faster on a key image (tests/test_render_keyimages.py checks they agree)."""
+    ~35x faster on a key image (tests/test_speed_equivalence.py checks they agree)."""
     inner = np.zeros_like(mask)
     inner[1:-1, 1:-1] = (
         mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
