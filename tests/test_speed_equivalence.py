@@ -219,3 +219,19 @@ def test_output_check_reads_key_images_as_pixels(tmp_path: Path) -> None:
     assert coe.compare_folder(tmp_path / "a", tmp_path / "c") == [
         "report.html: differs (times masked, key images as pixels)"
     ]
+
+
+def test_distance_within_is_the_whole_volume_distance_up_to_its_reach() -> None:
+    rng = np.random.default_rng(31)
+    for t in range(120):
+        shape = _shape(rng)
+        mask = _random_boxes(rng, shape, int(rng.integers(1, 4)))
+        spacing = rng.uniform(0.3, 5.0, 3)
+        reach = float(rng.uniform(0.0, 12.0)) if t % 10 else 0.0
+        full = ndimage.distance_transform_edt(~mask, sampling=spacing)
+        got = sp.distance_within(mask, spacing, reach)
+        near = full <= reach
+        assert np.array_equal(got[near], full[near])
+        assert np.all(got[~near] > reach)
+        for cut in (reach, reach * rng.uniform(0, 1), 0.0):
+            assert np.array_equal(got <= cut, full <= cut)

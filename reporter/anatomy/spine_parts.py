@@ -224,6 +224,25 @@ def disc_thickness_mm(disc: Instance, affine: np.ndarray) -> float:
     return float(np.percentile(along, 95) - np.percentile(along, 5))
 
 
+def distance_within(mask: np.ndarray, spacing: np.ndarray, reach_mm: float) -> np.ndarray:
+    """Distance (mm) of every voxel to the nearest voxel of `mask`, exact wherever it is at most
+    `reach_mm` and +inf beyond the mask's bounding box grown by `reach_mm` (where it is larger).
+
+    `ndimage.distance_transform_edt(~mask, sampling=spacing)` on that box only: every voxel of
+    the mask is inside it, so the nearest one is found there too; a voxel outside is more than
+    `reach_mm` away along one axis. Comparisons with thresholds up to `reach_mm` are bit for bit
+    those on the whole volume (tests/test_speed_equivalence.py), at a fraction of the cost."""
+    if not np.isfinite(reach_mm) or not np.all(np.asarray(spacing) > 0):
+        return ndimage.distance_transform_edt(~mask, sampling=spacing)
+    margin = tuple(int(np.ceil(reach_mm / float(s))) + 1 for s in spacing)
+    box = _bounding_box(mask, margin)
+    if box is None:
+        return ndimage.distance_transform_edt(~mask, sampling=spacing)
+    out = np.full(mask.shape, np.inf)
+    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing)
+    return out
+
+
 def carve_lumbosacral_disc(
     sacrum: Instance | None,
     lowest: Instance | None,
@@ -251,11 +270,12 @@ def carve_lumbosacral_disc(
     if not above:
         return sacrum, discs
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    dist = ndimage.distance_transform_edt(~lowest.mask, sampling=spacing)
-    touching = sacrum.mask & (dist <= TOUCH_PIXELS * float(spacing[1:].max()))
+    touch_mm = TOUCH_PIXELS * float(spacing[1:].max())
+    thickness = float(np.median([disc_thickness_mm(d, affine) for d in above]))
+    dist = distance_within(lowest.mask, spacing, max(touch_mm, thickness))
+    touching = sacrum.mask & (dist <= touch_mm)
     if not touching.any():
         return sacrum, discs
-    thickness = float(np.median([disc_thickness_mm(d, affine) for d in above]))
     slab = sacrum.mask & (dist <= thickness)
     for d in between:
         slab |= d.mask
