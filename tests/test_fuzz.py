@@ -441,6 +441,29 @@ def test_slice_thickness_that_is_no_number_is_a_damaged_header_absurd_geometry_7
     assert (tmp_path / "out" / "seg.dcm").is_file()
 
 
+# --- absurd_geometry, seed 133601: a slice thickness with several values -------------------
+def test_slice_thickness_with_several_values_is_a_damaged_header_absurd_geometry_133601(
+    phantom, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """'1\\2\\3' passed the number check and reached highdicom's SEG as a list: exit 70
+    (TypeError in pydicom's DS). Damaged when one slice has it; the rest of the series is used."""
+    import reporter
+
+    study = tmp_path / "study"
+    shutil.copytree(phantom_dir / "dicom", study)
+    path = sorted(study.glob("*sag_t2*/*.dcm"))[0]
+    ds = pydicom.dcmread(path)
+    ds.SliceThickness = ["1", "2", "3"]
+    ds.save_as(path)
+    report = reporter.report_study(
+        study, out_dir=tmp_path / "out", seg=phantom_dir / "seg.dcm", findings=phantom.findings
+    )
+    assert any("several values in SliceThickness" in x for x in report.limitations), (
+        report.limitations
+    )
+    assert (tmp_path / "out" / "seg.dcm").is_file()
+
+
 # --- nifti_hostile, seed 6094: a gzipped NIfTI of 1 GiB of zeros ----------------------------
 def test_nifti_bomb_is_refused_from_its_header_nifti_hostile_6094(tmp_path: Path) -> None:
     """The volume was read whole (1 GiB) and converted to float32: exit 70 (MemoryError) and

@@ -174,7 +174,7 @@ def vet_header(ds: Dataset) -> str | None:
 
 def header_damage(ds: Dataset, wrong_tags: list[Any] | None = None) -> str | None:
     """What makes an image's header unusable for the SEG and SR written on it (a missing or
-    multi-valued reference UID, a slice thickness or spacing that is not a number, essential
+    multi-valued reference UID, a slice thickness or spacing that is not one number, essential
     values of the wrong VR); None when nothing does."""
     parts = []
     # Type 1 attributes the SR's image library copies from each referenced image as well.
@@ -189,17 +189,22 @@ def header_damage(ds: Dataset, wrong_tags: list[Any] | None = None) -> str | Non
     # A UID holds one value: several ('1.2.3\\4.5') cannot key or reference anything (highdicom's
     # SEG hashed the list: TypeError). Other malformed UID text is written back as it came.
     several = [name for tag, name in REFERENCE_UIDS.items() if "\\" in text(ds, tag)]
+    # Decimal strings the SEG copies from its source images: present, each must be one number
+    # (a list such as '1\\2\\3' reached highdicom as a MultiValue: TypeError, fuzz seed 133601).
+    bad = []
+    for tag, name in (
+        (SLICE_THICKNESS, "SliceThickness"),
+        (SPACING_BETWEEN_SLICES, "SpacingBetweenSlices"),
+    ):
+        if not text(ds, tag):
+            continue
+        values = numbers(ds, tag)
+        if not _finite(values):
+            bad.append(name)
+        elif values is not None and len(values) > 1:
+            several.append(name)
     if several:
         parts.append(f"several values in {', '.join(several)}")
-    # Decimal strings the SEG copies from its source images: present, they must be numbers.
-    bad = [
-        name
-        for tag, name in (
-            (SLICE_THICKNESS, "SliceThickness"),
-            (SPACING_BETWEEN_SLICES, "SpacingBetweenSlices"),
-        )
-        if text(ds, tag) and not _finite(numbers(ds, tag))
-    ]
     if bad:
         parts.append(f"{', '.join(bad)} not a number")
     wrong = wrong_vrs(ds, wrong_tags)
