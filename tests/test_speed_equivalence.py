@@ -18,6 +18,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from reporter import masks
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy import spine_parts as sp
 from reporter.contracts import labels as L
@@ -235,3 +236,27 @@ def test_distance_within_is_the_whole_volume_distance_up_to_its_reach() -> None:
         assert np.all(got[~near] > reach)
         for cut in (reach, reach * rng.uniform(0, 1), 0.0):
             assert np.array_equal(got <= cut, full <= cut)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_mask_voxels_and_boxes_are_argwhere_and_the_axis_scan(ndim: int) -> None:
+    rng = np.random.default_rng(41 + ndim)
+    for t in range(120):
+        shape = tuple(int(x) for x in rng.integers(1, 14, ndim))
+        mask = rng.random(shape) < (rng.uniform(0.0, 0.3) if t % 7 else 0.0)
+        if t % 3 == 0 and mask.size:  # one compact blob
+            mask = np.zeros(shape, bool)
+            lo = [int(rng.integers(0, s)) for s in shape]
+            mask[tuple(slice(a, a + int(rng.integers(1, 5))) for a in lo)] = True
+        got = masks.voxels(mask)
+        want = np.argwhere(mask)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        margin = tuple(int(x) for x in rng.integers(0, 4, ndim))
+        box = masks.bounding_box(mask, margin)
+        if not mask.any():
+            assert box is None
+            continue
+        assert box == tuple(
+            slice(max(int(want[:, a].min()) - m, 0), min(int(want[:, a].max()) + m + 1, n))
+            for a, (m, n) in enumerate(zip(margin, shape, strict=True))
+        )

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from reporter.anatomy import segmenter_data as sd
 from reporter.anatomy.spine_parts import Instance
+from reporter.masks import voxels
 
 PRIOR_LUMBAR = {4: 0.015, 5: 0.955, 6: 0.03}  # prevalence (see reporter.synth.priors)
 # Four or six is reported only when the evidence makes it this probable; below, five is kept.
@@ -77,7 +78,7 @@ def conus_tip(cord: np.ndarray, affine: np.ndarray, axis: np.ndarray) -> float |
     if n > 1:
         sizes = np.bincount(comp.ravel())[1:]
         cord = comp == (int(np.argmax(sizes)) + 1)
-    heights = (np.argwhere(cord) @ affine[:3, :3].T + affine[:3, 3]) @ axis
+    heights = (voxels(cord) @ affine[:3, :3].T + affine[:3, 3]) @ axis
     return float(np.percentile(heights, 1.0))  # the caudal end, robust to a stray voxel
 
 
@@ -90,8 +91,8 @@ def spinous_reach(
     In the phantoms the spinous processes of lumbar vertebrae project further than thoracic
     ones (reporter.synth.curve), which marks the thoracolumbar junction when no rib is drawn.
     """
-    post_idx = np.argwhere(generic == sd.POSTERIOR)
-    canal_idx = np.argwhere(generic == sd.CANAL)
+    post_idx = voxels(generic == sd.POSTERIOR)
+    canal_idx = voxels(generic == sd.CANAL)
     if len(post_idx) == 0 or len(mobile) < 2:
         return [None] * len(mobile)
     post = post_idx @ affine[:3, :3].T + affine[:3, 3]
@@ -109,7 +110,7 @@ def spinous_reach(
         tangent /= np.linalg.norm(tangent)
         back = np.array([0.0, 1.0, 0.0]) - tangent[1] * tangent  # LPS +y is posterior
         back /= np.linalg.norm(back)
-        body = np.argwhere(v.mask) @ affine[:3, :3].T + affine[:3, 3] - v.centroid
+        body = voxels(v.mask) @ affine[:3, :3].T + affine[:3, 3] - v.centroid
         along = body @ tangent
         height = float(np.percentile(along, 95) - np.percentile(along, 5))
         wall = float(np.percentile(body @ back, 98))
@@ -131,8 +132,8 @@ def transverse_volume(
     the lateral slices of a sagittal stack; thoracic ones (no rib is drawn in the phantoms) are
     short, so the volume drops at the thoracolumbar junction, independently of the spinous step.
     """
-    post = np.argwhere(generic == sd.POSTERIOR) @ affine[:3, :3].T + affine[:3, 3]
-    canal = np.argwhere(generic == sd.CANAL) @ affine[:3, :3].T + affine[:3, 3]
+    post = voxels(generic == sd.POSTERIOR) @ affine[:3, :3].T + affine[:3, 3]
+    canal = voxels(generic == sd.CANAL) @ affine[:3, :3].T + affine[:3, 3]
     if len(post) == 0:
         return [0.0] * len(mobile)
     mid_x = float(canal[:, 0].mean()) if len(canal) else float(post[:, 0].mean())
@@ -140,7 +141,7 @@ def transverse_volume(
     voxel_ml = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0
     out = []
     for v in mobile:
-        along = (np.argwhere(v.mask) @ affine[:3, :3].T + affine[:3, 3] - v.centroid) @ axis
+        along = (voxels(v.mask) @ affine[:3, :3].T + affine[:3, 3] - v.centroid) @ axis
         height = float(np.percentile(along, 95) - np.percentile(along, 5))
         ax = (lateral - v.centroid) @ axis
         # The transverse processes leave the pedicles, in the upper half of the body.

@@ -25,6 +25,7 @@ import numpy as np
 from reporter.anatomy.importers import ORDINAL_DISC_BASE, ORDINAL_VERTEBRA_BASE
 from reporter.contracts import labels as L
 from reporter.contracts.findings import LEVELS, VERTEBRAE, Transitional, level_name
+from reporter.masks import voxels
 
 SACRUM = "S1"
 CONVENTION_SACRUM = "counted from the sacrum upward"
@@ -273,7 +274,7 @@ def _touching_pair(
 
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     reach = np.ceil(CONTACT_MM / spacing).astype(int) + 1
-    idx = np.argwhere(disc)
+    idx = voxels(disc)
     lo = np.maximum(idx.min(0) - reach, 0)
     hi = np.minimum(idx.max(0) + reach + 1, disc.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
@@ -288,5 +289,5 @@ def _touching_pair(
 
 
 def _mask_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    idx = np.argwhere(mask).mean(0)
+    idx = voxels(mask).mean(0)
     return idx @ affine[:3, :3].T + affine[:3, 3]

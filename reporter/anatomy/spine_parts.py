@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from reporter.anatomy import naming as nm
 from reporter.anatomy import segmenter_data as sd
+from reporter.masks import bounding_box, voxels
 
 # A mobile vertebra this many times the median body height (along the spine) among the seven
 # lowest is two bodies segmented as one (the disc between them missed): every name above it is
@@ -50,7 +51,7 @@ def instances(generic: np.ndarray, cls: int, affine: np.ndarray, voxel_ml: float
     # Erosion and the nearest-component search only matter inside the mask's bounding box
     # (grown by a voxel): run there, the same voxels and the same nearest components as on the
     # whole volume (every component lies inside the box; outside it the mask is empty).
-    box = _bounding_box(mask, (1,) * mask.ndim)
+    box = bounding_box(mask, (1,) * mask.ndim)
     assert box is not None  # the mask is not empty
     if cls == sd.VERTEBRA:
         spacing = float(np.linalg.norm(affine[:3, 1]))
@@ -85,7 +86,7 @@ def _centres(comp: np.ndarray, n: int) -> list[tuple[float, ...]]:
     bounding box of the labelled voxels only (voxels outside it are background, label 0)."""
     if n == 0:
         return []
-    box = _bounding_box(comp > 0, (0,) * comp.ndim)
+    box = bounding_box(comp > 0, (0,) * comp.ndim)
     assert box is not None  # n > 0 components: some voxel is labelled
     labels = comp[box].ravel()
     counts = np.bincount(labels, minlength=n + 1)[1 : n + 1].astype(float)
@@ -123,7 +124,7 @@ def _recentre(items: list[Instance], affine: np.ndarray, voxel_ml: float) -> lis
     for it in items:
         if it.voxels * voxel_ml < MIN_ML[it.kind]:
             continue
-        c = np.argwhere(it.mask).mean(0) @ affine[:3, :3].T + affine[:3, 3]
+        c = voxels(it.mask).mean(0) @ affine[:3, :3].T + affine[:3, 3]
         out.append(Instance(it.kind, it.mask, c, it.voxels))
     return out
 
@@ -141,7 +142,7 @@ def split_by_discs(
     planes = []
     for d in discs:
         # In mm: slices are several times thicker than pixels, so index space would bend it.
-        pts = np.argwhere(d.mask) @ affine[:3, :3].T
+        pts = voxels(d.mask) @ affine[:3, :3].T
         if len(pts) < 10:
             continue
         centred = pts - pts.mean(0)
@@ -150,7 +151,7 @@ def split_by_discs(
         planes.append((pts.mean(0), vt[2], extent))
     out: list[Instance] = []
     for v in vertebrae:
-        idx = np.argwhere(v.mask)
+        idx = voxels(v.mask)
         pts = idx @ affine[:3, :3].T
         key = np.zeros(len(pts), dtype=np.int64)
         for centre, normal, extent in planes:
@@ -177,24 +178,11 @@ def _touches(mask: np.ndarray, other: np.ndarray, reach: int = 3) -> int:
     """Voxels of `other` within `reach` in-plane pixels of `mask` (slice by slice)."""
     # Only the mask's bounding box grown by `reach` can be reached: dilate that box alone (the
     # same voxels as dilating the whole volume, in a fraction of the time).
-    box = _bounding_box(mask, (0, reach + 1, reach + 1))
+    box = bounding_box(mask, (0, reach + 1, reach + 1))
     if box is None:
         return 0
     grown = ndimage.binary_dilation(mask[box], structure=np.ones((1, 3, 3), bool), iterations=reach)
     return int((grown & other[box]).sum())
-
-
-def _bounding_box(mask: np.ndarray, margin: tuple[int, ...]) -> tuple[slice, ...] | None:
-    """The slices of `mask`'s bounding box grown by `margin` per axis (clipped to the array);
-    None when the mask is empty."""
-    box = []
-    for axis, m in enumerate(margin):
-        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other_axes))
-        if hit.size == 0:
-            return None
-        box.append(slice(max(int(hit[0]) - m, 0), min(int(hit[-1]) + m + 1, mask.shape[axis])))
-    return tuple(box)
 
 
 def drop_sacral_discs(
@@ -217,7 +205,7 @@ def drop_sacral_discs(
 
 def disc_thickness_mm(disc: Instance, affine: np.ndarray) -> float:
     """Extent of a disc along its normal (the direction of least extent), 5th-95th percentile."""
-    pts = np.argwhere(disc.mask) @ affine[:3, :3].T
+    pts = voxels(disc.mask) @ affine[:3, :3].T
     centred = pts - pts.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     along = centred @ vt[2]
@@ -235,7 +223,7 @@ def distance_within(mask: np.ndarray, spacing: np.ndarray, reach_mm: float) -> n
     if not np.isfinite(reach_mm) or not np.all(np.asarray(spacing) > 0):
         return ndimage.distance_transform_edt(~mask, sampling=spacing)
     margin = tuple(int(np.ceil(reach_mm / float(s))) + 1 for s in spacing)
-    box = _bounding_box(mask, margin)
+    box = bounding_box(mask, margin)
     if box is None:
         return ndimage.distance_transform_edt(~mask, sampling=spacing)
     out = np.full(mask.shape, np.inf)
@@ -283,10 +271,10 @@ def carve_lumbosacral_disc(
     # disc; a slab that takes the whole sacrum leaves none: neither is a disc space.
     if not slab.any() or slab.sum() >= sacrum.voxels:
         return sacrum, discs
-    idx = np.argwhere(slab).mean(0)
+    idx = voxels(slab).mean(0)
     disc = Instance("disc", slab, idx @ affine[:3, :3].T + affine[:3, 3], int(slab.sum()))
     rest = sacrum.mask & ~slab
-    idx = np.argwhere(rest).mean(0)
+    idx = voxels(rest).mean(0)
     sacrum = Instance("sacrum", rest, idx @ affine[:3, :3].T + affine[:3, 3], int(rest.sum()))
     return sacrum, [d for d in discs if not any(d is b for b in between)] + [disc]
 
@@ -323,7 +311,7 @@ def mobile_vertebrae(
 
 def body_height_mm(v: Instance, affine: np.ndarray, axis: np.ndarray) -> float:
     """Extent of a vertebral body along the spine axis, 5th-95th percentile."""
-    along = (np.argwhere(v.mask) @ affine[:3, :3].T) @ axis
+    along = (voxels(v.mask) @ affine[:3, :3].T) @ axis
     return float(np.percentile(along, 95) - np.percentile(along, 5))
 
 

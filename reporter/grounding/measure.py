@@ -77,6 +77,7 @@ from reporter.grounding.measures.frame import (
 from reporter.grounding.measures.herniation import HERNIATION_UNITS, herniation_reach
 from reporter.grounding.measures.sagittal2d import is_single_image, keep_largest_parts
 from reporter.grounding.measures.sagittal2d import measure_level as measure_single_image
+from reporter.masks import voxels
 
 # --- the study ------------------------------------------------------------------------------------
 # Why a measurement is not taken from a label map that cannot support it (the verdict quotes it).
@@ -289,7 +290,7 @@ def central_heights_mm(
         lat = np.array([1.0, 0.0, 0.0]) - u[0] * u  # left-right, orthogonal to the axis
         lat /= np.linalg.norm(lat)
         a = np.cross(u, lat)
-        idx = np.argwhere(labels == v)
+        idx = voxels(labels == v)
         pts = idx @ affine[:3, :3].T + affine[:3, 3] - cents[v]
         ca, cl = pts @ a, pts @ lat
         a0, a1 = np.percentile(ca, [1, 99])

@@ -13,6 +13,7 @@ from reporter.contracts.anatomy import Anatomy
 from reporter.contracts.findings import split_level
 from reporter.contracts.study import Series, Study
 from reporter.contracts.verdicts import Measurement, ReadOn
+from reporter.masks import voxels
 
 THECAL = (L.CANAL, L.CORD)
 # Labels the lateral recess may contain (free space): epidural fat (unlabelled), sac, roots.
@@ -59,13 +60,13 @@ class Grid:
         """(n, 3) indices of the voxels labelled `value` (np.argwhere order)."""
         idx = self._voxels.get(value)
         if idx is None:
-            idx = self._voxels[value] = np.argwhere(self.labels == value)
+            idx = self._voxels[value] = voxels(self.labels == value)
         return idx
 
     def thecal_points(self) -> np.ndarray:
         """(n, 3) LPS of the thecal sac's voxels (canal and cord)."""
         if self._thecal is None:
-            idx = np.argwhere(np.isin(self.labels, THECAL))
+            idx = voxels(np.isin(self.labels, THECAL))
             self._thecal = idx @ self.affine[:3, :3].T + self.affine[:3, 3]
         return self._thecal
 
@@ -133,7 +134,7 @@ def level_frame(grid: Grid, level: str) -> Frame | None:
     if disc.sum() < 20:
         return None
     to_lps = grid.affine[:3, :3].T
-    pts = np.argwhere(disc) @ to_lps + grid.affine[:3, 3]
+    pts = voxels(disc) @ to_lps + grid.affine[:3, 3]
     origin = pts.mean(0)
     upper, lower = split_level(level)
     cu, cl = _centroid(grid, L.vertebra_label(upper)), _centroid(grid, L.vertebra_label(lower))
