@@ -9,6 +9,7 @@ used is refused in a fraction of a second, not after seconds of imports and ~1 G
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -74,7 +75,16 @@ def get_model(
             from reporter.vlm.inference import load_model  # torch: imported when first needed
 
             _MODELS[key] = load_model(path=model, adapter=adapter)  # type: ignore[arg-type]
+            _settle_heap()
         return _MODELS[key]
+
+
+def _settle_heap() -> None:
+    """Move what is loaded now (libraries, model objects: ~870k objects) out of the cyclic
+    garbage collector's reach. Each full collection walked them all: every other warm report
+    of the demo study paid ~0.4 s for it (p95 3.2 s against a 2.7 s median). Memory is still
+    freed by reference counting; clear_model_cache undoes it."""
+    gc.freeze()
 
 
 def preload(model: ModelArg = None, adapter: str | os.PathLike[str] | None = None) -> None:
@@ -85,11 +95,13 @@ def preload(model: ModelArg = None, adapter: str | os.PathLike[str] | None = Non
     from reporter.anatomy.segmenter import preload_segmenter  # torch, as segment() imports it
 
     preload_segmenter()
+    _settle_heap()
 
 
 def clear_model_cache() -> None:
     with _MODELS_LOCK:
         _MODELS.clear()
+    gc.unfreeze()  # the dropped models' cycles become collectable again
 
 
 def _model_info(vlm: Any) -> dict[str, Any]:
