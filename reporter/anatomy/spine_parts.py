@@ -259,11 +259,13 @@ def carve_lumbosacral_disc(
         return sacrum, discs
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     touch_mm = TOUCH_PIXELS * float(spacing[1:].max())
-    thickness = float(np.median([disc_thickness_mm(d, affine) for d in above]))
-    dist = distance_within(lowest.mask, spacing, max(touch_mm, thickness))
+    dist = distance_within(lowest.mask, spacing, touch_mm)
     touching = sacrum.mask & (dist <= touch_mm)
     if not touching.any():
         return sacrum, discs
+    thickness = float(np.median([disc_thickness_mm(d, affine) for d in above]))
+    if thickness > touch_mm:  # exact up to the larger reach
+        dist = distance_within(lowest.mask, spacing, thickness)
     slab = sacrum.mask & (dist <= thickness)
     for d in between:
         slab |= d.mask
