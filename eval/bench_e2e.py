@@ -65,7 +65,8 @@ for i in range(runs):
     times.append(time.perf_counter() - t)
     stages.append(rep.provenance.timings_s)
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"times": times, "stages": stages, "peak_rss_mb": peak_kb / 1024}))
+print(json.dumps({"times": times, "stages": stages, "peak_rss_mb": peak_kb / 1024,
+                  "code": str(Path(reporter.__file__).resolve().parent.parent)}))
 """
 
 
@@ -82,7 +83,7 @@ def _run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[int, float, 
     its waited-for descendants, from wait4) and the tail of its output."""
     with tempfile.TemporaryFile() as log:
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_ENV, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -91,7 +92,19 @@ def _run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[int, float, 
     return proc.returncode, wall, usage.ru_maxrss / 1024, tail
 
 
-_CLI = [sys.executable, "-c", "from reporter.cli import main; main()"]
+# -P: a child started with -c would put its working folder first on sys.path and import the
+# reporter found there, not the tree being measured; _ENV names that tree (set in main()).
+_CLI = [sys.executable, "-P", "-c", "from reporter.cli import main; main()"]
+_ENV: dict[str, str] | None = None
+
+
+def _measure_tree(code: Path | None) -> None:
+    """Make every child import `reporter` from `code`, the tree this script imports."""
+    global _ENV
+    if code is None:
+        return
+    rest = os.environ.get("PYTHONPATH", "")
+    _ENV = {**os.environ, "PYTHONPATH": str(code) + (os.pathsep + rest if rest else "")}
 
 
 def cold_demo(work: Path) -> dict[str, float]:
@@ -127,6 +140,7 @@ def latency(work: Path, runs: int, model: str | None, phantom_seg: bool) -> dict
     proc = subprocess.run(
         [
             sys.executable,
+            "-P",
             "-c",
             _CHILD,
             str(study / "dicom"),
@@ -138,10 +152,13 @@ def latency(work: Path, runs: int, model: str | None, phantom_seg: bool) -> dict
         capture_output=True,
         text=True,
         check=False,
+        env=_ENV,
     )
     if proc.returncode != 0:
         sys.exit(f"latency run failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if _ENV is not None and res["code"] != _ENV["PYTHONPATH"].split(os.pathsep)[0]:
+        sys.exit(f"the latency child imported reporter from {res['code']}, not the measured tree")
     warm = res["times"][1:]
     stage_names = res["stages"][-1].keys()
     stage_median = {
@@ -222,6 +239,7 @@ def main() -> None:
     # Which code is measured (PYTHONPATH may name another tree than the editable install).
     spec = importlib.util.find_spec("reporter")
     code = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
+    _measure_tree(code)
     result: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
