@@ -172,10 +172,10 @@ def vet_header(ds: Dataset) -> str | None:
     return damage
 
 
-def header_damage(ds: Dataset, wrong_tags: list[Any] | None = None) -> str | None:
+def header_damage(ds: Dataset, wrong_tags: list[Any]) -> str | None:
     """What makes an image's header unusable for the SEG and SR written on it (a missing or
     multi-valued reference UID, a slice thickness or spacing that is not one number, essential
-    values of the wrong VR); None when nothing does."""
+    values of the wrong VR, among `wrong_tags` from _wrong_vr_tags); None when nothing does."""
     parts = []
     # Type 1 attributes the SR's image library copies from each referenced image as well.
     required = {
